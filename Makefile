@@ -1,0 +1,57 @@
+# The two commands of the README: `make run` and `make test`. Both set up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# System parts the project needs (rendering uses FluidSynth and a GM soundfont).
+APT_PACKAGES := fluidsynth fluid-soundfont-gm
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system venv run test lint format bench clean
+
+setup: system venv
+
+# Installs the apt packages only when one is missing, so a second run is quiet.
+system:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+
+# Re-installs only when pyproject.toml changes. torch is installed on its own
+# first: `pip install torch==2.13.0` takes the CPU build the machine provides.
+$(STAMP): pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[all,dev]"
+	@touch $(STAMP)
+
+# Until the page exists: encode the midi_in/ examples, decode them into
+# midi_out/ and print each round-trip report.
+run: setup
+	$(VENV)/bin/music-lm roundtrip midi_in/ -o midi_out/
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: setup lint
+	$(VENV)/bin/pytest
+
+bench: setup
+	$(PY) bench/codec.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

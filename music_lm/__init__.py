@@ -1,0 +1,47 @@
+"""music_lm: symbolic music generation with a MIDI <-> token-text round trip.
+
+The codec API imports no torch:
+
+    >>> import music_lm
+    >>> text = music_lm.midi_to_text("midi_in/bach_chorale.mid")
+    >>> midi_bytes = music_lm.text_to_midi(text)
+"""
+
+from music_lm.api import (
+    Encoded,
+    encode_midi,
+    inspect_midi,
+    midi_to_text,
+    text_to_midi,
+    text_to_score,
+)
+from music_lm.codec import CodecError, decode, encode, to_grid
+from music_lm.grammar import GrammarError, validate
+from music_lm.midi_io import MidiError, read_midi, write_midi
+from music_lm.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CodecError",
+    "Encoded",
+    "GrammarError",
+    "KeySignature",
+    "MidiError",
+    "Note",
+    "Score",
+    "TempoChange",
+    "TimeSignature",
+    "Track",
+    "decode",
+    "encode",
+    "encode_midi",
+    "inspect_midi",
+    "midi_to_text",
+    "read_midi",
+    "text_to_midi",
+    "text_to_score",
+    "to_grid",
+    "validate",
+    "write_midi",
+]

@@ -1,0 +1,394 @@
+"""Score <-> token text, exactly at the grid.
+
+`to_grid` moves a score read from a file onto the codec's grid (24 steps per
+quarter note) and records every change it makes; `encode` writes a grid score
+as canonical token text; `decode` parses text through the grammar back into a
+grid score. For a grid score S that `to_grid` produced, decode(encode(S)) == S;
+for any valid text T, encode(decode(T)) == T.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+from music_lm.grammar import GrammarError, walk, words_to_ids
+from music_lm.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.vocab import (
+    GRID_PER_QUARTER,
+    MAX_DURATION_STEPS,
+    MAX_MELODIC_TRACKS,
+    MAX_TRACKS,
+    STYLES,
+    TEMPO_MAX_BPM,
+    TEMPO_MIN_BPM,
+    VOCAB,
+    bar_steps,
+    nearest_tempo,
+    nearest_velocity,
+    split_duration,
+)
+
+
+class CodecError(ValueError):
+    """A score the codec cannot represent; the message names the value."""
+
+
+# ---- the report of what moving onto the grid changed ----
+
+
+@dataclass
+class GridChanges:
+    """What `to_grid` kept, moved and dropped, counted against the original score."""
+
+    notes: int = 0
+    notes_exact: int = 0  # same pitch, onset, duration, velocity bin, instrument
+    onsets_moved: int = 0
+    max_onset_shift_beats: float = 0.0
+    durations_changed: int = 0
+    max_duration_shift_beats: float = 0.0
+    velocities_binned: int = 0  # velocity not already a bin value (kept as its bin)
+    max_velocity_change: int = 0
+    tempos: int = 0
+    tempos_exact: int = 0  # at the same grid tick, BPM within 0.5 %
+    max_tempo_error_percent: float = 0.0
+    meta_moved: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    changed: Counter[str] = field(default_factory=Counter)
+
+
+# ---- file ticks -> grid ----
+
+
+def _to_steps(tick: int, ticks_per_beat: int) -> int:
+    """Nearest grid step, halves rounded up (exact integer arithmetic)."""
+    return (2 * tick * GRID_PER_QUARTER + ticks_per_beat) // (2 * ticks_per_beat)
+
+
+def to_grid(score: Score) -> tuple[Score, GridChanges]:
+    """Move `score` onto the codec's grid, returning the grid score and the changes made.
+
+    Onsets and note ends move to the nearest grid step (ends rather than
+    durations, so legato and overlaps survive; a note keeps at least one step).
+    Velocities go to their bin, tempi to the nearest tempo token (within 0.5 %),
+    time signatures to the next bar line when they fall inside a bar. Nothing
+    is merged unless there are more instruments than MIDI channels.
+    """
+    ppq = score.ticks_per_beat
+    if ppq <= 0:
+        raise CodecError(f"ticks_per_beat must be positive, got {ppq}")
+    changes = GridChanges()
+    grid = Score(GRID_PER_QUARTER, style=score.style if score.style in STYLES else "none")
+    if grid.style != score.style:
+        changes.dropped[f"style tag {score.style!r} (not in the vocabulary)"] += 1
+    tracks = _limit_tracks([t for t in score.tracks if t.notes], changes)
+    for track in tracks:
+        grid.tracks.append(_track_to_grid(track, ppq, changes))
+    grid.tempos = _tempos_to_grid(score.tempos, ppq, changes)
+    grid.time_signatures = _time_signatures_to_grid(score.time_signatures, ppq, changes)
+    grid.key_signatures = _keys_to_grid(score.key_signatures, ppq, changes)
+    return grid, changes
+
+
+def _limit_tracks(tracks: list[Track], changes: GridChanges) -> list[Track]:
+    """More instruments than channels: merge tracks of one instrument, in order."""
+    melodic = sum(not t.is_drum for t in tracks)
+    if len(tracks) <= MAX_TRACKS and melodic <= MAX_MELODIC_TRACKS:
+        return tracks
+    merged: dict[tuple[int, bool], Track] = {}
+    for track in tracks:
+        key = (track.program, track.is_drum)
+        if key in merged:
+            merged[key].notes.extend(track.notes)
+            changes.changed["tracks merged into another of the same instrument"] += 1
+        else:
+            merged[key] = Track(track.program, track.is_drum, list(track.notes), track.name)
+    out = list(merged.values())
+    melodic = sum(not t.is_drum for t in out)
+    if len(out) > MAX_TRACKS or melodic > MAX_MELODIC_TRACKS:
+        raise CodecError(
+            f"{melodic} melodic instruments and {len(out) - melodic} drum tracks: at most "
+            f"{MAX_MELODIC_TRACKS} melodic and {MAX_TRACKS} in all fit in MIDI's channels"
+        )
+    for track in out:
+        track.notes.sort()
+    return out
+
+
+def _track_to_grid(track: Track, ppq: int, changes: GridChanges) -> Track:
+    notes = []
+    for note in track.notes:
+        onset = _to_steps(note.onset_tick, ppq)
+        end = max(_to_steps(note.end_tick, ppq), onset + 1)
+        if end - onset > MAX_DURATION_STEPS:
+            end = onset + MAX_DURATION_STEPS
+            changes.changed["notes longer than 68 quarter notes shortened"] += 1
+        velocity = nearest_velocity(note.velocity)
+        notes.append(Note(onset, end - onset, note.pitch, velocity))
+        changes.notes += 1
+        onset_shift = abs(onset * ppq - note.onset_tick * GRID_PER_QUARTER) / (
+            ppq * GRID_PER_QUARTER
+        )
+        duration_shift = abs((end - onset) * ppq - note.duration_tick * GRID_PER_QUARTER) / (
+            ppq * GRID_PER_QUARTER
+        )
+        if onset_shift:
+            changes.onsets_moved += 1
+            changes.max_onset_shift_beats = max(changes.max_onset_shift_beats, onset_shift)
+        if duration_shift:
+            changes.durations_changed += 1
+            changes.max_duration_shift_beats = max(changes.max_duration_shift_beats, duration_shift)
+        if velocity != note.velocity:
+            changes.velocities_binned += 1
+            changes.max_velocity_change = max(
+                changes.max_velocity_change, abs(velocity - note.velocity)
+            )
+        if not onset_shift and not duration_shift:
+            changes.notes_exact += 1
+    notes.sort()
+    repaired = _pair_first_in_first_out(notes)
+    if repaired:
+        changes.changed["same-pitch overlapping notes re-paired (durations swapped)"] += repaired
+    return Track(track.program, track.is_drum, notes, track.name, track.channel)
+
+
+def _pair_first_in_first_out(notes: list[Note]) -> int:
+    """Make same-pitch notes end in the order they start (in place); return how many changed.
+
+    MIDI cannot tell a note nested inside a longer one of the same pitch from
+    two overlapping ones; the reader pairs first-in first-out, so the codec
+    keeps notes in that form. Only tracks merged together can break it.
+    """
+    by_pitch: dict[int, list[int]] = defaultdict(list)
+    for i, note in enumerate(notes):
+        by_pitch[note.pitch].append(i)
+    changed = 0
+    for indices in by_pitch.values():
+        ends = sorted(notes[i].end_tick for i in indices)
+        for i, end in zip(indices, ends, strict=True):
+            n = notes[i]
+            if n.end_tick != end:
+                notes[i] = Note(n.onset_tick, end - n.onset_tick, n.pitch, n.velocity)
+                changed += 1
+    if changed:
+        notes.sort()
+    return changed
+
+
+def _tempos_to_grid(tempos: list[TempoChange], ppq: int, changes: GridChanges) -> list[TempoChange]:
+    """Tempo changes on grid steps, valued as tempo tokens; MIDI's 120 BPM before the first."""
+    by_step: dict[int, TempoChange] = {}
+    for tempo in tempos:  # a later event on the same step wins, as in a sequencer
+        step = _to_steps(tempo.tick, ppq)
+        if step in by_step:
+            changes.dropped["tempo events overridden on the same grid step"] += 1
+        by_step[step] = tempo
+    out = [TempoChange(0, 120.0)]
+    for step in sorted(by_step):
+        original = by_step[step]
+        value = nearest_tempo(original.bpm)
+        changes.tempos += 1
+        changes.max_tempo_error_percent = max(
+            changes.max_tempo_error_percent, abs(value - original.bpm) / original.bpm * 100
+        )
+        if not TEMPO_MIN_BPM <= original.bpm <= TEMPO_MAX_BPM:
+            changes.changed[f"tempi outside 20..400 BPM clamped (e.g. {original.bpm:.1f})"] += 1
+        elif step * ppq != original.tick * GRID_PER_QUARTER:
+            changes.meta_moved["tempo changes"] += 1
+        else:
+            changes.tempos_exact += 1
+        if step == 0:
+            out[0] = TempoChange(0, value)
+        elif out[-1].bpm == value:
+            changes.changed["tempo changes within 0.5 % of the tempo before merged"] += 1
+        else:
+            out.append(TempoChange(step, value))
+    return out
+
+
+def _time_signatures_to_grid(
+    signatures: list[TimeSignature], ppq: int, changes: GridChanges
+) -> list[TimeSignature]:
+    """Time signatures on bar lines (4/4 before the first): one inside a bar moves to
+    the next bar line, so bars never change length mid-way and notes keep their ticks."""
+    out = [TimeSignature(0, 4, 4)]
+    bar_start, length = 0, bar_steps(4, 4)
+    for ts in signatures:
+        if (ts.numerator, ts.denominator) not in VOCAB.time_signatures:
+            changes.dropped[f"time signature {ts} (no token; bars keep the previous meter)"] += 1
+            continue
+        step = _to_steps(ts.tick, ppq)
+        if step > bar_start:
+            bars = -(-(step - bar_start) // length)  # ceiling division
+            bar_start += bars * length
+        if bar_start * ppq != ts.tick * GRID_PER_QUARTER:
+            changes.meta_moved["time signatures"] += 1
+        if out[-1].tick == bar_start:
+            out[-1] = TimeSignature(bar_start, ts.numerator, ts.denominator)
+        else:
+            out.append(TimeSignature(bar_start, ts.numerator, ts.denominator))
+        length = bar_steps(ts.numerator, ts.denominator)
+    deduped = [out[0]]  # a signature that repeats the one before is no change
+    for ts in out[1:]:
+        if (ts.numerator, ts.denominator) != (deduped[-1].numerator, deduped[-1].denominator):
+            deduped.append(ts)
+    return deduped
+
+
+def _keys_to_grid(keys: list[KeySignature], ppq: int, changes: GridChanges) -> list[KeySignature]:
+    by_step: dict[int, KeySignature] = {}
+    for key in keys:
+        step = _to_steps(key.tick, ppq)
+        if step * ppq != key.tick * GRID_PER_QUARTER:
+            changes.meta_moved["key signatures"] += 1
+        by_step[step] = KeySignature(step, key.sharps, key.mode)
+    out: list[KeySignature] = []
+    for step in sorted(by_step):
+        key = by_step[step]
+        if out and (out[-1].sharps, out[-1].mode) == (key.sharps, key.mode):
+            continue
+        out.append(key)
+    return out
+
+
+# ---- grid score -> token text ----
+
+_W = VOCAB.tokens
+_POS = [_W[i] for i in VOCAB.ranges["pos"]]
+_DUR = [_W[i] for i in VOCAB.ranges["dur"]]
+_PITCH = [_W[i] for i in VOCAB.ranges["pitch"]]
+_DRUM = [_W[i] for i in VOCAB.ranges["drum"]]
+_TRACK = [_W[i] for i in VOCAB.ranges["track"]]
+_VEL = {VOCAB.values[i]: _W[i] for i in VOCAB.ranges["vel"]}
+_LONG = {VOCAB.values[i]: _W[i] for i in VOCAB.ranges["dur_long"]}
+
+
+def encode(score: Score) -> str:
+    """Canonical token text of a grid score: a header line, one line per bar, 'end'.
+
+    The score must be on the grid (`to_grid` makes one); CodecError otherwise.
+    """
+    if score.ticks_per_beat != GRID_PER_QUARTER:
+        raise CodecError(
+            f"encode needs a score on the {GRID_PER_QUARTER}-step grid, got "
+            f"ticks_per_beat={score.ticks_per_beat}; use to_grid() first"
+        )
+    tempo0, tempos = _split_at_zero(score.tempos, TempoChange(0, 120.0))
+    ts0, signatures = _split_at_zero(score.time_signatures, TimeSignature(0, 4, 4))
+    key0, keys = _split_at_zero(score.key_signatures, None)
+    tracks = [t for t in score.tracks if t.notes]
+    header = ["piece", f"style:{score.style}", _word("tempo", tempo0.bpm)]
+    header.append(_word("ts", (ts0.numerator, ts0.denominator)))
+    if key0 is not None:
+        header.append(_word("key", (key0.sharps, key0.mode)))
+    header += [_word("inst", -1 if t.is_drum else t.program) for t in tracks]
+
+    # Everything that happens at an onset, by absolute grid tick.
+    notes_at: dict[int, list[tuple[int, int, int, int]]] = defaultdict(list)
+    for index, track in enumerate(tracks):
+        for n in track.notes:
+            notes_at[n.onset_tick].append((index, n.duration_tick, n.velocity, n.pitch))
+    tempo_at = {t.tick: t.bpm for t in tempos}
+    key_at = {k.tick: (k.sharps, k.mode) for k in keys}
+    ts_at = {t.tick: (t.numerator, t.denominator) for t in signatures}
+    ticks = sorted(set(notes_at) | set(tempo_at) | set(key_at))
+    last_tick = max([*ticks, *ts_at], default=-1)
+
+    lines = [" ".join(header)]
+    meter = (ts0.numerator, ts0.denominator)
+    bar_start, t_index = 0, 0
+    while bar_start <= last_tick:
+        words = ["bar"]
+        if bar_start in ts_at and bar_start > 0:
+            meter = ts_at[bar_start]
+            words.append(_word("ts", meter))
+        bar_end = bar_start + bar_steps(*meter)
+        current_track = None
+        durations: dict[int, int] = {}
+        velocities: dict[int, int] = {}
+        while t_index < len(ticks) and ticks[t_index] < bar_end:
+            tick = ticks[t_index]
+            t_index += 1
+            words.append(_POS[tick - bar_start])
+            if tick in tempo_at:
+                words.append(_word("tempo", tempo_at[tick]))
+            if tick in key_at:
+                words.append(_word("key", key_at[tick]))
+            for track_index, duration, velocity, pitch in sorted(notes_at.get(tick, ())):
+                if track_index != current_track:
+                    words.append(_TRACK[track_index])
+                    current_track = track_index
+                if durations.get(track_index) != duration:
+                    long_steps, short_steps = split_duration(duration)
+                    if long_steps:
+                        words.append(_LONG[long_steps])
+                    words.append(_DUR[short_steps - 1])
+                    durations[track_index] = duration
+                if velocities.get(track_index) != velocity:
+                    words.append(_VEL[velocity])
+                    velocities[track_index] = velocity
+                words.append(_DRUM[pitch] if tracks[track_index].is_drum else _PITCH[pitch])
+        lines.append(" ".join(words))
+        bar_start = bar_end
+    lines.append("end")
+    return "\n".join(lines) + "\n"
+
+
+def _split_at_zero(events: list, default: object) -> tuple[object, list]:
+    """(the event in force at tick 0, the events after tick 0)."""
+    first = default
+    rest = []
+    for event in events:
+        if event.tick == 0:
+            first = event
+        else:
+            rest.append(event)
+    return first, rest
+
+
+def _word(family: str, value: object) -> str:
+    try:
+        return VOCAB.word_of(family, value)
+    except KeyError:
+        raise CodecError(f"no {family} token for the value {value!r}") from None
+
+
+# ---- token text -> grid score ----
+
+
+def decode(text: str) -> Score:
+    """Parse token text (validated by the grammar) into a grid score.
+
+    Raises GrammarError naming the token index, the token and what was expected.
+    """
+    ids = words_to_ids(text.split())
+    score = Score(GRID_PER_QUARTER)
+    values, families = VOCAB.values, VOCAB.family_of
+    notes: list[list[Note]] = []
+    for token_id, state in walk(ids):
+        family = families[token_id]
+        value = values[token_id]
+        if family == "pitch" or family == "drum":
+            track = state.part_track
+            notes[track].append(
+                Note(state.onset_tick, state.durations[track], value, state.velocities[track])
+            )
+        elif family == "inst":
+            score.tracks.append(Track(program=max(value, 0), is_drum=value == -1))
+            notes.append(score.tracks[-1].notes)
+        elif family == "tempo":
+            tick = state.onset_tick if state.bar_index else 0
+            score.tempos.append(TempoChange(tick, value))
+        elif family == "ts":
+            score.time_signatures.append(TimeSignature(state.bar_start, *value))
+        elif family == "key":
+            tick = state.onset_tick if state.bar_index else 0
+            score.key_signatures.append(KeySignature(tick, *value))
+        elif family == "style":
+            score.style = value
+    for track_notes in notes:
+        track_notes.sort()
+    return score
+
+
+__all__ = ["CodecError", "GrammarError", "GridChanges", "decode", "encode", "to_grid"]

@@ -1,0 +1,130 @@
+"""Our own score types, on integer ticks. No MIDI library type leaks out of midi_io.
+
+A `Score` is what a musician would recognise: tracks (an instrument each) of
+notes, plus the tempo map, time signatures and key signatures. Times are ticks
+at `ticks_per_beat` ticks per quarter note: the file's PPQ when read from MIDI,
+`GRID_PER_QUARTER` (24) once quantised onto the codec's grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from music_lm.vocab import DRUM_CHANNEL, GM_PROGRAMS, MAJOR_KEYS, MINOR_KEYS
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Note:
+    onset_tick: int
+    duration_tick: int
+    pitch: int
+    velocity: int
+
+    @property
+    def end_tick(self) -> int:
+        return self.onset_tick + self.duration_tick
+
+
+@dataclass(frozen=True, slots=True)
+class TempoChange:
+    tick: int
+    bpm: float  # quarter notes per minute
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSignature:
+    tick: int
+    numerator: int
+    denominator: int
+
+    def __str__(self) -> str:
+        return f"{self.numerator}/{self.denominator}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySignature:
+    tick: int
+    sharps: int  # -7 (7 flats) .. +7 (7 sharps)
+    mode: str  # "major" or "minor"
+
+    def __str__(self) -> str:
+        return key_name(self.sharps, self.mode)
+
+
+@dataclass(slots=True)
+class Track:
+    """One instrument: a GM program (0..127) or drums, and its notes."""
+
+    program: int
+    is_drum: bool = False
+    notes: list[Note] = field(default_factory=list)
+    name: str = ""  # the name in the source file, for display only
+    channel: int | None = None  # the source channel, for display only
+
+    @property
+    def instrument_name(self) -> str:
+        return "drums" if self.is_drum else GM_PROGRAMS[self.program]
+
+
+@dataclass(slots=True)
+class Score:
+    ticks_per_beat: int
+    tracks: list[Track] = field(default_factory=list)
+    tempos: list[TempoChange] = field(default_factory=list)
+    time_signatures: list[TimeSignature] = field(default_factory=list)
+    key_signatures: list[KeySignature] = field(default_factory=list)
+    style: str = "none"
+
+    @property
+    def note_count(self) -> int:
+        return sum(len(t.notes) for t in self.tracks)
+
+    @property
+    def end_tick(self) -> int:
+        """Tick at which the last note ends (or the last meta event lies)."""
+        ends = [n.end_tick for t in self.tracks for n in t.notes]
+        ends += [e.tick for e in (*self.tempos, *self.time_signatures, *self.key_signatures)]
+        return max(ends, default=0)
+
+    def bar_starts(self, until_tick: int | None = None) -> list[int]:
+        """Ticks at which bars start, following the time signatures (4/4 before
+        the first one), up to and including the bar that holds `until_tick`."""
+        until = self.end_tick if until_tick is None else until_tick
+        signatures = sorted(self.time_signatures, key=lambda ts: ts.tick)
+        starts: list[int] = []
+        tick, num, den = 0, 4, 4
+        index = 0
+        while True:
+            while index < len(signatures) and signatures[index].tick <= tick:
+                num, den = signatures[index].numerator, signatures[index].denominator
+                index += 1
+            starts.append(tick)
+            length = num * 4 * self.ticks_per_beat // den
+            next_tick = tick + max(length, 1)
+            # A signature that falls inside this bar starts a new bar there.
+            if index < len(signatures) and signatures[index].tick < next_tick:
+                next_tick = signatures[index].tick
+            if next_tick > until:
+                return starts
+            tick = next_tick
+
+
+KEY_TONICS = {"major": MAJOR_KEYS, "minor": MINOR_KEYS}
+
+
+def key_name(sharps: int, mode: str) -> str:
+    """(sharps, mode) -> 'D minor' style name: (-1, 'minor') -> 'D minor'."""
+    return f"{KEY_TONICS[mode][sharps + 7]} {mode}"
+
+
+def default_channel_layout(tracks: list[Track]) -> list[int]:
+    """DAW-ready channels: drums on channel 10, melodic tracks on the others in order."""
+    melodic = [c for c in range(16) if c != DRUM_CHANNEL]
+    channels, next_melodic = [], 0
+    for track in tracks:
+        if track.is_drum:
+            channels.append(DRUM_CHANNEL)
+        else:
+            channels.append(melodic[next_melodic % len(melodic)])
+            next_melodic += 1
+    return channels

@@ -1,0 +1,355 @@
+"""The token vocabulary, written once as data.
+
+Every token family is a list of (word, value) pairs. The token list, the ids, the
+id range of each family and every value lookup are derived from these tables;
+no id is hard-coded anywhere else. Pure Python: importing this loads no torch.
+
+Within a family, tokens are ordered by value, so "all positions after @1" or
+"all pitches from C4 up" is one contiguous id range (the grammar and the
+constrained sampler rely on that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cached_property
+
+# The musical grid: 24 steps per quarter note. 24 is the smallest grid that
+# holds 32nd notes (3 steps), 16th-note triplets (4) and 32nd-note triplets (2);
+# bench/grid.py measures what finer or coarser grids would keep on music21's
+# corpus (see docs/token-format.md for the figures).
+GRID_PER_QUARTER = 24
+
+# Longest bar a time signature may describe, in quarter notes (12/4, 24/8, 6/2).
+MAX_BAR_QUARTERS = 12
+MAX_BAR_STEPS = MAX_BAR_QUARTERS * GRID_PER_QUARTER
+
+# A duration is written as an optional "long" part (a multiple of
+# LONG_DURATION_QUARTERS) plus one "short" part of 1..SHORT_DURATION_STEPS steps.
+SHORT_DURATION_QUARTERS = 4
+SHORT_DURATION_STEPS = SHORT_DURATION_QUARTERS * GRID_PER_QUARTER
+LONG_DURATION_QUARTERS = 4
+MAX_LONG_MULTIPLE = 16  # long parts d:4+ .. d:64+
+MAX_DURATION_STEPS = (
+    MAX_LONG_MULTIPLE * LONG_DURATION_QUARTERS * GRID_PER_QUARTER + SHORT_DURATION_STEPS
+)
+
+MAX_TRACKS = 16
+MAX_MELODIC_TRACKS = 15  # MIDI has 16 channels and channel 10 is for drums
+DRUM_CHANNEL = 9  # channel 10, counted from one
+
+TEMPO_MIN_BPM = 20.0
+TEMPO_MAX_BPM = 400.0
+
+VELOCITY_BINS = 32
+
+STYLES: tuple[str, ...] = (
+    "none",
+    "bach",
+    "handel",
+    "palestrina",
+    "monteverdi",
+    "josquin",
+    "haydn",
+    "mozart",
+    "beethoven",
+    "schubert",
+    "schumann",
+    "chopin",
+    "joplin",
+    "folk-essen",
+    "folk",
+    "irish",
+    "scottish",
+    "american",
+    "hymn",
+    "chorale",
+    "classical",
+    "baroque",
+    "renaissance",
+    "romantic",
+    "jazz",
+    "blues",
+    "rock",
+    "pop",
+    "electronic",
+    "hip-hop",
+    "latin",
+    "world",
+    "user",
+)
+
+# General MIDI program names (program number = index), as lowercase slugs.
+GM_PROGRAMS: tuple[str, ...] = (
+    "acoustic-grand-piano", "bright-acoustic-piano", "electric-grand-piano",
+    "honky-tonk-piano", "electric-piano-1", "electric-piano-2", "harpsichord",
+    "clavinet", "celesta", "glockenspiel", "music-box", "vibraphone", "marimba",
+    "xylophone", "tubular-bells", "dulcimer", "drawbar-organ", "percussive-organ",
+    "rock-organ", "church-organ", "reed-organ", "accordion", "harmonica",
+    "tango-accordion", "acoustic-guitar-nylon", "acoustic-guitar-steel",
+    "electric-guitar-jazz", "electric-guitar-clean", "electric-guitar-muted",
+    "overdriven-guitar", "distortion-guitar", "guitar-harmonics", "acoustic-bass",
+    "electric-bass-finger", "electric-bass-pick", "fretless-bass", "slap-bass-1",
+    "slap-bass-2", "synth-bass-1", "synth-bass-2", "violin", "viola", "cello",
+    "contrabass", "tremolo-strings", "pizzicato-strings", "orchestral-harp",
+    "timpani", "string-ensemble-1", "string-ensemble-2", "synth-strings-1",
+    "synth-strings-2", "choir-aahs", "voice-oohs", "synth-choir", "orchestra-hit",
+    "trumpet", "trombone", "tuba", "muted-trumpet", "french-horn", "brass-section",
+    "synth-brass-1", "synth-brass-2", "soprano-sax", "alto-sax", "tenor-sax",
+    "baritone-sax", "oboe", "english-horn", "bassoon", "clarinet", "piccolo",
+    "flute", "recorder", "pan-flute", "blown-bottle", "shakuhachi", "whistle",
+    "ocarina", "lead-1-square", "lead-2-sawtooth", "lead-3-calliope",
+    "lead-4-chiff", "lead-5-charang", "lead-6-voice", "lead-7-fifths",
+    "lead-8-bass-lead", "pad-1-new-age", "pad-2-warm", "pad-3-polysynth",
+    "pad-4-choir", "pad-5-bowed", "pad-6-metallic", "pad-7-halo", "pad-8-sweep",
+    "fx-1-rain", "fx-2-soundtrack", "fx-3-crystal", "fx-4-atmosphere",
+    "fx-5-brightness", "fx-6-goblins", "fx-7-echoes", "fx-8-sci-fi", "sitar",
+    "banjo", "shamisen", "koto", "kalimba", "bagpipe", "fiddle", "shanai",
+    "tinkle-bell", "agogo", "steel-drums", "woodblock", "taiko-drum",
+    "melodic-tom", "synth-drum", "reverse-cymbal", "guitar-fret-noise",
+    "breath-noise", "seashore", "bird-tweet", "telephone-ring", "helicopter",
+    "applause", "gunshot",
+)  # fmt: skip
+
+# General MIDI percussion key map (channel 10), note number -> slug.
+GM_DRUMS: dict[int, str] = {
+    35: "acoustic-bass-drum", 36: "bass-drum-1", 37: "side-stick",
+    38: "acoustic-snare", 39: "hand-clap", 40: "electric-snare",
+    41: "low-floor-tom", 42: "closed-hi-hat", 43: "high-floor-tom",
+    44: "pedal-hi-hat", 45: "low-tom", 46: "open-hi-hat", 47: "low-mid-tom",
+    48: "hi-mid-tom", 49: "crash-cymbal-1", 50: "high-tom", 51: "ride-cymbal-1",
+    52: "chinese-cymbal", 53: "ride-bell", 54: "tambourine", 55: "splash-cymbal",
+    56: "cowbell", 57: "crash-cymbal-2", 58: "vibraslap", 59: "ride-cymbal-2",
+    60: "hi-bongo", 61: "low-bongo", 62: "mute-hi-conga", 63: "open-hi-conga",
+    64: "low-conga", 65: "high-timbale", 66: "low-timbale", 67: "high-agogo",
+    68: "low-agogo", 69: "cabasa", 70: "maracas", 71: "short-whistle",
+    72: "long-whistle", 73: "short-guiro", 74: "long-guiro", 75: "claves",
+    76: "hi-wood-block", 77: "low-wood-block", 78: "mute-cuica", 79: "open-cuica",
+    80: "mute-triangle", 81: "open-triangle",
+}  # fmt: skip
+
+PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+# Key signatures as MIDI stores them: sharps (+) or flats (-), and the mode.
+MAJOR_KEYS = ("Cb", "Gb", "Db", "Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#")
+MINOR_KEYS = ("Ab", "Eb", "Bb", "F", "C", "G", "D", "A", "E", "B", "F#", "C#", "G#", "D#", "A#")
+
+TIME_SIGNATURE_DENOMINATORS = (1, 2, 4, 8, 16, 32)
+MAX_TIME_SIGNATURE_NUMERATOR = 32
+
+
+# --- value <-> text helpers (pure functions, also used by docs and tests) ---
+
+
+def pitch_to_name(pitch: int) -> str:
+    """MIDI note number -> scientific pitch name with sharps: 60 -> 'C4', 0 -> 'C-1'."""
+    if not 0 <= pitch <= 127:
+        raise ValueError(f"MIDI pitch must be in 0..127, got {pitch}")
+    return f"{PITCH_CLASS_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def name_to_pitch(name: str) -> int:
+    """Scientific pitch name -> MIDI note number: 'C4' -> 60, 'Db4' -> 61."""
+    letter = name[:1].upper()
+    rest = name[1:]
+    if letter not in "CDEFGAB" or not rest:
+        raise ValueError(f"not a pitch name: {name!r}")
+    alter = 0
+    while rest[:1] in ("#", "b"):
+        alter += 1 if rest[0] == "#" else -1
+        rest = rest[1:]
+    try:
+        octave = int(rest)
+    except ValueError:
+        raise ValueError(f"not a pitch name: {name!r}") from None
+    pitch = PITCH_CLASS_NAMES.index(letter) + alter + 12 * (octave + 1)
+    if not 0 <= pitch <= 127:
+        raise ValueError(f"pitch {name!r} is outside MIDI's 0..127")
+    return pitch
+
+
+def steps_to_quarters_text(steps: int) -> str:
+    """Grid steps -> a mixed number of quarter notes: 36 -> '1+1/2', 8 -> '1/3'."""
+    whole, rest = divmod(steps, GRID_PER_QUARTER)
+    if rest == 0:
+        return str(whole)
+    frac = Fraction(rest, GRID_PER_QUARTER)
+    text = f"{frac.numerator}/{frac.denominator}"
+    return f"{whole}+{text}" if whole else text
+
+
+def key_token_name(tonic: str, mode: str) -> str:
+    return f"key:{tonic}:{mode}"
+
+
+def _tempo_values() -> list[float]:
+    """Tempi from 20 to 400 BPM in readable steps (0.2 below 25, 0.25 below 50, 0.5
+    below 100, then whole BPM). Each step is at most 1 % of its tempo, so the
+    nearest token is within 0.5 % of any tempo, and round tempi are exact."""
+    values: list[float] = []
+    for start, stop, step in ((20, 25, 0.2), (25, 50, 0.25), (50, 100, 0.5), (100, 401, 1)):
+        count = round((stop - start) / step)
+        values += [round(start + i * step, 2) for i in range(count)]
+    return values
+
+
+def _tempo_word(bpm: float) -> str:
+    return f"tempo:{bpm:g}"
+
+
+def _velocity_values() -> list[int]:
+    width = 128 // VELOCITY_BINS
+    return [width * (i + 1) for i in range(VELOCITY_BINS - 1)] + [127]
+
+
+# --- the families ---
+
+
+@dataclass(frozen=True)
+class Family:
+    """One token family: a name and its (word, value) pairs, ordered by value."""
+
+    name: str
+    entries: tuple[tuple[str, object], ...]
+    description: str
+
+
+def _families() -> tuple[Family, ...]:
+    positions = tuple((f"@{steps_to_quarters_text(s)}", s) for s in range(MAX_BAR_STEPS))
+    short_durations = tuple(
+        (f"d:{steps_to_quarters_text(s)}", s) for s in range(1, SHORT_DURATION_STEPS + 1)
+    )
+    long_durations = tuple(
+        (f"d:{m * LONG_DURATION_QUARTERS}+", m * LONG_DURATION_QUARTERS * GRID_PER_QUARTER)
+        for m in range(1, MAX_LONG_MULTIPLE + 1)
+    )
+    time_signatures = tuple(
+        (f"ts:{n}/{d}", (n, d))
+        for d in TIME_SIGNATURE_DENOMINATORS
+        for n in range(1, MAX_TIME_SIGNATURE_NUMERATOR + 1)
+        if n * 4 <= MAX_BAR_QUARTERS * d
+    )
+    keys = tuple((key_token_name(t, "major"), (i - 7, "major")) for i, t in enumerate(MAJOR_KEYS))
+    keys += tuple((key_token_name(t, "minor"), (i - 7, "minor")) for i, t in enumerate(MINOR_KEYS))
+    drums = tuple((f"drum:{GM_DRUMS.get(p, p)}", p) for p in range(128))
+    instruments = (*((f"inst:{g}", p) for p, g in enumerate(GM_PROGRAMS)), ("inst:drums", -1))
+    return (
+        Family("special", (("<pad>", None), ("<unk>", None)), "padding and unknown (never valid)"),
+        Family("piece", (("piece", None),), "start of a piece"),
+        Family("end", (("end", None),), "end of a piece"),
+        Family("style", tuple((f"style:{s}", s) for s in STYLES), "style tag of the piece"),
+        Family("inst", instruments, "instrument of a track: GM program or drums"),
+        Family("bar", (("bar", None),), "start of a bar"),
+        Family("ts", time_signatures, "time signature (at a bar start)"),
+        Family("pos", positions, "onset position in the bar, in quarter notes"),
+        Family("tempo", tuple((_tempo_word(b), b) for b in _tempo_values()), "tempo in BPM"),
+        Family("key", keys, "key signature: (sharps, mode)"),
+        Family("track", tuple((f"t{i}", i - 1) for i in range(1, MAX_TRACKS + 1)), "track"),
+        Family("dur_long", long_durations, "long part of a duration, in grid steps"),
+        Family("dur", short_durations, "duration, in grid steps"),
+        Family("vel", tuple((f"v:{v}", v) for v in _velocity_values()), "velocity bin"),
+        Family("pitch", tuple((pitch_to_name(p), p) for p in range(128)), "pitched note"),
+        Family("drum", drums, "drum hit (GM percussion key)"),
+    )
+
+
+class Vocabulary:
+    """The token list and everything derived from it (ids, ranges, values)."""
+
+    def __init__(self, families: tuple[Family, ...]) -> None:
+        self.families = {f.name: f for f in families}
+        self.tokens: list[str] = []
+        self.values: list[object] = []
+        self.family_of: list[str] = []
+        self.ranges: dict[str, range] = {}
+        for fam in families:
+            start = len(self.tokens)
+            for word, value in fam.entries:
+                self.tokens.append(word)
+                self.values.append(value)
+                self.family_of.append(fam.name)
+            self.ranges[fam.name] = range(start, len(self.tokens))
+        self.ids: dict[str, int] = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.ids) != len(self.tokens):
+            raise AssertionError("duplicate token in the vocabulary tables")
+        # value -> id within a family, for the encoder
+        self._by_value: dict[str, dict[object, int]] = {
+            name: {self.values[i]: i for i in r} for name, r in self.ranges.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def id_of(self, family: str, value: object) -> int:
+        """Token id of `value` in `family` (KeyError when the value has no token)."""
+        return self._by_value[family][value]
+
+    def word_of(self, family: str, value: object) -> str:
+        return self.tokens[self.id_of(family, value)]
+
+    @cached_property
+    def tempo_values(self) -> tuple[float, ...]:
+        return tuple(self.values[i] for i in self.ranges["tempo"])  # type: ignore[misc]
+
+    @cached_property
+    def velocity_values(self) -> tuple[int, ...]:
+        return tuple(self.values[i] for i in self.ranges["vel"])  # type: ignore[misc]
+
+    @cached_property
+    def time_signatures(self) -> frozenset[tuple[int, int]]:
+        return frozenset(self.values[i] for i in self.ranges["ts"])  # type: ignore[misc]
+
+
+VOCAB = Vocabulary(_families())
+
+
+# --- quantisers onto the vocabulary's values ---
+
+
+def nearest_tempo(bpm: float) -> float:
+    """The tempo token value nearest to `bpm` in ratio (clamped to 20..400)."""
+    values = VOCAB.tempo_values
+    if bpm <= values[0]:
+        return values[0]
+    if bpm >= values[-1]:
+        return values[-1]
+    lo, hi = 0, len(values) - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if values[mid] <= bpm:
+            lo = mid
+        else:
+            hi = mid
+    a, b = values[lo], values[hi]
+    return a if bpm * bpm <= a * b else b  # compare in log space: bpm <= sqrt(a*b)
+
+
+def nearest_velocity(velocity: int) -> int:
+    """The velocity bin value nearest to `velocity` (0..127); ties go up."""
+    return _VELOCITY_TABLE[velocity]
+
+
+def _velocity_table() -> tuple[int, ...]:
+    values = VOCAB.velocity_values
+    return tuple(min(reversed(values), key=lambda v: abs(v - x)) for x in range(128))
+
+
+_VELOCITY_TABLE = _velocity_table()
+
+
+def split_duration(steps: int) -> tuple[int, int]:
+    """Duration in grid steps -> (long part, short part), both in steps.
+
+    The long part is a multiple of 4 quarters (0 when absent), the short part is
+    1..96 steps: 96 -> (0, 96), 97 -> (96, 1), 192 -> (96, 96).
+    """
+    if not 1 <= steps <= MAX_DURATION_STEPS:
+        raise ValueError(f"duration must be 1..{MAX_DURATION_STEPS} grid steps, got {steps}")
+    long_steps = ((steps - 1) // SHORT_DURATION_STEPS) * SHORT_DURATION_STEPS
+    return long_steps, steps - long_steps
+
+
+def bar_steps(numerator: int, denominator: int) -> int:
+    """Length of a bar in grid steps: 4/4 -> 96, 6/8 -> 72."""
+    return numerator * 4 * GRID_PER_QUARTER // denominator
