@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from music_lm.grammar import GrammarError, walk, words_to_ids
+from music_lm.grammar import GrammarError, GrammarState, check_complete, located, words_to_ids
 from music_lm.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
 from music_lm.vocab import (
     GRID_PER_QUARTER,
@@ -356,6 +356,37 @@ def _word(family: str, value: object) -> str:
 # ---- token text -> grid score ----
 
 
+def _decode_inst(score: Score, state: GrammarState, program: int, notes: list) -> None:
+    score.tracks.append(Track(program=max(program, 0), is_drum=program == -1))
+    notes.append(score.tracks[-1].notes)
+
+
+def _decode_tempo(score: Score, state: GrammarState, bpm: float, notes: list) -> None:
+    score.tempos.append(TempoChange(state.onset_tick if state.bar_index else 0, bpm))
+
+
+def _decode_ts(score: Score, state: GrammarState, meter: tuple[int, int], notes: list) -> None:
+    score.time_signatures.append(TimeSignature(state.bar_start, *meter))
+
+
+def _decode_key(score: Score, state: GrammarState, key: tuple[int, str], notes: list) -> None:
+    tick = state.onset_tick if state.bar_index else 0
+    score.key_signatures.append(KeySignature(tick, *key))
+
+
+def _decode_style(score: Score, state: GrammarState, style: str, notes: list) -> None:
+    score.style = style
+
+
+_DECODE_META = {
+    "inst": _decode_inst,
+    "tempo": _decode_tempo,
+    "ts": _decode_ts,
+    "key": _decode_key,
+    "style": _decode_style,
+}
+
+
 def decode(text: str) -> Score:
     """Parse token text (validated by the grammar) into a grid score.
 
@@ -365,27 +396,23 @@ def decode(text: str) -> Score:
     score = Score(GRID_PER_QUARTER)
     values, families = VOCAB.values, VOCAB.family_of
     notes: list[list[Note]] = []
-    for token_id, state in walk(ids):
+    state = GrammarState()
+    advance = state.advance
+    for index, token_id in enumerate(ids):
+        try:
+            advance(token_id)
+        except GrammarError as err:
+            raise located(err, index, token_id) from None
         family = families[token_id]
-        value = values[token_id]
         if family == "pitch" or family == "drum":
             track = state.part_track
             notes[track].append(
-                Note(state.onset_tick, state.durations[track], value, state.velocities[track])
-            )
-        elif family == "inst":
-            score.tracks.append(Track(program=max(value, 0), is_drum=value == -1))
-            notes.append(score.tracks[-1].notes)
-        elif family == "tempo":
-            tick = state.onset_tick if state.bar_index else 0
-            score.tempos.append(TempoChange(tick, value))
-        elif family == "ts":
-            score.time_signatures.append(TimeSignature(state.bar_start, *value))
-        elif family == "key":
-            tick = state.onset_tick if state.bar_index else 0
-            score.key_signatures.append(KeySignature(tick, *value))
-        elif family == "style":
-            score.style = value
+                Note(state.onset_tick, state.durations[track], values[token_id],
+                     state.velocities[track])
+            )  # fmt: skip
+        elif family in _DECODE_META:
+            _DECODE_META[family](score, state, values[token_id], notes)
+    check_complete(state, len(ids))
     for track_notes in notes:
         track_notes.sort()
     return score

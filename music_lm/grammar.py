@@ -122,6 +122,7 @@ class GrammarState:
         "tempo",
         "track_ends",
         "track_is_drum",
+        "track_max_end",
         "ts",
         "used_tracks",
         "velocities",
@@ -148,6 +149,7 @@ class GrammarState:
         self.pending_long = 0
         # Per track: pitch -> latest end tick of its notes from earlier onsets.
         self.track_ends: list[dict[int, int]] = []
+        self.track_max_end: list[int] = []
         self.onset_notes: list[tuple[int, int, int]] = []  # (track, pitch, end) at this onset
 
     def copy(self) -> GrammarState:
@@ -158,6 +160,7 @@ class GrammarState:
         new.durations = list(self.durations)
         new.velocities = list(self.velocities)
         new.track_ends = [dict(ends) for ends in self.track_ends]
+        new.track_max_end = list(self.track_max_end)
         new.onset_notes = list(self.onset_notes)
         return new
 
@@ -173,138 +176,144 @@ class GrammarState:
     def n_tracks(self) -> int:
         return len(self.track_is_drum)
 
-    # ---- what may come next ----
+    # ---- what may come next: the succession table, then one rule per family ----
 
     def allowed_ranges(self) -> Ranges:
         """Half-open id ranges of the tokens allowed next (empty once done)."""
-        p = self.phase
-        if p is Phase.START:
-            return [(PIECE, PIECE + 1)]
-        if p is Phase.STYLE:
-            return [(R["style"].start, R["style"].stop)]
-        if p is Phase.TEMPO:
-            return [(R["tempo"].start, R["tempo"].stop)]
-        if p is Phase.TS:
-            return [(R["ts"].start, R["ts"].stop)]
-        if p is Phase.KEY_OR_INST or p is Phase.INST:
-            out = [(R["key"].start, R["key"].stop)] if p is Phase.KEY_OR_INST else []
-            out += self._inst_ranges()
-            out.append((BAR, BAR + 1))
-            out += self._end_ranges()
-            return out
-        if p is Phase.BAR_START:
-            out = []
-            if self.bar_index > 1:
-                out += _family_excluding("ts", VOCAB.id_of("ts", self.ts))
-            out += self._pos_ranges()
-            out.append((BAR, BAR + 1))
-            return out  # "end" needs a bar with content
-        if p is Phase.AFTER_TS:
-            return [*self._pos_ranges(), (BAR, BAR + 1), *self._end_ranges()]
-        if p is Phase.AFTER_POS or p is Phase.AFTER_TEMPO or p is Phase.AFTER_KEY:
-            first_bar_start = self.bar_index == 1 and self.pos == 0
-            out = []
-            if p is Phase.AFTER_POS and not first_bar_start:
-                out += _family_excluding("tempo", self._tempo_id())
-            if p is not Phase.AFTER_KEY and not first_bar_start:
-                out += _family_excluding("key", self._key_id())
-            out += self._part_start_ranges()
-            if p is not Phase.AFTER_POS:  # an onset must hold something
-                out += [*self._pos_ranges(), (BAR, BAR + 1), *self._end_ranges()]
-            return out
-        if p is Phase.AFTER_TRACK:
-            return self._group_start_ranges(self.part_track, first=True)
-        if p is Phase.AFTER_DUR_LONG:
-            return self._short_duration_ranges(self.pending_long)
-        if p is Phase.AFTER_DUR:
-            t = self.part_track
-            out = _family_excluding("vel", self._vel_id(t))
-            if self.velocities[t] is not None:
-                out += self._note_ranges(t, None)
-            return out
-        if p is Phase.AFTER_VEL:
-            return self._note_ranges(self.part_track, None)
-        if p is Phase.AFTER_NOTE:
-            t = self.part_track
-            out = self._note_ranges(t, self.last_pitch_id)
-            out += self._group_start_ranges(t, first=False)
-            if t + 1 < self.n_tracks:
-                out.append((R["track"].start + t + 1, R["track"].start + self.n_tracks))
-            return [*out, *self._pos_ranges(), (BAR, BAR + 1), *self._end_ranges()]
-        return []
+        out: Ranges = []
+        for family in SUCCESSIONS[self.phase]:
+            out += _RULES[family](self)
+        return out
 
-    def _inst_ranges(self) -> Ranges:
+    def is_allowed(self, token_id: int) -> bool:
+        family = _FAM[token_id]
+        if family not in _SUCCESSION_SETS[self.phase]:
+            return False
+        for lo, hi in _RULES[family](self):  # noqa: SIM110 (a plain loop is faster here)
+            if lo <= token_id < hi:
+                return True
+        return False
+
+    def _group_track(self) -> int | None:
+        """The track a DUR/VEL/note would belong to: the part's, or the current one
+        when the onset continues the current track without a TRACK token."""
+        if self.phase in _CONTINUING_PHASES:
+            return self.cur_track
+        return self.part_track
+
+    def _first_group(self) -> bool:
+        return self.phase is not Phase.AFTER_NOTE
+
+    def _rule_whole(self, family: str) -> Ranges:
+        r = R[family]
+        return [(r.start, r.stop)]
+
+    def _rule_tempo(self) -> Ranges:
+        if self.phase is Phase.TEMPO:
+            return self._rule_whole("tempo")
+        if self.bar_index == 1 and self.pos == 0:
+            return []  # the header holds the tempo at the start
+        return _family_excluding("tempo", VOCAB.id_of("tempo", self.tempo))
+
+    def _rule_ts(self) -> Ranges:
+        if self.phase is Phase.TS:
+            return self._rule_whole("ts")
+        if self.bar_index <= 1:
+            return []  # the header holds the meter of the first bar
+        return _family_excluding("ts", VOCAB.id_of("ts", self.ts))
+
+    def _rule_key(self) -> Ranges:
+        if self.phase is Phase.KEY_OR_INST:
+            return self._rule_whole("key")
+        if self.bar_index == 1 and self.pos == 0:
+            return []
+        return _family_excluding("key", None if self.key is None else VOCAB.id_of("key", self.key))
+
+    def _rule_inst(self) -> Ranges:
         n = self.n_tracks
         if n >= MAX_TRACKS:
             return []
         r = R["inst"]
-        melodic = n - sum(self.track_is_drum)
-        if melodic >= MAX_MELODIC_TRACKS:
+        if n - sum(self.track_is_drum) >= MAX_MELODIC_TRACKS:
             return [(r.stop - 1, r.stop)]  # inst:drums only
         return [(r.start, r.stop)]
 
-    def _end_ranges(self) -> Ranges:
+    def _rule_end(self) -> Ranges:
         if self.used_tracks == (1 << self.n_tracks) - 1:
             return [(END, END + 1)]
         return []
 
-    def _pos_ranges(self) -> Ranges:
+    def _rule_pos(self) -> Ranges:
         r = R["pos"]
         lo, hi = r.start + self.pos + 1, r.start + self.bar_length
         if self.n_tracks == 0 and self.bar_index == 1 and self.pos < 0:
             lo += 1  # without tracks, @0 of the first bar could hold nothing
         return [(lo, hi)] if lo < hi else []
 
-    def _part_start_ranges(self) -> Ranges:
-        """Tokens that may begin the first part of an onset."""
-        n, cur = self.n_tracks, self.cur_track
-        t0 = R["track"].start
+    def _rule_track(self) -> Ranges:
+        t0, n = R["track"].start, self.n_tracks
+        if self.phase is Phase.AFTER_NOTE:  # the next part: a later track
+            lo = t0 + self.part_track + 1
+            return [(lo, t0 + n)] if lo < t0 + n else []
+        cur = self.cur_track  # the first part: any track but the current one
         if cur is None:
             return [(t0, t0 + n)] if n else []
-        out = [(lo, hi) for lo, hi in ((t0, t0 + cur), (t0 + cur + 1, t0 + n)) if lo < hi]
-        return out + self._group_start_ranges(cur, first=True)
+        return [(lo, hi) for lo, hi in ((t0, t0 + cur), (t0 + cur + 1, t0 + n)) if lo < hi]
 
-    def _group_start_ranges(self, track: int, first: bool) -> Ranges:
-        """Tokens that may begin a group of `track`: DUR, VEL or (first only) a note."""
-        dur, vel = self.durations[track], self.velocities[track]
-        out: Ranges = []
-        if first:
-            long_ids = R["dur_long"]
-            out.append((long_ids.start, long_ids.stop))
-            out += _family_excluding("dur", self._short_dur_id(dur))
-            if dur is not None:
-                out += _family_excluding("vel", self._vel_id(track))
-                if vel is not None:
-                    out += self._note_ranges(track, None)
-            return out
-        # A later group must sort after the previous one: (duration, velocity) ascending.
-        assert dur is not None
-        assert vel is not None
-        for long_id in R["dur_long"]:
+    def _rule_dur_long(self) -> Ranges:
+        track = self._group_track()
+        if track is None:
+            return []
+        r = R["dur_long"]
+        if self._first_group():
+            return [(r.start, r.stop)]
+        # A later group must sort after the one before: a longer duration.
+        dur = self.durations[track]
+        for long_id in r:
             if _VAL[long_id] + SHORT_DURATION_STEPS > dur:
-                out.append((long_id, R["dur_long"].stop))
-                break
-        if dur < SHORT_DURATION_STEPS:
-            out.append((VOCAB.id_of("dur", dur) + 1, R["dur"].stop))
-        out += _family_above("vel", self._vel_id(track))
-        return out
+                return [(long_id, r.stop)]
+        return []
 
-    def _short_duration_ranges(self, long_steps: int) -> Ranges:
-        """Short durations allowed after a long part of `long_steps` (0: none)."""
-        dur = self.durations[self.part_track]
+    def _rule_dur(self) -> Ranges:
+        track = self._group_track()
+        if track is None:
+            return []
+        dur = self.durations[track]
+        long_steps = self.pending_long if self.phase is Phase.AFTER_DUR_LONG else 0
+        first = self.group_is_first if self.phase is Phase.AFTER_DUR_LONG else self._first_group()
         r = R["dur"]
-        if self.group_is_first:
-            if dur is None or not long_steps < dur <= long_steps + SHORT_DURATION_STEPS:
-                return [(r.start, r.stop)]
-            return _family_excluding("dur", r.start + dur - long_steps - 1)
-        lowest = max(dur - long_steps + 1, 1)  # the total must exceed the previous duration
+        if dur is None:
+            return [(r.start, r.stop)]
+        if first:  # any duration but the current one (that needs no token)
+            if long_steps < dur <= long_steps + SHORT_DURATION_STEPS:
+                return _family_excluding("dur", r.start + dur - long_steps - 1)
+            return [(r.start, r.stop)]
+        lowest = max(dur - long_steps + 1, 1)  # the total must exceed the duration before
         return [(r.start + lowest - 1, r.stop)] if lowest <= SHORT_DURATION_STEPS else []
 
-    def _note_ranges(self, track: int, floor_id: int | None) -> Ranges:
-        family = "drum" if self.track_is_drum[track] else "pitch"
+    def _rule_vel(self) -> Ranges:
+        track = self._group_track()
+        if track is None or self.durations[track] is None:
+            return []  # a group states its duration before its velocity
+        vel = self.velocities[track]
+        vel_id = None if vel is None else VOCAB.id_of("vel", vel)
+        if self.phase is Phase.AFTER_NOTE:  # VEL alone opens a later group: a higher one
+            return _family_above("vel", vel_id)
+        return _family_excluding("vel", vel_id)
+
+    def _rule_note(self, family: str) -> Ranges:
+        track = self._group_track()
+        if track is None or self.track_is_drum[track] != (family == "drum"):
+            return []
+        dur = self.durations[track]
+        if dur is None or self.velocities[track] is None:
+            return []
         start, stop = R[family].start, R[family].stop
-        lo = start if floor_id is None else floor_id
-        end = self.onset_tick + self.durations[track]
+        lo = self.last_pitch_id if self.phase is Phase.AFTER_NOTE else start
+        end = self.onset_tick + dur
+        if self.track_max_end[track] <= end:
+            return [(lo, stop)]
+        # Leave out pitches still sounding from an earlier onset past this note's end.
         out = []
         for pitch in sorted(p for p, e in self.track_ends[track].items() if e > end):
             if start + pitch >= lo:
@@ -313,35 +322,17 @@ class GrammarState:
         out.append((lo, stop))
         return [(a, b) for a, b in out if a < b]
 
-    def _tempo_id(self) -> int | None:
-        return None if self.tempo is None else VOCAB.id_of("tempo", self.tempo)
-
-    def _key_id(self) -> int | None:
-        return None if self.key is None else VOCAB.id_of("key", self.key)
-
-    def _vel_id(self, track: int) -> int | None:
-        vel = self.velocities[track]
-        return None if vel is None else VOCAB.id_of("vel", vel)
-
-    @staticmethod
-    def _short_dur_id(dur: int | None) -> int | None:
-        if dur is None or dur > SHORT_DURATION_STEPS:
-            return None
-        return VOCAB.id_of("dur", dur)
-
-    def is_allowed(self, token_id: int) -> bool:
-        return any(lo <= token_id < hi for lo, hi in self.allowed_ranges())
-
     # ---- taking a token ----
 
     def advance(self, token_id: int) -> None:
         """Take one token; raises GrammarError (without index) when it is not allowed."""
-        if not self.is_allowed(token_id):
-            raise GrammarError(f"expected {describe_ranges(self.allowed_ranges())}")
         family = _FAM[token_id]
-        value = _VAL[token_id]
-        handler = _HANDLERS[family]
-        handler(self, value)
+        if family in _SUCCESSION_SETS[self.phase]:
+            for lo, hi in _RULES[family](self):
+                if lo <= token_id < hi:
+                    _HANDLERS[family](self, _VAL[token_id])
+                    return
+        raise GrammarError(f"expected {describe_ranges(self.allowed_ranges())}")
 
     def _take_piece(self, _value: object) -> None:
         self.phase = Phase.STYLE
@@ -371,6 +362,7 @@ class GrammarState:
         self.durations.append(None)
         self.velocities.append(None)
         self.track_ends.append({})
+        self.track_max_end.append(-1)
         self.phase = Phase.INST
 
     def _flush_onset(self) -> None:
@@ -378,6 +370,8 @@ class GrammarState:
             ends = self.track_ends[track]
             if ends.get(pitch, -1) < end:
                 ends[pitch] = end
+            if self.track_max_end[track] < end:
+                self.track_max_end[track] = end
         self.onset_notes.clear()
 
     def _take_bar(self, _value: object) -> None:
@@ -450,6 +444,50 @@ def _note_handler(state: GrammarState, value: int) -> None:
     state._take_note(value)
 
 
+_NOTE_START = ("dur_long", "dur", "vel", "pitch", "drum")  # what may open a group
+
+# The succession table: which token families may follow in each phase. The
+# rules below each family then narrow it down with the counters.
+SUCCESSIONS: dict[Phase, tuple[str, ...]] = {
+    Phase.START: ("piece",),
+    Phase.STYLE: ("style",),
+    Phase.TEMPO: ("tempo",),
+    Phase.TS: ("ts",),
+    Phase.KEY_OR_INST: ("key", "inst", "bar", "end"),
+    Phase.INST: ("inst", "bar", "end"),
+    Phase.BAR_START: ("ts", "pos", "bar"),
+    Phase.AFTER_TS: ("pos", "bar", "end"),
+    Phase.AFTER_POS: ("tempo", "key", "track", *_NOTE_START),
+    Phase.AFTER_TEMPO: ("key", "track", *_NOTE_START, "pos", "bar", "end"),
+    Phase.AFTER_KEY: ("track", *_NOTE_START, "pos", "bar", "end"),
+    Phase.AFTER_TRACK: _NOTE_START,
+    Phase.AFTER_DUR_LONG: ("dur",),
+    Phase.AFTER_DUR: ("vel", "pitch", "drum"),
+    Phase.AFTER_VEL: ("pitch", "drum"),
+    Phase.AFTER_NOTE: ("pitch", "drum", "dur_long", "dur", "vel", "track", "pos", "bar", "end"),
+    Phase.DONE: (),
+}
+_SUCCESSION_SETS = {phase: frozenset(families) for phase, families in SUCCESSIONS.items()}
+_CONTINUING_PHASES = frozenset((Phase.AFTER_POS, Phase.AFTER_TEMPO, Phase.AFTER_KEY))
+_RULES = {
+    "piece": lambda s: [(PIECE, PIECE + 1)],
+    "style": lambda s: s._rule_whole("style"),
+    "tempo": GrammarState._rule_tempo,
+    "ts": GrammarState._rule_ts,
+    "key": GrammarState._rule_key,
+    "inst": GrammarState._rule_inst,
+    "bar": lambda s: [(BAR, BAR + 1)],
+    "end": GrammarState._rule_end,
+    "pos": GrammarState._rule_pos,
+    "track": GrammarState._rule_track,
+    "dur_long": GrammarState._rule_dur_long,
+    "dur": GrammarState._rule_dur,
+    "vel": GrammarState._rule_vel,
+    "pitch": lambda s: s._rule_note("pitch"),
+    "drum": lambda s: s._rule_note("drum"),
+}
+
+
 _HANDLERS = {
     "piece": GrammarState._take_piece,
     "style": GrammarState._take_style,
@@ -497,6 +535,23 @@ def words_to_ids(words: Iterable[str]) -> list[int]:
     return ids
 
 
+def located(err: GrammarError, index: int, token_id: int) -> GrammarError:
+    """The error of `advance`, now naming the token's index and word."""
+    word = VOCAB.tokens[token_id]
+    return GrammarError(f"token {index} {word!r}: {err}", index, word)
+
+
+def check_complete(state: GrammarState, token_count: int) -> None:
+    """Raise GrammarError if the text stopped before 'end'."""
+    if not state.done:
+        expected = describe_ranges(state.allowed_ranges())
+        raise GrammarError(
+            f"token {token_count}: the text ends before 'end'; expected {expected}",
+            token_count,
+            None,
+        )
+
+
 def walk(token_ids: Iterable[int]) -> Iterator[tuple[int, GrammarState]]:
     """Step a fresh state through `token_ids`, yielding (id, state after it).
 
@@ -504,19 +559,14 @@ def walk(token_ids: Iterable[int]) -> Iterator[tuple[int, GrammarState]]:
     when the tokens stop before "end".
     """
     state = GrammarState()
-    index = -1
-    for index, token_id in enumerate(token_ids):
+    count = 0
+    for count, token_id in enumerate(token_ids, start=1):
         try:
             state.advance(token_id)
         except GrammarError as err:
-            word = VOCAB.tokens[token_id]
-            raise GrammarError(f"token {index} {word!r}: {err}", index, word) from None
+            raise located(err, count - 1, token_id) from None
         yield token_id, state
-    if not state.done:
-        expected = describe_ranges(state.allowed_ranges())
-        raise GrammarError(
-            f"token {index + 1}: the text ends before 'end'; expected {expected}", index + 1, None
-        )
+    check_complete(state, count)
 
 
 def validate(text: str) -> list[int]:

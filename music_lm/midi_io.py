@@ -1,30 +1,31 @@
-"""Standard MIDI Files <-> `Score`. The only module that uses the MIDI library (mido).
+"""Standard MIDI Files <-> `Score`: the only module that knows the MIDI file format.
 
 Reading keeps every note: note-ons with velocity 0 end notes, running status is
-mido's business, tempo/meter/key events are taken from any track, several
-tracks on one channel stay apart, and overlapping notes of the same pitch are
-paired first-in first-out (the reading every major sequencer uses). An
-instrument is a (track, channel, program) triple, as in pretty_midi, so tracks
-sharing a program are never merged. Whatever the codec cannot carry is counted
-in `MidiRead.dropped`, so the round-trip report can say so.
+honoured, tempo/meter/key events are taken from any track, several tracks on
+one channel stay apart, and overlapping notes of the same pitch are paired
+first-in first-out (the reading every major sequencer uses). An instrument is a
+(track, channel, program) triple, as in pretty_midi, so tracks sharing a
+program are never merged. Whatever the codec cannot carry is counted in
+`MidiRead.dropped`, so the round-trip report can say so.
 
 Writing is DAW-ready: format 1, PPQ 480, track 0 holds the tempo map and the
 time and key signatures, then one named track per instrument on its own
 channel with its program change at tick 0, drums on channel 10, note-offs
 before note-ons on the same tick.
+
+The byte-level reader and writer are our own: building a mido message object per
+event made reading 3x and writing 10x slower than the codec's throughput goal
+allows (bench/RESULTS.md). The tests hold mido as the reference: on every test
+file, both readers see the same events.
 """
 
 from __future__ import annotations
 
-import io
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mido
-
 from music_lm.score import (
-    KEY_TONICS,
     KeySignature,
     Note,
     Score,
@@ -49,28 +50,23 @@ _CONTROLLER_NAMES = {
     93: "chorus",
     121: "reset all controllers",
 }
-_META_DROPPED = {
-    "lyrics": "lyrics",
-    "text": "text events",
-    "marker": "markers",
-    "cue_marker": "cue markers",
-    "copyright": "copyright notices",
-    "instrument_name": "instrument names",
-    "smpte_offset": "SMPTE offsets",
-    "sequencer_specific": "sequencer-specific events",
-    "channel_prefix": "channel prefixes",
-    "midi_port": "MIDI port events",
-    "sequence_number": "sequence numbers",
-    "device_name": "device names",
-    "program_name": "program names",
-    "unknown_meta": "unknown meta events",
+_META_DROPPED = {  # meta type -> what the report calls it
+    0x00: "sequence numbers",
+    0x01: "text events",
+    0x02: "copyright notices",
+    0x04: "instrument names",
+    0x05: "lyrics",
+    0x06: "markers",
+    0x07: "cue markers",
+    0x08: "program names",
+    0x09: "device names",
+    0x20: "channel prefixes",
+    0x21: "MIDI port events",
+    0x54: "SMPTE offsets",
+    0x7F: "sequencer-specific events",
 }
-_MESSAGE_DROPPED = {
-    "pitchwheel": "pitch bends",
-    "aftertouch": "channel aftertouch",
-    "polytouch": "polyphonic aftertouch",
-    "sysex": "system exclusive messages",
-}
+# Data bytes after a status byte, for system common messages found in files.
+_SYSTEM_LENGTHS = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
 
 
 class MidiError(ValueError):
@@ -90,7 +86,7 @@ class MidiRead:
 
 
 def _load_bytes(source: str | Path | bytes) -> tuple[bytes, str]:
-    if isinstance(source, bytes | bytearray):
+    if isinstance(source, bytes | bytearray | memoryview):
         return bytes(source), "<bytes>"
     path = Path(source)
     try:
@@ -99,17 +95,11 @@ def _load_bytes(source: str | Path | bytes) -> tuple[bytes, str]:
         raise MidiError(f"{path}: cannot read file ({err.strerror or err})") from None
 
 
-def _parse_key(text: str) -> tuple[int, str]:
-    mode = "minor" if text.endswith("m") else "major"
-    tonic = text[:-1] if mode == "minor" else text
-    return KEY_TONICS[mode].index(tonic) - 7, mode
-
-
 def read_midi(source: str | Path | bytes, name: str | None = None) -> MidiRead:
     """Read a Standard MIDI File (path or bytes) into a `Score` on the file's ticks.
 
     Raises MidiError naming the file for anything that is not a format 0/1 SMF
-    with metrical (PPQ) timing.
+    with metrical (PPQ) timing, or whose data is cut short or malformed.
     """
     data, default_name = _load_bytes(source)
     name = name or default_name
@@ -117,86 +107,222 @@ def read_midi(source: str | Path | bytes, name: str | None = None) -> MidiRead:
         raise MidiError(f"{name}: empty file")
     if data[:4] != b"MThd":
         raise MidiError(f"{name}: not a MIDI file (no 'MThd' header)")
-    try:
-        midi = mido.MidiFile(file=io.BytesIO(data))
-    except EOFError:
-        raise MidiError(f"{name}: truncated MIDI file (the data ends inside a chunk)") from None
-    except Exception as err:  # mido raises many kinds (KeyError, ValueError, ...) on bad data
-        detail = str(err) or type(err).__name__
-        raise MidiError(f"{name}: not a readable MIDI file ({detail})") from None
-    if midi.type not in (0, 1):
-        raise MidiError(f"{name}: MIDI format {midi.type} is not supported (only 0 and 1)")
-    ppq = midi.ticks_per_beat
-    if ppq <= 0 or ppq >= 0x8000:
+    if len(data) < 14:
+        raise MidiError(f"{name}: truncated MIDI file (the header is cut short)")
+    header_length = int.from_bytes(data[4:8], "big")
+    midi_format = int.from_bytes(data[8:10], "big")
+    track_count = int.from_bytes(data[10:12], "big")
+    division = int.from_bytes(data[12:14], "big")
+    if header_length < 6:
+        raise MidiError(f"{name}: malformed MIDI header (length {header_length}, expected 6)")
+    if midi_format not in (0, 1):
+        raise MidiError(f"{name}: MIDI format {midi_format} is not supported (only 0 and 1)")
+    if division & 0x8000:
         raise MidiError(f"{name}: SMPTE time division is not supported (only PPQ timing)")
-    return _read_tracks(midi, name)
-
-
-def _read_tracks(midi: mido.MidiFile, name: str) -> MidiRead:
-    result = MidiRead(Score(midi.ticks_per_beat), name, midi.type, len(midi.tracks))
-    score, dropped, remarks = result.score, result.dropped, result.remarks
+    if division == 0:
+        raise MidiError(f"{name}: invalid time division 0 ticks per quarter note")
+    chunks = _track_chunks(data, 8 + header_length, track_count, name)
+    result = MidiRead(Score(division), name, midi_format, len(chunks))
     instruments: dict[tuple[int, int, int], Track] = {}
-    for track_index, midi_track in enumerate(midi.tracks):
-        tick = 0
-        programs = [0] * 16
-        sounding: dict[tuple[int, int], deque[tuple[int, int, int]]] = {}
-        track_name = ""
-        for msg in midi_track:
-            tick += msg.time
-            kind = msg.type
-            if kind == "note_on" and msg.velocity > 0:
-                key = (msg.channel, msg.note)
-                sounding.setdefault(key, deque()).append(
-                    (tick, msg.velocity, programs[msg.channel])
-                )
-            elif kind == "note_off" or kind == "note_on":
-                queue = sounding.get((msg.channel, msg.note))
-                if not queue:
-                    remarks["note-offs without a note-on (ignored)"] += 1
-                    continue
-                onset, velocity, program = queue.popleft()
-                _instrument(
-                    instruments, track_index, msg.channel, program, track_name
-                ).notes.append(Note(onset, tick - onset, msg.note, velocity))
-            elif kind == "program_change":
-                programs[msg.channel] = msg.program
-            elif kind == "set_tempo":
-                score.tempos.append(TempoChange(tick, mido.tempo2bpm(msg.tempo)))
-            elif kind == "time_signature":
-                score.time_signatures.append(TimeSignature(tick, msg.numerator, msg.denominator))
-            elif kind == "key_signature":
-                score.key_signatures.append(KeySignature(tick, *_parse_key(msg.key)))
-            elif kind == "track_name":
-                track_name = msg.name
-            elif kind == "text" and msg.text.startswith(STYLE_TEXT_PREFIX):
-                score.style = msg.text[len(STYLE_TEXT_PREFIX) :].strip() or "none"
-            elif kind == "control_change":
-                label = _CONTROLLER_NAMES.get(msg.control, "other")
-                dropped[f"controller CC{msg.control} ({label})"] += 1
-            elif kind in _MESSAGE_DROPPED:
-                dropped[_MESSAGE_DROPPED[kind]] += 1
-            elif kind in _META_DROPPED:
-                dropped[_META_DROPPED[kind]] += 1
-            elif kind == "end_of_track":
-                pass
-            else:
-                dropped[f"{kind.replace('_', ' ')} events"] += 1
-        # Notes still sounding when the track ends are closed there.
-        for (channel, pitch), queue in sounding.items():
-            for onset, velocity, program in queue:
-                remarks["notes without a note-off (closed at the end of their track)"] += 1
-                _instrument(instruments, track_index, channel, program, track_name).notes.append(
-                    Note(onset, tick - onset, pitch, velocity)
-                )
-        if track_name and any(k[0] == track_index for k in instruments):
-            dropped["track names (tracks are named after their instrument)"] += 1
-    for (_, _, program), track in sorted(instruments.items()):
+    for index, (start, stop) in enumerate(chunks):
+        try:
+            _read_track(data, start, stop, index, result, instruments)
+        except IndexError:
+            raise MidiError(
+                f"{name}: truncated MIDI file (track {index + 1} ends inside an event)"
+            ) from None
+    for _, track in sorted(instruments.items()):
         track.notes.sort()
-        if track.is_drum and program != 0:
-            dropped[f"drum kit program {program} (played as the standard kit)"] += 1
-        score.tracks.append(track)
-    _sort_meta(score)
+        result.score.tracks.append(track)
+    _sort_meta(result.score)
     return result
+
+
+def _track_chunks(data: bytes, pos: int, track_count: int, name: str) -> list[tuple[int, int]]:
+    """(start, stop) byte offsets of the track chunks; unknown chunks are skipped."""
+    chunks = []
+    while len(chunks) < track_count:
+        if pos + 8 > len(data):
+            raise MidiError(
+                f"{name}: truncated MIDI file (the header announces {track_count} tracks, "
+                f"found {len(chunks)})"
+            )
+        chunk_id, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "big")
+        pos += 8
+        if pos + length > len(data):
+            raise MidiError(
+                f"{name}: truncated MIDI file (track {len(chunks) + 1} announces {length} bytes, "
+                f"{len(data) - pos} remain)"
+            )
+        if chunk_id == b"MTrk":
+            chunks.append((pos, pos + length))
+        pos += length
+    return chunks
+
+
+def _read_track(
+    data: bytes,
+    i: int,
+    stop: int,
+    track_index: int,
+    result: MidiRead,
+    instruments: dict[tuple[int, int, int], Track],
+) -> None:
+    """Read one MTrk chunk's events into `result` and `instruments`. Hot loop: kept flat."""
+    score, dropped, remarks = result.score, result.dropped, result.remarks
+    tick = 0
+    running = 0
+    programs = [0] * 16
+    drum_programs: set[int] = set()
+    sounding: dict[int, deque[tuple[int, int, int]]] = {}  # channel*128+pitch -> notes
+    track_name = ""
+    notes_here: dict[tuple[int, int], list[Note]] = {}  # (channel, program) -> notes
+    while i < stop:
+        byte = data[i]
+        i += 1
+        delta = byte & 0x7F
+        while byte & 0x80:
+            byte = data[i]
+            i += 1
+            delta = (delta << 7) | (byte & 0x7F)
+        tick += delta
+        status = data[i]
+        if status & 0x80:
+            i += 1
+            if status < 0xF0:
+                running = status
+        elif running:
+            status = running
+        else:
+            raise MidiError(f"{result.source_name}: data byte without a status byte in track "
+                            f"{track_index + 1}")  # fmt: skip
+        kind = status & 0xF0
+        if kind == 0x90 or kind == 0x80:
+            pitch, velocity = data[i], data[i + 1]
+            i += 2
+            if pitch > 127 or velocity > 127:
+                raise MidiError(f"{result.source_name}: data byte out of range in track "
+                                f"{track_index + 1}")  # fmt: skip
+            key = (status & 0x0F) << 7 | pitch
+            if kind == 0x90 and velocity:
+                queue = sounding.get(key)
+                if queue is None:
+                    queue = sounding[key] = deque()
+                queue.append((tick, velocity, programs[status & 0x0F]))
+                continue
+            queue = sounding.get(key)
+            if not queue:
+                remarks["note-offs without a note-on (ignored)"] += 1
+                continue
+            onset, velocity, program = queue.popleft()
+            channel = status & 0x0F
+            notes = notes_here.get((channel, program))
+            if notes is None:
+                notes = notes_here[(channel, program)] = []
+            notes.append(Note(onset, tick - onset, pitch, velocity))
+        elif kind == 0xC0:
+            program = data[i]
+            i += 1
+            channel = status & 0x0F
+            programs[channel] = program
+            if channel == DRUM_CHANNEL and program:
+                drum_programs.add(program)
+        elif kind == 0xB0:
+            control = data[i]
+            i += 2
+            label = _CONTROLLER_NAMES.get(control, "other")
+            dropped[f"controller CC{control} ({label})"] += 1
+        elif kind == 0xE0:
+            i += 2
+            dropped["pitch bends"] += 1
+        elif kind == 0xA0:
+            i += 2
+            dropped["polyphonic aftertouch"] += 1
+        elif kind == 0xD0:
+            i += 1
+            dropped["channel aftertouch"] += 1
+        elif status == 0xFF:
+            meta_type = data[i]
+            i += 1
+            length, i = _read_varlen(data, i)
+            payload = data[i : i + length]
+            i += length
+            if i > stop:
+                raise IndexError
+            _read_meta(meta_type, payload, tick, score, dropped, remarks)
+            if meta_type == 0x03:
+                track_name = payload.decode("latin-1")
+        elif status == 0xF0 or status == 0xF7:
+            length, i = _read_varlen(data, i)
+            i += length
+            dropped["system exclusive messages"] += 1
+        elif status in _SYSTEM_LENGTHS:
+            i += _SYSTEM_LENGTHS[status]
+            dropped["system common messages"] += 1
+        else:
+            raise MidiError(f"{result.source_name}: undefined status byte 0x{status:02X} in "
+                            f"track {track_index + 1}")  # fmt: skip
+    if i > stop:
+        raise IndexError
+    # Notes still sounding when the track ends are closed there.
+    for key, queue in sounding.items():
+        for onset, velocity, program in queue:
+            remarks["notes without a note-off (closed at the end of their track)"] += 1
+            notes_here.setdefault((key >> 7, program), []).append(
+                Note(onset, tick - onset, key & 0x7F, velocity)
+            )
+    for (channel, program), notes in notes_here.items():
+        track = _instrument(instruments, track_index, channel, program, track_name)
+        track.notes.extend(notes)
+    if track_name and notes_here:
+        dropped["track names (tracks are named after their instrument)"] += 1
+    if any(channel == DRUM_CHANNEL for channel, _ in notes_here):
+        for program in sorted(drum_programs):
+            dropped[f"drum kit program {program} (played as the standard kit)"] += 1
+
+
+def _read_varlen(data: bytes, i: int) -> tuple[int, int]:
+    value = 0
+    while True:
+        byte = data[i]
+        i += 1
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value, i
+
+
+def _read_meta(
+    meta_type: int,
+    payload: bytes,
+    tick: int,
+    score: Score,
+    dropped: Counter[str],
+    remarks: Counter[str],
+) -> None:
+    if meta_type == 0x51:
+        tempo_us = int.from_bytes(payload[:3], "big")
+        if len(payload) < 3 or tempo_us == 0:
+            remarks["malformed tempo events (ignored)"] += 1
+        else:
+            score.tempos.append(TempoChange(tick, 60_000_000 / tempo_us))
+    elif meta_type == 0x58:
+        if len(payload) < 2 or payload[0] == 0 or payload[1] > 30:
+            remarks["malformed time signatures (ignored)"] += 1
+        else:
+            score.time_signatures.append(TimeSignature(tick, payload[0], 1 << payload[1]))
+    elif meta_type == 0x59:
+        sharps = payload[0] - 256 if payload and payload[0] > 127 else (payload or b"\x63")[0]
+        if len(payload) < 2 or not -7 <= sharps <= 7 or payload[1] > 1:
+            remarks["malformed key signatures (ignored)"] += 1
+        else:
+            mode = "minor" if payload[1] else "major"
+            score.key_signatures.append(KeySignature(tick, sharps, mode))
+    elif meta_type == 0x01 and payload.startswith(STYLE_TEXT_PREFIX.encode()):
+        score.style = payload[len(STYLE_TEXT_PREFIX) :].decode("latin-1").strip() or "none"
+    elif meta_type in (0x03, 0x2F):
+        pass  # the track name is kept by the caller; end of track needs nothing
+    else:
+        dropped[_META_DROPPED.get(meta_type, "unknown meta events")] += 1
 
 
 def _instrument(
@@ -236,64 +362,72 @@ def track_display_names(tracks: list[Track]) -> list[str]:
     return names
 
 
+def _varlen(value: int) -> bytes:
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def _meta(meta_type: int, payload: bytes) -> bytes:
+    return bytes((0xFF, meta_type)) + _varlen(len(payload)) + payload
+
+
+def _chunk(events: list[tuple[int, bytes]]) -> bytes:
+    """An MTrk chunk of (absolute tick, message bytes), in order, ended by end-of-track."""
+    body = bytearray()
+    last = 0
+    for tick, message in events:
+        body += _varlen(tick - last)
+        body += message
+        last = tick
+    body += b"\x00\xff\x2f\x00"
+    return b"MTrk" + len(body).to_bytes(4, "big") + bytes(body)
+
+
 def write_midi(score: Score, ticks_per_beat: int = DAW_TICKS_PER_BEAT) -> bytes:
     """A DAW-ready Standard MIDI File (format 1) of `score`, as bytes."""
-    scale_num, scale_den = ticks_per_beat, score.ticks_per_beat
+    source_ppq = score.ticks_per_beat
 
     def at(tick: int) -> int:
-        return tick * scale_num // scale_den
+        return tick * ticks_per_beat // source_ppq
 
-    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    conductor: list[tuple[int, int, mido.MetaMessage]] = []
+    conductor: list[tuple[int, int, bytes]] = []  # (tick, order on a tick, message)
     for ts in score.time_signatures:
-        msg = mido.MetaMessage("time_signature", numerator=ts.numerator, denominator=ts.denominator)
-        conductor.append((at(ts.tick), 0, msg))
+        power = ts.denominator.bit_length() - 1
+        # A metronome click every quarter note (24 MIDI clocks), eight 32nds per quarter.
+        conductor.append((at(ts.tick), 0, _meta(0x58, bytes((ts.numerator, power, 24, 8)))))
     for ks in score.key_signatures:
-        key = KEY_TONICS[ks.mode][ks.sharps + 7] + ("m" if ks.mode == "minor" else "")
-        conductor.append((at(ks.tick), 1, mido.MetaMessage("key_signature", key=key)))
+        payload = bytes((ks.sharps & 0xFF, 1 if ks.mode == "minor" else 0))
+        conductor.append((at(ks.tick), 1, _meta(0x59, payload)))
     for tempo in score.tempos:
-        msg = mido.MetaMessage("set_tempo", tempo=round(mido.bpm2tempo(tempo.bpm)))
-        conductor.append((at(tempo.tick), 2, msg))
+        microseconds = round(60_000_000 / tempo.bpm)
+        conductor.append((at(tempo.tick), 2, _meta(0x51, microseconds.to_bytes(3, "big"))))
     conductor.sort(key=lambda e: (e[0], e[1]))
-    head = [mido.MetaMessage("track_name", name="music_lm")]
+    head = [(0, _meta(0x03, b"music_lm"))]
     if score.style != "none":
-        head.append(mido.MetaMessage("text", text=f"{STYLE_TEXT_PREFIX}{score.style}"))
-    midi.tracks.append(_timed_track(head, conductor))
+        head.append((0, _meta(0x01, f"{STYLE_TEXT_PREFIX}{score.style}".encode("latin-1"))))
+    chunks = [_chunk(head + [(tick, message) for tick, _, message in conductor])]
 
     names = track_display_names(score.tracks)
-    for track, channel, name in zip(
-        score.tracks, default_channel_layout(score.tracks), names, strict=True
-    ):
-        head = [
-            mido.MetaMessage("track_name", name=name),
-            mido.Message("program_change", channel=channel, program=track.program),
-        ]
-        events: list[tuple[int, int, int, mido.Message]] = []
+    channels = default_channel_layout(score.tracks)
+    for track, channel, name in zip(score.tracks, channels, names, strict=True):
+        # Sort key: tick, note-offs first, then note-ons of one pitch in the order
+        # they end, so first-in first-out pairing reads them back as written.
+        events: list[tuple[int, int, int, int, bytes]] = []
+        note_on, note_off = 0x90 | channel, 0x80 | channel
         for note in track.notes:
             on, off = at(note.onset_tick), at(note.end_tick)
-            # Sort key: tick, note-offs first, then note-ons of one pitch in the
-            # order they end, so first-in first-out pairing reads them back.
-            note_on = mido.Message(
-                "note_on", channel=channel, note=note.pitch, velocity=note.velocity
-            )
-            note_off = mido.Message("note_off", channel=channel, note=note.pitch, velocity=0)
-            events.append((on, 1, off, note_on))
-            events.append((off, 0, 0, note_off))
-        events.sort(key=lambda e: (e[0], e[1], e[2], e[3].note))
-        midi.tracks.append(_timed_track(head, [(e[0], 0, e[3]) for e in events]))
-    buffer = io.BytesIO()
-    midi.save(file=buffer)
-    return buffer.getvalue()
-
-
-def _timed_track(
-    head: list[mido.Message | mido.MetaMessage],
-    events: list[tuple[int, int, mido.Message | mido.MetaMessage]],
-) -> mido.MidiTrack:
-    track = mido.MidiTrack(head)
-    last = 0
-    for tick, _, msg in events:
-        track.append(msg.copy(time=tick - last))
-        last = tick
-    track.append(mido.MetaMessage("end_of_track", time=0))
-    return track
+            events.append((on, 1, off, note.pitch, bytes((note_on, note.pitch, note.velocity))))
+            events.append((off, 0, 0, note.pitch, bytes((note_off, note.pitch, 64))))
+        events.sort(key=lambda e: e[:4])
+        body = [
+            (0, _meta(0x03, name.encode("latin-1"))),
+            (0, bytes((0xC0 | channel, track.program))),
+        ]
+        chunks.append(_chunk(body + [(e[0], e[4]) for e in events]))
+    header = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big")
+    header += len(chunks).to_bytes(2, "big") + ticks_per_beat.to_bytes(2, "big")
+    return header + b"".join(chunks)
