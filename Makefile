@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml
 # Until the page exists: encode the midi_in/ examples, decode them into
 # midi_out/ and print each round-trip report.
 run: setup
-	$(VENV)/bin/music-lm roundtrip midi_in/ -o midi_out/
+	$(VENV)/bin/music-lm roundtrip midi_in/ -o midi_out/ --force
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -94,7 +94,8 @@ def format_summary(encoded: Encoded) -> list[str]:
     ]
     for index, track in enumerate(score.tracks, start=1):
         channel = "" if track.channel is None else f", channel {track.channel + 1}"
-        kind = "drums" if track.is_drum else f"{track.instrument_name} (program {track.program})"
+        display = track.instrument_name.replace("-", " ").title()
+        kind = "Drums" if track.is_drum else f"{display} (program {track.program})"
         name = f' "{track.name}"' if track.name else ""
         lines.append(f"    {index:>2}. {kind}{channel}{name}: {len(track.notes)} notes")
     tempos = [
@@ -114,13 +115,17 @@ def format_report(encoded: Encoded, check: RoundTripCheck | None = None) -> list
     c = encoded.changes
     grid = f"1/{GRID_PER_QUARTER} of a quarter note"
     lines = [f"round trip (grid: {grid}):"]
-    meta_exact = c.tempos_exact
+    score = encoded.read.score
+    ts_total, key_total = len(score.time_signatures), len(score.key_signatures)
+    ts_moved = c.meta_moved["time signatures"] + sum(
+        n for kind, n in c.dropped.items() if kind.startswith("time signature")
+    )
     lines.append(
         f"  kept exactly: {c.notes_exact} of {c.notes} notes (pitch, onset, duration, velocity "
-        f"bin, instrument, drums); {meta_exact} of {c.tempos} tempo events at their tick "
-        f"(BPM within {c.max_tempo_error_percent:.2f} %); "
-        f"{len(encoded.grid.time_signatures)} time and {len(encoded.grid.key_signatures)} key "
-        "signatures"
+        f"bin, instrument, drums); {c.tempos_exact} of {c.tempos} tempo events at their tick "
+        f"(BPM within {c.max_tempo_error_percent:.2f} %); {ts_total - ts_moved} of {ts_total} "
+        f"time signatures and {key_total - c.meta_moved['key signatures']} of {key_total} key "
+        "signatures at their positions"
     )
     moved = c.notes - c.notes_exact
     if moved:
