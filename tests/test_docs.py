@@ -1,0 +1,52 @@
+"""The docs tell the truth: examples are valid and canonical, tables match the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from music_lm import decode, encode, validate
+from music_lm.grammar import SUCCESSIONS
+from music_lm.vocab import VOCAB
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN_FORMAT = (ROOT / "docs" / "token-format.md").read_text(encoding="utf-8")
+
+
+def _token_text_blocks(markdown: str) -> list[str]:
+    blocks = re.findall(r"^```\w*\n(.*?)^```$", markdown, flags=re.DOTALL | re.MULTILINE)
+    return [b for b in blocks if b.startswith("piece style:")]
+
+
+DOC_EXAMPLES = _token_text_blocks(TOKEN_FORMAT) + _token_text_blocks(
+    (ROOT / "README.md").read_text(encoding="utf-8")
+)
+
+
+def test_the_docs_have_the_four_worked_examples() -> None:
+    for heading in ("### A melody", "### A chord progression", "### A drum groove", "### Tempo"):
+        assert heading in TOKEN_FORMAT
+    assert len(DOC_EXAMPLES) >= 5
+
+
+@pytest.mark.parametrize("text", DOC_EXAMPLES, ids=lambda t: t.split("\n")[0][:60])
+def test_every_documented_example_is_valid_and_canonical(text: str) -> None:
+    validate(text)
+    assert encode(decode(text)) == text
+
+
+def test_family_table_matches_the_vocabulary() -> None:
+    rows = re.findall(r"^\| (\w+) \| .* \| (\d+) \| .* \|$", TOKEN_FORMAT, flags=re.MULTILINE)
+    documented = {family: int(count) for family, count in rows if family in VOCAB.ranges}
+    assert documented == {family: len(r) for family, r in VOCAB.ranges.items()}
+    assert f"{len(VOCAB):,} tokens in all" in TOKEN_FORMAT
+
+
+def test_succession_table_matches_the_grammar() -> None:
+    for phase, families in SUCCESSIONS.items():
+        row = f"| {phase.name} | {', '.join(families)} |"
+        assert row.replace("|  |", "| |") in TOKEN_FORMAT or (
+            not families and f"| {phase.name} | |" in TOKEN_FORMAT
+        ), row
