@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import music21
-from music21 import chord, corpus, harmony, stream
+from music21 import chord, corpus, harmony, note, stream
 
 GRIDS = (4, 8, 12, 16, 24, 32, 48, 96)
 CHOSEN = 24  # the codec's grid (music_lm.vocab.GRID_PER_QUARTER)
@@ -37,6 +37,7 @@ BY_COLLECTION = (12, 24, 48)
 SKIP_DIRS = {"demos", "theoryExercises"}  # test files, not music
 SKIP_SUFFIXES = {".rntxt"}  # roman-numeral analyses: chords with no real notes
 MIN_UNITS = 5  # corpus folders with fewer pieces are pooled as "other"
+Args = argparse.Namespace
 DenPair = tuple[int, int]  # (onset denominator, duration denominator) of one note
 
 
@@ -63,15 +64,14 @@ def collect(score: stream.Score) -> Counter[DenPair]:
             for sub in el.notes if isinstance(el, chord.ChordBase) else [el]:
                 tie = sub.tie or el.tie
                 kind = tie.type if tie else None
-                pitch = getattr(sub, "pitch", None)
-                key = pitch.ps if pitch is not None else math.nan  # nan: never matches
+                key = sub.pitch.ps if isinstance(sub, note.Note) else None  # unpitched: no merge
                 if kind in ("stop", "continue") and key in open_ties:
                     open_ties[key][1] += dur  # continuation of a tied note
                     if kind == "stop":
                         del open_ties[key]
                     continue
                 notes.append([onset, dur])
-                if kind in ("start", "continue"):
+                if kind in ("start", "continue") and key is not None:
                     open_ties[key] = notes[-1]
         counts.update((o.denominator, d.denominator) for o, d in notes)
     return counts
@@ -121,98 +121,109 @@ def pct(part: float, whole: float) -> str:
 
 
 def both(counts: Counter[DenPair], g: int) -> int:
+    """Notes whose onset and duration both lie on the grid of g steps per quarter."""
     return sum(n for (o, d), n in counts.items() if g % o == 0 and g % d == 0)
 
 
+def lossless(counts: Counter[DenPair], g: int) -> bool:
+    return both(counts, g) == sum(counts.values())
+
+
 def kind_of(den: int) -> str:
-    """What rhythm a quarter-length denominator outside the 24 grid comes from."""
-    odd = den
-    while odd % 2 == 0 or odd % 3 == 0:
-        odd //= 2 if odd % 2 == 0 else 3
-    names = {5: "quintuplet", 7: "septuplet", 11: "11-tuplet", 13: "13-tuplet"}
-    if odd > 1:
-        return names.get(odd, f"{odd}-tuplet") + ("s" if odd == den else "s, subdivided")
-    if den % 9 == 0:
-        return "nested triplets"
-    return "64th notes or finer" + (" (triplet)" if den % 3 == 0 else "")
+    """The rhythm a quarter-length denominator comes from.
+
+    Anything else is a file artefact: MusicXML whose divisions cannot hold a third (a
+    triplet eighth read as 341/1024), or a bar whose divisions are simply wrong (1/17).
+    """
+    odd, threes = den, 1
+    while odd % 2 == 0:
+        odd //= 2
+    while odd % 3 == 0:
+        odd, threes = odd // 3, threes * 3
+    twos = den // odd // threes
+    tuplets = {5: "quintuplets", 7: "septuplets", 11: "11-tuplets", 13: "13-tuplets"}
+    if odd in tuplets and twos <= 32 and threes <= 3:
+        return tuplets[odd]
+    if odd == 1 and twos <= 32 and threes <= 9:
+        if threes == 9:
+            return "nested triplets"
+        return {16: "64th notes", 32: "128th notes"}.get(twos, "?") + (" (triplet)" * (threes == 3))
+    return "file artefact (rounded triplet, bad divisions)"
+
+
+def table(head: str, rows: list[list[object]], left: int = 1) -> list[str]:
+    """Markdown table from 'a | b | c' headings; `left` text columns, then numbers."""
+    rule = "|" + "---|" * left + "---:|" * (head.count("|") + 1 - left)
+    return ["", f"| {head} |", rule, *("| " + " | ".join(map(str, r)) + " |" for r in rows), ""]
 
 
 def report(
-    pieces: list[tuple[Unit, Counter[DenPair]]],
-    failed: Counter[str],
-    secs: float,
-    args: argparse.Namespace,
+    pieces: list[tuple[Unit, Counter[DenPair]]], failed: Counter[str], secs: float, args: Args
 ) -> str:
     total: Counter[DenPair] = sum((c for _, c in pieces), Counter())
     n = sum(total.values())
     out = [
-        "# Grid measurement on the music21 corpus",
-        "",
-        f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; "
-        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+        "# Grid measurement on the music21 corpus\n",
+        f"- date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, music21 {music21.__version__}",
-        f"- sample: {len(pieces)} pieces parsed ({sum(failed.values())} failed to parse, "
-        f"skipped), {n} notes; seed {args.seed}; {secs:.0f} s with {args.jobs} jobs",
+        f"- sample: {len(pieces)} pieces parsed, {sum(failed.values())} failed to parse "
+        f"(skipped); {n} notes; seed {args.seed}; {secs:.0f} s with {args.jobs} jobs",
         f"- command: `python {' '.join(sys.argv)}`",
-        "",
-        "## All notes, by grid (G steps per quarter note)",
-        "",
-        "| G | steps per 4/4 bar | onsets on grid | durations on grid | notes with both "
-        "| pieces fully on grid |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "\n## All notes, by grid (G steps per quarter note)",
     ]
+    rows: list[list[object]] = []
     for g in GRIDS:
-        on = sum(k for (o, _), k in total.items() if g % o == 0)
-        du = sum(k for (_, d), k in total.items() if g % d == 0)
-        whole = sum(both(c, g) == sum(c.values()) for _, c in pieces)
-        out.append(
-            f"| {g} | {4 * g} | {pct(on, n)} | {pct(du, n)} | {pct(both(total, g), n)} "
-            f"| {pct(whole, len(pieces))} |"
-        )
-    # Notes off the chosen grid, by the denominator their onset/duration needs.
+        onsets = sum(k for (o, _), k in total.items() if g % o == 0)
+        durs = sum(k for (_, d), k in total.items() if g % d == 0)
+        whole = sum(lossless(c, g) for _, c in pieces)
+        rows.append([g, 4 * g, pct(onsets, n), pct(durs, n), pct(both(total, g), n)])
+        rows[-1].append(pct(whole, len(pieces)))
+    head = "G | steps per 4/4 bar | onsets on grid | durations on grid | notes with both"
+    out += table(head + " | pieces fully on grid", rows)
+
+    # Notes off the chosen grid, keyed by the lcm of their off-grid denominators.
     off: Counter[int] = Counter()
-    off_pieces: defaultdict[int, set[str]] = defaultdict(set)
+    off_pieces: defaultdict[int, set[Unit]] = defaultdict(set)
     for unit, counts in pieces:
         for (o, d), k in counts.items():
-            dens = [x for x in (o, d) if CHOSEN % x]
-            if dens:
-                den = math.lcm(*dens)
-                off[den] += k
-                off_pieces[den].add(f"{unit.path}#{unit.number}")
-    out += [
-        "",
-        f"## Notes off the G={CHOSEN} grid, by denominator (quarter lengths)",
-        "",
-        "| denominator | rhythm | notes | share of all notes | pieces | smallest G holding it |",
-        "|---:|---|---:|---:|---:|---:|",
-    ]
+            if dens := [x for x in (o, d) if CHOSEN % x]:
+                off[math.lcm(*dens)] += k
+                off_pieces[math.lcm(*dens)].add(unit)
+    rows = []
     for den, k in off.most_common():
-        fit = next((str(g) for g in GRIDS if g % den == 0), f"none (needs {math.lcm(CHOSEN, den)})")
-        out.append(
-            f"| 1/{den} | {kind_of(den)} | {k} | {pct(k, n)} | {len(off_pieces[den])} | {fit} |"
-        )
-    # Per collection.
-    cols = " | ".join(f"both on {g}" for g in BY_COLLECTION)
-    out += [
-        "",
-        "## Per collection (share of notes with onset and duration on grid)",
-        "",
-        f"| collection | pieces | failed | notes | {cols} | pieces fully on {CHOSEN} |",
-        "|---|---:|---:|---:|" + "---:|" * (len(BY_COLLECTION) + 1),
-    ]
+        rows.append([f"1/{den}", kind_of(den), k, pct(k, n), len(off_pieces[den])])
+        rows[-1].append(math.lcm(CHOSEN, den))  # finest grid needed to hold it as well
+    out += [f"## Notes off the G={CHOSEN} grid, by denominator (in quarter lengths)"]
+    head = f"value | rhythm | notes | share of notes | pieces | G that holds it and {CHOSEN}"
+    out += table(head, rows, left=2)
+    kinds: Counter[str] = Counter()
+    for den, k in off.items():
+        kinds[kind_of(den)] += k
+    out += [f"## Notes off the G={CHOSEN} grid, by kind"]
+    out += table(
+        "rhythm | notes | share of notes", [[*kv, pct(kv[1], n)] for kv in kinds.most_common()]
+    )
+
     groups: defaultdict[str, list[Counter[DenPair]]] = defaultdict(list)
     for unit, counts in pieces:
         groups[unit.collection].append(counts)
-    for name in sorted(groups.keys() | failed.keys()):
-        cs = groups[name]
+    rows = []
+    shares: list[list[float]] = []  # per collection, for the unweighted mean row
+    for name, cs in sorted(groups.items()):
         sub: Counter[DenPair] = sum(cs, Counter())
         m = sum(sub.values())
-        shares = " | ".join(pct(both(sub, g), m) for g in BY_COLLECTION)
-        whole = sum(both(c, CHOSEN) == sum(c.values()) for c in cs)
-        out.append(
-            f"| {name} | {len(cs)} | {failed[name]} | {m} | {shares} | {pct(whole, len(cs))} |"
-        )
-    return "\n".join(out) + "\n"
+        shares.append([both(sub, g) / max(m, 1) for g in BY_COLLECTION])
+        shares[-1].append(sum(lossless(c, CHOSEN) for c in cs) / len(cs))
+        rows.append([name, len(cs), failed[name], m, *(pct(x, 1) for x in shares[-1])])
+    mean = [pct(sum(col) / len(col), 1) for col in zip(*shares, strict=True)]
+    rows.append(["*mean over collections*", "", "", "", *mean])
+    head = " | ".join(
+        ["collection | pieces | failed | notes", *(f"both on {g}" for g in BY_COLLECTION)]
+    )
+    out += ["## Per collection: share of notes with onset and duration on the grid"]
+    out += table(f"{head} | pieces fully on {CHOSEN}", rows)
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -224,8 +235,8 @@ def main() -> None:
     args = ap.parse_args()
     start = time.perf_counter()
     units = sample(args.max_works, args.seed)
-    # Big files first so that the slowest parse does not come last.
-    units.sort(key=lambda u: -os.path.getsize(u.path) / (1 + 1000 * (u.number is not None)))
+    # Whole files before single ABC tunes, biggest first, so no slow parse comes last.
+    units.sort(key=lambda u: (u.number is None, os.path.getsize(u.path)), reverse=True)
     pieces: list[tuple[Unit, Counter[DenPair]]] = []
     failed: Counter[str] = Counter()
     with Pool(args.jobs) as pool:
