@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from music_lm.codec import GridChanges, decode, encode, to_grid
+from music_lm.codec import CodecError, GridChanges, decode, encode, to_grid
 from music_lm.midi_io import MidiRead, read_midi, write_midi
 from music_lm.score import Score
 
@@ -27,7 +27,10 @@ class Encoded:
 def encode_midi(source: str | Path | bytes, name: str | None = None) -> Encoded:
     """Read a MIDI file (path or bytes) and encode it, keeping the record of changes."""
     read = read_midi(source, name=name)
-    grid, changes = to_grid(read.score)
+    try:
+        grid, changes = to_grid(read.score)
+    except CodecError as err:
+        raise CodecError(f"{read.source_name}: {err}") from None
     for kind, count in read.remarks.items():
         changes.changed[kind] += count
     changes.dropped.update(read.dropped)

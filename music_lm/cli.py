@@ -18,7 +18,6 @@ from music_lm.files import (
     MIDI_SUFFIXES,
     TEXT_SUFFIXES,
     BatchResult,
-    OutputExistsError,
     find_inputs,
     output_for,
     read_text_file,
@@ -39,10 +38,6 @@ app = typer.Typer(
     help="MIDI <-> token text, exactly at the grid. See docs/token-format.md.",
 )
 _state = {"debug": False}
-
-
-class CliError(Exception):
-    """A one-line failure for the user."""
 
 
 @app.callback()
@@ -181,26 +176,15 @@ def validate(
 
 
 def main() -> None:
-    """Entry point: run the app, turning input errors into one line and exit code 2."""
+    """Entry point. Typer handles usage errors itself (usage line, exit 2); a bad input or
+    output becomes one line naming the file, and exit code 2."""
     try:
-        code = app(standalone_mode=False)  # returns the code of a typer.Exit
-        sys.exit(code if isinstance(code, int) else 0)
-    except typer.Exit as stop:
-        sys.exit(stop.exit_code)
-    except (*INPUT_ERRORS, OutputExistsError, FileNotFoundError, CliError) as err:
+        app()  # standalone: exits with the command's code
+    except (*INPUT_ERRORS, OSError) as err:  # OutputExistsError is an OSError
         if _state["debug"]:
             raise
         typer.echo(f"music-lm: error: {err}", err=True)
         sys.exit(EXIT_BAD_INPUT)
-    except Exception as err:  # click's usage errors and the like
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
-            sys.exit(1)
-        raise
 
 
 if __name__ == "__main__":

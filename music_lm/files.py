@@ -54,6 +54,8 @@ def write_atomic(path: Path, data: bytes | str, force: bool = False) -> None:
 
     Raises OutputExistsError when `path` exists and `force` is false.
     """
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give a file name for the output")
     if path.exists() and not force:
         raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +97,7 @@ def run_batch(
     for source in inputs:
         try:
             result.written.extend(job(source))
-        except (*INPUT_ERRORS, OutputExistsError) as err:
+        except (*INPUT_ERRORS, OSError) as err:
             result.failed.append((source, _with_name(source, err)))
     return result
 

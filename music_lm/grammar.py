@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator
 from enum import IntEnum
 
 from music_lm.vocab import (
+    MAX_DURATION_STEPS,
     MAX_MELODIC_TRACKS,
     MAX_TRACKS,
     SHORT_DURATION_STEPS,
@@ -250,27 +251,46 @@ class GrammarState:
             lo += 1  # without tracks, @0 of the first bar could hold nothing
         return [(lo, hi)] if lo < hi else []
 
+    def _min_duration(self, track: int) -> int:
+        """Shortest duration that leaves some pitch of `track` playable at this onset.
+
+        A note may not end before a still-sounding same-pitch note from an earlier
+        onset; only when every pitch is sounding does that bound the duration.
+        """
+        ends = self.track_ends[track]
+        if len(ends) < 128:
+            return 1
+        return max(1, min(ends.values()) - self.onset_tick)
+
     def _rule_track(self) -> Ranges:
         t0, n = R["track"].start, self.n_tracks
         if self.phase is Phase.AFTER_NOTE:  # the next part: a later track
-            lo = t0 + self.part_track + 1
-            return [(lo, t0 + n)] if lo < t0 + n else []
-        cur = self.cur_track  # the first part: any track but the current one
-        if cur is None:
-            return [(t0, t0 + n)] if n else []
-        return [(lo, hi) for lo, hi in ((t0, t0 + cur), (t0 + cur + 1, t0 + n)) if lo < hi]
+            first = self.part_track + 1
+            candidates = range(first, n)
+        else:  # the first part: any track but the current one
+            candidates = (t for t in range(n) if t != self.cur_track)
+        out: Ranges = []
+        for track in candidates:
+            if self._min_duration(track) > MAX_DURATION_STEPS:
+                continue  # every pitch sounds past the longest duration
+            if out and out[-1][1] == t0 + track:
+                out[-1] = (out[-1][0], t0 + track + 1)
+            else:
+                out.append((t0 + track, t0 + track + 1))
+        return out
 
     def _rule_dur_long(self) -> Ranges:
         track = self._group_track()
         if track is None:
             return []
         r = R["dur_long"]
-        if self._first_group():
-            return [(r.start, r.stop)]
-        # A later group must sort after the one before: a longer duration.
-        dur = self.durations[track]
+        # The total must reach the shortest playable duration, and in a later group
+        # sort after the group before: exceed its duration.
+        floor = self._min_duration(track)
+        if not self._first_group():
+            floor = max(floor, self.durations[track] + 1)
         for long_id in r:
-            if _VAL[long_id] + SHORT_DURATION_STEPS > dur:
+            if _VAL[long_id] + SHORT_DURATION_STEPS >= floor:
                 return [(long_id, r.stop)]
         return []
 
@@ -282,19 +302,26 @@ class GrammarState:
         long_steps = self.pending_long if self.phase is Phase.AFTER_DUR_LONG else 0
         first = self.group_is_first if self.phase is Phase.AFTER_DUR_LONG else self._first_group()
         r = R["dur"]
-        if dur is None:
-            return [(r.start, r.stop)]
-        if first:  # any duration but the current one (that needs no token)
-            if long_steps < dur <= long_steps + SHORT_DURATION_STEPS:
-                return _family_excluding("dur", r.start + dur - long_steps - 1)
-            return [(r.start, r.stop)]
-        lowest = max(dur - long_steps + 1, 1)  # the total must exceed the duration before
-        return [(r.start + lowest - 1, r.stop)] if lowest <= SHORT_DURATION_STEPS else []
+        # Short parts from `lowest` steps: the total must leave a pitch playable, and
+        # in a later group exceed the duration of the group before.
+        lowest = max(self._min_duration(track) - long_steps, 1)
+        if not first:
+            lowest = max(lowest, dur - long_steps + 1)
+        if lowest > SHORT_DURATION_STEPS:
+            return []
+        ranges = [(r.start + lowest - 1, r.stop)]
+        if first and dur is not None and long_steps < dur <= long_steps + SHORT_DURATION_STEPS:
+            # Any duration but the current one: that one needs no token.
+            current = r.start + dur - long_steps - 1
+            ranges = [(a, b) for a, b in ((ranges[0][0], current), (current + 1, r.stop)) if a < b]
+        return ranges
 
     def _rule_vel(self) -> Ranges:
         track = self._group_track()
         if track is None or self.durations[track] is None:
             return []  # a group states its duration before its velocity
+        if self.phase is not Phase.AFTER_DUR and self._min_duration(track) > self.durations[track]:
+            return []  # with the duration it keeps, no pitch of this track could play
         vel = self.velocities[track]
         vel_id = None if vel is None else VOCAB.id_of("vel", vel)
         if self.phase is Phase.AFTER_NOTE:  # VEL alone opens a later group: a higher one

@@ -84,8 +84,9 @@ def _clock(secs: float) -> str:
 
 def format_summary(encoded: Encoded) -> list[str]:
     read, score = encoded.read, encoded.read.score
-    bar_starts = score.bar_starts()
     end = score.end_tick
+    # A note ending on a bar line does not start the next bar.
+    bar_starts = score.bar_starts(max(end - 1, 0))
     lines = [
         f"{read.source_name}: MIDI format {read.midi_format}, {score.ticks_per_beat} ticks per "
         f"quarter note, {read.midi_track_count} MIDI tracks",

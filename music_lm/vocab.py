@@ -4,9 +4,11 @@ Every token family is a list of (word, value) pairs. The token list, the ids, th
 id range of each family and every value lookup are derived from these tables;
 no id is hard-coded anywhere else. Pure Python: importing this loads no torch.
 
-Within a family, tokens are ordered by value, so "all positions after @1" or
-"all pitches from C4 up" is one contiguous id range (the grammar and the
-constrained sampler rely on that).
+The families the grammar narrows down by value (positions, durations, velocities,
+pitches, drums, tracks, tempi) are ordered by value, so "all positions after @1"
+or "all pitches from C4 up" is one contiguous id range (the grammar and the
+constrained sampler rely on that). Time signatures are ordered by denominator,
+keys by mode then sharps, and instruments by program with drums last.
 """
 
 from __future__ import annotations

@@ -1,0 +1,106 @@
+"""Shared helpers: tiny MIDI files written inline, and notes in quarter notes.
+
+A test states exactly what is in a file: each track is a list of
+(absolute tick, message) pairs; `make_midi` sorts them stably by tick, turns
+the ticks into delta times and returns the file's bytes (or writes it).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterable
+from fractions import Fraction
+from pathlib import Path
+
+import mido
+import pytest
+
+from music_lm.score import Score
+
+Event = tuple[int, mido.Message | mido.MetaMessage]
+NoteInQuarters = tuple[int, bool, int, Fraction, Fraction, int]
+
+
+def build_midi(
+    *tracks: Iterable[Event],
+    ticks_per_beat: int = 480,
+    midi_type: int = 1,
+    path: Path | None = None,
+) -> bytes:
+    """A Standard MIDI File holding exactly `tracks` (events at absolute ticks)."""
+    midi = mido.MidiFile(type=midi_type, ticks_per_beat=ticks_per_beat)
+    for events in tracks:
+        track = mido.MidiTrack()
+        last = 0
+        for tick, message in sorted(events, key=lambda event: event[0]):
+            track.append(message.copy(time=tick - last))
+            last = tick
+        midi.tracks.append(track)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    data = buffer.getvalue()
+    if path is not None:
+        path.write_bytes(data)
+    return data
+
+
+def note_events(
+    onset: int, duration: int, pitch: int, velocity: int = 64, channel: int = 0
+) -> list[Event]:
+    """A note as its note-on and note-off, at absolute ticks."""
+    return [
+        (onset, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity)),
+        (onset + duration, mido.Message("note_off", channel=channel, note=pitch, velocity=0)),
+    ]
+
+
+def quarter_notes(score: Score) -> list[NoteInQuarters]:
+    """Every note of `score` as (program, is_drum, pitch, onset, duration, velocity),
+    with onset and duration in quarter notes (exact Fractions), sorted."""
+    ppq = score.ticks_per_beat
+    return sorted(
+        (
+            track.program,
+            track.is_drum,
+            note.pitch,
+            Fraction(note.onset_tick, ppq),
+            Fraction(note.duration_tick, ppq),
+            note.velocity,
+        )
+        for track in score.tracks
+        for note in track.notes
+    )
+
+
+@pytest.fixture(scope="session")
+def make_midi() -> Callable[..., bytes]:
+    """`make_midi(track, ..., ticks_per_beat=480, midi_type=1, path=None) -> bytes`."""
+    return build_midi
+
+
+@pytest.fixture(scope="session")
+def note() -> Callable[..., list[Event]]:
+    """`note(onset, duration, pitch, velocity=64, channel=0)`: a note-on and its note-off."""
+    return note_events
+
+
+@pytest.fixture(scope="session")
+def in_quarters() -> Callable[[Score], list[NoteInQuarters]]:
+    """`in_quarters(score)`: its notes with times in quarter notes, sorted."""
+    return quarter_notes
+
+
+@pytest.fixture
+def simple_midi_file(tmp_path: Path) -> Path:
+    """A small valid two-instrument MIDI file on disk (a C major arpeggio and a bass)."""
+    tempo = [(0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100)))]
+    meter = [(0, mido.MetaMessage("time_signature", numerator=4, denominator=4))]
+    key = [(0, mido.MetaMessage("key_signature", key="C"))]
+    piano = [(0, mido.Message("program_change", channel=0, program=0))]
+    for i, pitch in enumerate((60, 64, 67, 72)):
+        piano += note_events(i * 480, 480, pitch, 80, channel=0)
+    bass = [(0, mido.Message("program_change", channel=1, program=32))]
+    bass += note_events(0, 1920, 36, 100, channel=1)
+    path = tmp_path / "simple.mid"
+    build_midi(tempo + meter + key, piano, bass, path=path)
+    return path
