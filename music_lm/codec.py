@@ -116,35 +116,46 @@ def _limit_tracks(tracks: list[Track], changes: GridChanges) -> list[Track]:
 
 
 def _track_to_grid(track: Track, ppq: int, changes: GridChanges) -> Track:
+    # Hot loop over every note of a file: integer arithmetic only, locals for lookups.
+    grid, twice_ppq = 2 * GRID_PER_QUARTER, 2 * ppq
+    velocity_of = nearest_velocity
     notes = []
-    for note in track.notes:
-        onset = _to_steps(note.onset_tick, ppq)
-        end = max(_to_steps(note.end_tick, ppq), onset + 1)
-        if end - onset > MAX_DURATION_STEPS:
+    moved_onsets = changed_durations = binned = exact = 0
+    max_onset_error = max_duration_error = max_velocity_change = 0  # in 1/(24 ppq) beats
+    for onset_tick, duration_tick, pitch, velocity in track.notes:
+        onset = (grid * onset_tick + ppq) // twice_ppq  # nearest step, halves up
+        end = (grid * (onset_tick + duration_tick) + ppq) // twice_ppq
+        if end <= onset:
+            end = onset + 1  # a note keeps at least one step
+        elif end - onset > MAX_DURATION_STEPS:
             end = onset + MAX_DURATION_STEPS
             changes.changed["notes longer than 68 quarter notes shortened"] += 1
-        velocity = nearest_velocity(note.velocity)
-        notes.append(Note(onset, end - onset, note.pitch, velocity))
-        changes.notes += 1
-        onset_shift = abs(onset * ppq - note.onset_tick * GRID_PER_QUARTER) / (
-            ppq * GRID_PER_QUARTER
-        )
-        duration_shift = abs((end - onset) * ppq - note.duration_tick * GRID_PER_QUARTER) / (
-            ppq * GRID_PER_QUARTER
-        )
-        if onset_shift:
-            changes.onsets_moved += 1
-            changes.max_onset_shift_beats = max(changes.max_onset_shift_beats, onset_shift)
-        if duration_shift:
-            changes.durations_changed += 1
-            changes.max_duration_shift_beats = max(changes.max_duration_shift_beats, duration_shift)
-        if velocity != note.velocity:
-            changes.velocities_binned += 1
-            changes.max_velocity_change = max(
-                changes.max_velocity_change, abs(velocity - note.velocity)
-            )
-        if not onset_shift and not duration_shift:
-            changes.notes_exact += 1
+        onset_error = abs(onset * ppq - onset_tick * GRID_PER_QUARTER)
+        duration_error = abs((end - onset) * ppq - duration_tick * GRID_PER_QUARTER)
+        if onset_error:
+            moved_onsets += 1
+            max_onset_error = max(max_onset_error, onset_error)
+        if duration_error:
+            changed_durations += 1
+            max_duration_error = max(max_duration_error, duration_error)
+        if not onset_error and not duration_error:
+            exact += 1
+        binned_velocity = velocity_of(velocity)
+        if binned_velocity != velocity:
+            binned += 1
+            max_velocity_change = max(max_velocity_change, abs(binned_velocity - velocity))
+        notes.append(Note(onset, end - onset, pitch, binned_velocity))
+    scale = ppq * GRID_PER_QUARTER
+    changes.notes += len(notes)
+    changes.notes_exact += exact
+    changes.onsets_moved += moved_onsets
+    changes.durations_changed += changed_durations
+    changes.velocities_binned += binned
+    changes.max_onset_shift_beats = max(changes.max_onset_shift_beats, max_onset_error / scale)
+    changes.max_duration_shift_beats = max(
+        changes.max_duration_shift_beats, max_duration_error / scale
+    )
+    changes.max_velocity_change = max(changes.max_velocity_change, max_velocity_change)
     notes.sort()
     repaired = _pair_first_in_first_out(notes)
     if repaired:
@@ -159,6 +170,14 @@ def _pair_first_in_first_out(notes: list[Note]) -> int:
     two overlapping ones; the reader pairs first-in first-out, so the codec
     keeps notes in that form. Only tracks merged together can break it.
     """
+    last_end: dict[int, int] = {}
+    for onset, duration, pitch, _ in notes:  # usually nothing to repair: one pass tells
+        end = onset + duration
+        if last_end.get(pitch, -1) > end:
+            break
+        last_end[pitch] = end
+    else:
+        return 0
     by_pitch: dict[int, list[int]] = defaultdict(list)
     for i, note in enumerate(notes):
         by_pitch[note.pitch].append(i)
@@ -387,6 +406,13 @@ _DECODE_META = {
 }
 
 
+_NOTE = object()  # the decoder's action for pitch and drum tokens
+# Per token id: _NOTE, a function for the meta families, or None (nothing to record).
+_DECODE_ACTION = [
+    _NOTE if family in ("pitch", "drum") else _DECODE_META.get(family) for family in VOCAB.family_of
+]
+
+
 def decode(text: str) -> Score:
     """Parse token text (validated by the grammar) into a grid score.
 
@@ -394,7 +420,7 @@ def decode(text: str) -> Score:
     """
     ids = words_to_ids(text.split())
     score = Score(GRID_PER_QUARTER)
-    values, families = VOCAB.values, VOCAB.family_of
+    values = VOCAB.values
     notes: list[list[Note]] = []
     state = GrammarState()
     advance = state.advance
@@ -403,15 +429,15 @@ def decode(text: str) -> Score:
             advance(token_id)
         except GrammarError as err:
             raise located(err, index, token_id) from None
-        family = families[token_id]
-        if family == "pitch" or family == "drum":
+        action = _DECODE_ACTION[token_id]
+        if action is _NOTE:
             track = state.part_track
             notes[track].append(
                 Note(state.onset_tick, state.durations[track], values[token_id],
                      state.velocities[track])
             )  # fmt: skip
-        elif family in _DECODE_META:
-            _DECODE_META[family](score, state, values[token_id], notes)
+        elif action is not None:
+            action(score, state, values[token_id], notes)
     check_complete(state, len(ids))
     for track_notes in notes:
         track_notes.sort()

@@ -80,6 +80,18 @@ class Phase(IntEnum):
     DONE = 16
 
 
+# The phases as module constants: comparing with `is` against a global is faster than
+# looking up the enum's attribute, and this is the decoder's hot path.
+(
+    START, STYLE, TEMPO, TS, KEY_OR_INST, INST, BAR_START, AFTER_TS, AFTER_POS, AFTER_TEMPO,
+    AFTER_KEY, AFTER_TRACK, AFTER_DUR_LONG, AFTER_DUR, AFTER_VEL, AFTER_NOTE, DONE,
+) = tuple(Phase)  # fmt: skip
+_CONTINUING_PHASES = frozenset((AFTER_POS, AFTER_TEMPO, AFTER_KEY))
+_PITCH_START, _PITCH_STOP = R["pitch"].start, R["pitch"].stop
+_DRUM_START, _DRUM_STOP = R["drum"].start, R["drum"].stop
+_POS_START = R["pos"].start
+_TRACK_START = R["track"].start
+
 Ranges = list[tuple[int, int]]  # half-open id ranges [lo, hi)
 
 
@@ -116,6 +128,7 @@ class GrammarState:
         "key",
         "last_pitch_id",
         "onset_notes",
+        "onset_tick",
         "part_track",
         "pending_long",
         "phase",
@@ -130,7 +143,7 @@ class GrammarState:
     )
 
     def __init__(self) -> None:
-        self.phase = Phase.START
+        self.phase = START
         self.track_is_drum: list[bool] = []
         self.used_tracks = 0  # bit mask
         self.tempo: float | None = None
@@ -141,6 +154,7 @@ class GrammarState:
         self.bar_length = 0
         self.bar_has_content = False
         self.pos = -1  # grid steps from the bar start of the current onset
+        self.onset_tick = 0  # absolute grid tick of the current onset (the bar start before one)
         self.cur_track: int | None = None
         self.durations: list[int | None] = []  # per track, within this bar
         self.velocities: list[int | None] = []
@@ -167,11 +181,7 @@ class GrammarState:
 
     @property
     def done(self) -> bool:
-        return self.phase is Phase.DONE
-
-    @property
-    def onset_tick(self) -> int:
-        return self.bar_start + max(self.pos, 0)
+        return self.phase is DONE
 
     @property
     def n_tracks(self) -> int:
@@ -187,10 +197,10 @@ class GrammarState:
         return out
 
     def is_allowed(self, token_id: int) -> bool:
-        family = _FAM[token_id]
-        if family not in _SUCCESSION_SETS[self.phase]:
+        family = _FAM_INDEX[token_id]
+        if not _FAMILY_ALLOWED[self.phase][family]:
             return False
-        for lo, hi in _RULES[family](self):  # noqa: SIM110 (a plain loop is faster here)
+        for lo, hi in _RULE_LIST[family](self):  # noqa: SIM110 (a plain loop is faster here)
             if lo <= token_id < hi:
                 return True
         return False
@@ -203,28 +213,28 @@ class GrammarState:
         return self.part_track
 
     def _first_group(self) -> bool:
-        return self.phase is not Phase.AFTER_NOTE
+        return self.phase is not AFTER_NOTE
 
     def _rule_whole(self, family: str) -> Ranges:
         r = R[family]
         return [(r.start, r.stop)]
 
     def _rule_tempo(self) -> Ranges:
-        if self.phase is Phase.TEMPO:
+        if self.phase is TEMPO:
             return self._rule_whole("tempo")
         if self.bar_index == 1 and self.pos == 0:
             return []  # the header holds the tempo at the start
         return _family_excluding("tempo", VOCAB.id_of("tempo", self.tempo))
 
     def _rule_ts(self) -> Ranges:
-        if self.phase is Phase.TS:
+        if self.phase is TS:
             return self._rule_whole("ts")
         if self.bar_index <= 1:
             return []  # the header holds the meter of the first bar
         return _family_excluding("ts", VOCAB.id_of("ts", self.ts))
 
     def _rule_key(self) -> Ranges:
-        if self.phase is Phase.KEY_OR_INST:
+        if self.phase is KEY_OR_INST:
             return self._rule_whole("key")
         if self.bar_index == 1 and self.pos == 0:
             return []
@@ -240,7 +250,7 @@ class GrammarState:
         return [(r.start, r.stop)]
 
     def _rule_end(self) -> Ranges:
-        if self.used_tracks == (1 << self.n_tracks) - 1:
+        if self.used_tracks == (1 << len(self.track_is_drum)) - 1:
             return [(END, END + 1)]
         return []
 
@@ -263,11 +273,19 @@ class GrammarState:
         return max(1, min(ends.values()) - self.onset_tick)
 
     def _rule_track(self) -> Ranges:
-        t0, n = R["track"].start, self.n_tracks
-        if self.phase is Phase.AFTER_NOTE:  # the next part: a later track
-            first = self.part_track + 1
-            candidates = range(first, n)
-        else:  # the first part: any track but the current one
+        t0, n = _TRACK_START, len(self.track_is_drum)
+        after_note = self.phase is AFTER_NOTE
+        if n and max(map(len, self.track_ends)) < 128:  # common case: every track can play
+            if after_note:  # the next part: a later track
+                lo = t0 + self.part_track + 1
+                return [(lo, t0 + n)] if lo < t0 + n else []
+            cur = self.cur_track  # the first part: any track but the current one
+            if cur is None:
+                return [(t0, t0 + n)]
+            return [(a, b) for a, b in ((t0, t0 + cur), (t0 + cur + 1, t0 + n)) if a < b]
+        if after_note:
+            candidates = range(self.part_track + 1, n)
+        else:
             candidates = (t for t in range(n) if t != self.cur_track)
         out: Ranges = []
         for track in candidates:
@@ -299,8 +317,8 @@ class GrammarState:
         if track is None:
             return []
         dur = self.durations[track]
-        long_steps = self.pending_long if self.phase is Phase.AFTER_DUR_LONG else 0
-        first = self.group_is_first if self.phase is Phase.AFTER_DUR_LONG else self._first_group()
+        long_steps = self.pending_long if self.phase is AFTER_DUR_LONG else 0
+        first = self.group_is_first if self.phase is AFTER_DUR_LONG else self._first_group()
         r = R["dur"]
         # Short parts from `lowest` steps: the total must leave a pitch playable, and
         # in a later group exceed the duration of the group before.
@@ -320,23 +338,23 @@ class GrammarState:
         track = self._group_track()
         if track is None or self.durations[track] is None:
             return []  # a group states its duration before its velocity
-        if self.phase is not Phase.AFTER_DUR and self._min_duration(track) > self.durations[track]:
+        if self.phase is not AFTER_DUR and self._min_duration(track) > self.durations[track]:
             return []  # with the duration it keeps, no pitch of this track could play
         vel = self.velocities[track]
         vel_id = None if vel is None else VOCAB.id_of("vel", vel)
-        if self.phase is Phase.AFTER_NOTE:  # VEL alone opens a later group: a higher one
+        if self.phase is AFTER_NOTE:  # VEL alone opens a later group: a higher one
             return _family_above("vel", vel_id)
         return _family_excluding("vel", vel_id)
 
-    def _rule_note(self, family: str) -> Ranges:
-        track = self._group_track()
-        if track is None or self.track_is_drum[track] != (family == "drum"):
+    def _rule_note(self, drums: bool, start: int, stop: int) -> Ranges:
+        phase = self.phase
+        track = self.cur_track if phase in _CONTINUING_PHASES else self.part_track
+        if track is None or self.track_is_drum[track] is not drums:
             return []
         dur = self.durations[track]
         if dur is None or self.velocities[track] is None:
             return []
-        start, stop = R[family].start, R[family].stop
-        lo = self.last_pitch_id if self.phase is Phase.AFTER_NOTE else start
+        lo = self.last_pitch_id if phase is AFTER_NOTE else start
         end = self.onset_tick + dur
         if self.track_max_end[track] <= end:
             return [(lo, stop)]
@@ -353,36 +371,36 @@ class GrammarState:
 
     def advance(self, token_id: int) -> None:
         """Take one token; raises GrammarError (without index) when it is not allowed."""
-        family = _FAM[token_id]
-        if family in _SUCCESSION_SETS[self.phase]:
-            for lo, hi in _RULES[family](self):
+        family = _FAM_INDEX[token_id]
+        if _FAMILY_ALLOWED[self.phase][family]:
+            for lo, hi in _RULE_LIST[family](self):
                 if lo <= token_id < hi:
-                    _HANDLERS[family](self, _VAL[token_id])
+                    _HANDLER_LIST[family](self, _VAL[token_id])
                     return
         raise GrammarError(f"expected {describe_ranges(self.allowed_ranges())}")
 
     def _take_piece(self, _value: object) -> None:
-        self.phase = Phase.STYLE
+        self.phase = STYLE
 
     def _take_style(self, _value: object) -> None:
-        self.phase = Phase.TEMPO
+        self.phase = TEMPO
 
     def _take_tempo(self, value: float) -> None:
         self.tempo = value
-        self.phase = Phase.TS if self.phase is Phase.TEMPO else Phase.AFTER_TEMPO
+        self.phase = TS if self.phase is TEMPO else AFTER_TEMPO
 
     def _take_ts(self, value: tuple[int, int]) -> None:
         self.ts = value
-        if self.phase is Phase.TS:
-            self.phase = Phase.KEY_OR_INST
+        if self.phase is TS:
+            self.phase = KEY_OR_INST
         else:
             self.bar_length = bar_steps(*value)
             self.bar_has_content = True
-            self.phase = Phase.AFTER_TS
+            self.phase = AFTER_TS
 
     def _take_key(self, value: tuple[int, str]) -> None:
         self.key = value
-        self.phase = Phase.INST if self.phase is Phase.KEY_OR_INST else Phase.AFTER_KEY
+        self.phase = INST if self.phase is KEY_OR_INST else AFTER_KEY
 
     def _take_inst(self, program: int) -> None:
         self.track_is_drum.append(program == -1)
@@ -390,7 +408,7 @@ class GrammarState:
         self.velocities.append(None)
         self.track_ends.append({})
         self.track_max_end.append(-1)
-        self.phase = Phase.INST
+        self.phase = INST
 
     def _flush_onset(self) -> None:
         for track, pitch, end in self.onset_notes:
@@ -409,66 +427,65 @@ class GrammarState:
         self.bar_length = bar_steps(*self.ts)
         self.bar_has_content = False
         self.pos = -1
+        self.onset_tick = self.bar_start
         self.cur_track = None
         n = self.n_tracks
         self.durations = [None] * n
         self.velocities = [None] * n
-        self.phase = Phase.BAR_START
+        self.phase = BAR_START
 
     def _take_pos(self, steps: int) -> None:
-        self._flush_onset()
+        if self.onset_notes:
+            self._flush_onset()
         self.pos = steps
+        self.onset_tick = self.bar_start + steps
         self.bar_has_content = True
         self.part_track = None
-        self.phase = Phase.AFTER_POS
+        self.phase = AFTER_POS
 
     def _take_track(self, track: int) -> None:
         self.part_track = self.cur_track = track
         self.used_tracks |= 1 << track
         self.group_is_first = True
-        self.phase = Phase.AFTER_TRACK
+        self.phase = AFTER_TRACK
 
     def _begin_group_if_needed(self) -> None:
         """DUR/VEL/note straight after POS/TEMPO/KEY continue the current track."""
-        if self.phase in (Phase.AFTER_POS, Phase.AFTER_TEMPO, Phase.AFTER_KEY):
+        if self.phase in _CONTINUING_PHASES:
             self.part_track = self.cur_track
             self.group_is_first = True
-        elif self.phase is Phase.AFTER_NOTE:
+        elif self.phase is AFTER_NOTE:
             self.group_is_first = False
 
     def _take_dur_long(self, steps: int) -> None:
         self._begin_group_if_needed()
         self.pending_long = steps
-        self.phase = Phase.AFTER_DUR_LONG
+        self.phase = AFTER_DUR_LONG
 
     def _take_dur(self, steps: int) -> None:
-        if self.phase is not Phase.AFTER_DUR_LONG:
+        if self.phase is not AFTER_DUR_LONG:
             self._begin_group_if_needed()
             self.pending_long = 0
         self.durations[self.part_track] = self.pending_long + steps
         self.pending_long = 0
-        self.phase = Phase.AFTER_DUR
+        self.phase = AFTER_DUR
 
     def _take_vel(self, velocity: int) -> None:
-        if self.phase is not Phase.AFTER_DUR:
+        if self.phase is not AFTER_DUR:
             self._begin_group_if_needed()
         self.velocities[self.part_track] = velocity
-        self.phase = Phase.AFTER_VEL
+        self.phase = AFTER_VEL
 
     def _take_note(self, pitch: int) -> None:
-        if self.phase in (Phase.AFTER_POS, Phase.AFTER_TEMPO, Phase.AFTER_KEY):
+        if self.phase in _CONTINUING_PHASES:
             self._begin_group_if_needed()
         track = self.part_track
         self.onset_notes.append((track, pitch, self.onset_tick + self.durations[track]))
-        self.last_pitch_id = R["drum" if self.track_is_drum[track] else "pitch"].start + pitch
-        self.phase = Phase.AFTER_NOTE
+        self.last_pitch_id = (_DRUM_START if self.track_is_drum[track] else _PITCH_START) + pitch
+        self.phase = AFTER_NOTE
 
     def _take_end(self, _value: object) -> None:
-        self.phase = Phase.DONE
-
-
-def _note_handler(state: GrammarState, value: int) -> None:
-    state._take_note(value)
+        self.phase = DONE
 
 
 _NOTE_START = ("dur_long", "dur", "vel", "pitch", "drum")  # what may open a group
@@ -476,26 +493,24 @@ _NOTE_START = ("dur_long", "dur", "vel", "pitch", "drum")  # what may open a gro
 # The succession table: which token families may follow in each phase. The
 # rules below each family then narrow it down with the counters.
 SUCCESSIONS: dict[Phase, tuple[str, ...]] = {
-    Phase.START: ("piece",),
-    Phase.STYLE: ("style",),
-    Phase.TEMPO: ("tempo",),
-    Phase.TS: ("ts",),
-    Phase.KEY_OR_INST: ("key", "inst", "bar", "end"),
-    Phase.INST: ("inst", "bar", "end"),
-    Phase.BAR_START: ("ts", "pos", "bar"),
-    Phase.AFTER_TS: ("pos", "bar", "end"),
-    Phase.AFTER_POS: ("tempo", "key", "track", *_NOTE_START),
-    Phase.AFTER_TEMPO: ("key", "track", *_NOTE_START, "pos", "bar", "end"),
-    Phase.AFTER_KEY: ("track", *_NOTE_START, "pos", "bar", "end"),
-    Phase.AFTER_TRACK: _NOTE_START,
-    Phase.AFTER_DUR_LONG: ("dur",),
-    Phase.AFTER_DUR: ("vel", "pitch", "drum"),
-    Phase.AFTER_VEL: ("pitch", "drum"),
-    Phase.AFTER_NOTE: ("pitch", "drum", "dur_long", "dur", "vel", "track", "pos", "bar", "end"),
-    Phase.DONE: (),
+    START: ("piece",),
+    STYLE: ("style",),
+    TEMPO: ("tempo",),
+    TS: ("ts",),
+    KEY_OR_INST: ("key", "inst", "bar", "end"),
+    INST: ("inst", "bar", "end"),
+    BAR_START: ("ts", "pos", "bar"),
+    AFTER_TS: ("pos", "bar", "end"),
+    AFTER_POS: ("tempo", "key", "track", *_NOTE_START),
+    AFTER_TEMPO: ("key", "track", *_NOTE_START, "pos", "bar", "end"),
+    AFTER_KEY: ("track", *_NOTE_START, "pos", "bar", "end"),
+    AFTER_TRACK: _NOTE_START,
+    AFTER_DUR_LONG: ("dur",),
+    AFTER_DUR: ("vel", "pitch", "drum"),
+    AFTER_VEL: ("pitch", "drum"),
+    AFTER_NOTE: ("pitch", "drum", "dur_long", "dur", "vel", "track", "pos", "bar", "end"),
+    DONE: (),
 }
-_SUCCESSION_SETS = {phase: frozenset(families) for phase, families in SUCCESSIONS.items()}
-_CONTINUING_PHASES = frozenset((Phase.AFTER_POS, Phase.AFTER_TEMPO, Phase.AFTER_KEY))
 _RULES = {
     "piece": lambda s: [(PIECE, PIECE + 1)],
     "style": lambda s: s._rule_whole("style"),
@@ -510,8 +525,8 @@ _RULES = {
     "dur_long": GrammarState._rule_dur_long,
     "dur": GrammarState._rule_dur,
     "vel": GrammarState._rule_vel,
-    "pitch": lambda s: s._rule_note("pitch"),
-    "drum": lambda s: s._rule_note("drum"),
+    "pitch": lambda s: GrammarState._rule_note(s, False, _PITCH_START, _PITCH_STOP),
+    "drum": lambda s: GrammarState._rule_note(s, True, _DRUM_START, _DRUM_STOP),
 }
 
 
@@ -528,10 +543,17 @@ _HANDLERS = {
     "dur_long": GrammarState._take_dur_long,
     "dur": GrammarState._take_dur,
     "vel": GrammarState._take_vel,
-    "pitch": _note_handler,
-    "drum": _note_handler,
+    "pitch": GrammarState._take_note,
+    "drum": GrammarState._take_note,
     "end": GrammarState._take_end,
 }
+
+# The same tables indexed by numbers, for the hot path of `advance`.
+_FAMILY_NAMES = tuple(R)
+_FAM_INDEX = [_FAMILY_NAMES.index(family) for family in _FAM]
+_RULE_LIST = [_RULES.get(family, lambda s: []) for family in _FAMILY_NAMES]
+_HANDLER_LIST = [_HANDLERS.get(family) for family in _FAMILY_NAMES]
+_FAMILY_ALLOWED = [[f in SUCCESSIONS[phase] for f in _FAMILY_NAMES] for phase in Phase]
 
 
 def describe_ranges(ranges: Ranges) -> str:
@@ -551,15 +573,14 @@ def describe_ranges(ranges: Ranges) -> str:
 
 def words_to_ids(words: Iterable[str]) -> list[int]:
     """Words -> ids; an unknown word is a GrammarError naming it and its index."""
-    ids = []
-    for index, word in enumerate(words):
-        token_id = _ID.get(word)
-        if token_id is None:
-            raise GrammarError(
-                f"token {index} {word!r}: not a token of the vocabulary", index, word
-            )
-        ids.append(token_id)
-    return ids
+    words = list(words)
+    try:
+        return [_ID[word] for word in words]
+    except KeyError:
+        index = next(i for i, word in enumerate(words) if word not in _ID)
+        raise GrammarError(
+            f"token {index} {words[index]!r}: not a token of the vocabulary", index, words[index]
+        ) from None
 
 
 def located(err: GrammarError, index: int, token_id: int) -> GrammarError:

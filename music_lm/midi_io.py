@@ -175,6 +175,10 @@ def _read_track(
     programs = [0] * 16
     drum_programs: set[int] = set()
     sounding: dict[int, deque[tuple[int, int, int]]] = {}  # channel*128+pitch -> notes
+    # A note-off with nothing sounding, by key -> its tick: a note-on of that key on the
+    # same tick right after it is a zero-length note written off-before-on (music21
+    # writes grace notes so); pairing it with a later note-off would stretch it.
+    orphan_offs: dict[int, int] = {}
     track_name = ""
     notes_here: dict[tuple[int, int], list[Note]] = {}  # (channel, program) -> notes
     while i < stop:
@@ -205,6 +209,16 @@ def _read_track(
                                 f"{track_index + 1}")  # fmt: skip
             key = (status & 0x0F) << 7 | pitch
             if kind == 0x90 and velocity:
+                if orphan_offs.get(key) == tick:
+                    del orphan_offs[key]
+                    remarks["zero-length notes written note-off first (kept, one step long)"] += 1
+                    channel = status & 0x0F
+                    program = programs[channel]
+                    notes = notes_here.get((channel, program))
+                    if notes is None:
+                        notes = notes_here[(channel, program)] = []
+                    notes.append(Note(tick, 0, pitch, velocity))
+                    continue
                 queue = sounding.get(key)
                 if queue is None:
                     queue = sounding[key] = deque()
@@ -212,7 +226,7 @@ def _read_track(
                 continue
             queue = sounding.get(key)
             if not queue:
-                remarks["note-offs without a note-on (ignored)"] += 1
+                orphan_offs[key] = tick
                 continue
             onset, velocity, program = queue.popleft()
             channel = status & 0x0F
@@ -264,6 +278,8 @@ def _read_track(
                             f"track {track_index + 1}")  # fmt: skip
     if i > stop:
         raise IndexError
+    if orphan_offs:
+        remarks["note-offs without a note-on (ignored)"] += len(orphan_offs)
     # Notes still sounding when the track ends are closed there.
     for key, queue in sounding.items():
         for onset, velocity, program in queue:
@@ -375,16 +391,22 @@ def _meta(meta_type: int, payload: bytes) -> bytes:
     return bytes((0xFF, meta_type)) + _varlen(len(payload)) + payload
 
 
+_VARLEN_SMALL = [_varlen(value) for value in range(1 << 14)]  # one or two bytes
+
+
 def _chunk(events: list[tuple[int, bytes]]) -> bytes:
     """An MTrk chunk of (absolute tick, message bytes), in order, ended by end-of-track."""
-    body = bytearray()
+    parts = []
     last = 0
+    small = _VARLEN_SMALL
     for tick, message in events:
-        body += _varlen(tick - last)
-        body += message
+        delta = tick - last
+        parts.append(small[delta] if delta < 16384 else _varlen(delta))
+        parts.append(message)
         last = tick
-    body += b"\x00\xff\x2f\x00"
-    return b"MTrk" + len(body).to_bytes(4, "big") + bytes(body)
+    parts.append(b"\x00\xff\x2f\x00")
+    body = b"".join(parts)
+    return b"MTrk" + len(body).to_bytes(4, "big") + body
 
 
 def write_midi(score: Score, ticks_per_beat: int = DAW_TICKS_PER_BEAT) -> bytes:
@@ -418,11 +440,12 @@ def write_midi(score: Score, ticks_per_beat: int = DAW_TICKS_PER_BEAT) -> bytes:
         # they end, so first-in first-out pairing reads them back as written.
         events: list[tuple[int, int, int, int, bytes]] = []
         note_on, note_off = 0x90 | channel, 0x80 | channel
-        for note in track.notes:
-            on, off = at(note.onset_tick), at(note.end_tick)
-            events.append((on, 1, off, note.pitch, bytes((note_on, note.pitch, note.velocity))))
-            events.append((off, 0, 0, note.pitch, bytes((note_off, note.pitch, 64))))
-        events.sort(key=lambda e: e[:4])
+        offs = [bytes((note_off, pitch, 64)) for pitch in range(128)]
+        for onset, duration, pitch, velocity in track.notes:
+            on, off = at(onset), at(onset + duration)
+            events.append((on, 1, off, pitch, bytes((note_on, pitch, velocity))))
+            events.append((off, 0, 0, pitch, offs[pitch]))
+        events.sort()  # ties (doubled notes) fall to the message bytes: still deterministic
         body = [
             (0, _meta(0x03, name.encode("latin-1"))),
             (0, bytes((0xC0 | channel, track.program))),

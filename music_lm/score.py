@@ -9,12 +9,16 @@ at `ticks_per_beat` ticks per quarter note: the file's PPQ when read from MIDI,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from music_lm.vocab import DRUM_CHANNEL, GM_PROGRAMS, MAJOR_KEYS, MINOR_KEYS
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Note:
+class Note(NamedTuple):
+    """One note. A named tuple: notes sort by onset, then duration, pitch and velocity,
+    and a codec handles hundreds of thousands of them, so creation and comparison
+    must be cheap."""
+
     onset_tick: int
     duration_tick: int
     pitch: int
