@@ -129,7 +129,7 @@ def _track_to_grid(track: Track, ppq: int, changes: GridChanges) -> Track:
             end = onset + 1  # a note keeps at least one step
         elif end - onset > MAX_DURATION_STEPS:
             end = onset + MAX_DURATION_STEPS
-            changes.changed["notes longer than 68 quarter notes shortened"] += 1
+            changes.changed["notes longer than 1,024 quarter notes shortened"] += 1
         onset_error = abs(onset * ppq - onset_tick * GRID_PER_QUARTER)
         duration_error = abs((end - onset) * ppq - duration_tick * GRID_PER_QUARTER)
         if onset_error:
@@ -338,9 +338,9 @@ def encode(score: Score) -> str:
                     words.append(_TRACK[track_index])
                     current_track = track_index
                 if durations.get(track_index) != duration:
-                    long_steps, short_steps = split_duration(duration)
-                    if long_steps:
-                        words.append(_LONG[long_steps])
+                    long_parts, short_steps = split_duration(duration)
+                    for part in long_parts:
+                        words.append(_LONG[part])
                     words.append(_DUR[short_steps - 1])
                     durations[track_index] = duration
                 if velocities.get(track_index) != velocity:

@@ -9,7 +9,7 @@ valid text T, encode(decode(T)) == T.
     bar     = "bar" [TS] onset*
     onset   = POS [TEMPO] [KEY] part*          (at least one of TEMPO, KEY, part)
     part    = [TRACK] group+
-    group   = [[DUR_LONG] DUR] [VEL] note+
+    group   = [DUR_LONG* DUR] [VEL] note+           (long parts in decreasing order)
     note    = PITCH | DRUM                     (by the track's kind)
 
 The counters and rules (see docs/token-format.md for examples):
@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator
 from enum import IntEnum
 
 from music_lm.vocab import (
+    LONG_DURATION_STEPS,
     MAX_DURATION_STEPS,
     MAX_MELODIC_TRACKS,
     MAX_TRACKS,
@@ -91,6 +92,8 @@ _PITCH_START, _PITCH_STOP = R["pitch"].start, R["pitch"].stop
 _DRUM_START, _DRUM_STOP = R["drum"].start, R["drum"].stop
 _POS_START = R["pos"].start
 _TRACK_START = R["track"].start
+# For each long duration part: the sum of all smaller ones (what can still follow it).
+_LONG_SUM_BELOW = {v: sum(w for w in LONG_DURATION_STEPS if w < v) for v in LONG_DURATION_STEPS}
 
 Ranges = list[tuple[int, int]]  # half-open id ranges [lo, hi)
 
@@ -126,6 +129,7 @@ class GrammarState:
         "durations",
         "group_is_first",
         "key",
+        "last_long",
         "last_pitch_id",
         "onset_notes",
         "onset_tick",
@@ -161,7 +165,8 @@ class GrammarState:
         self.part_track: int | None = None  # track of the current part of this onset
         self.group_is_first = True
         self.last_pitch_id: int | None = None
-        self.pending_long = 0
+        self.pending_long = 0  # long parts of the duration being read, in steps
+        self.last_long = 0  # the last long part read (the next must be smaller)
         # Per track: pitch -> latest end tick of its notes from earlier onsets.
         self.track_ends: list[dict[int, int]] = []
         self.track_max_end: list[int] = []
@@ -301,16 +306,33 @@ class GrammarState:
         track = self._group_track()
         if track is None:
             return []
-        r = R["dur_long"]
-        # The total must reach the shortest playable duration, and in a later group
-        # sort after the group before: exceed its duration.
+        if self.phase is AFTER_DUR_LONG:  # a further long part: a smaller one
+            first, pending, below = self.group_is_first, self.pending_long, self.last_long
+        else:
+            first, pending, below = self.phase is not AFTER_NOTE, 0, MAX_DURATION_STEPS
+        dur = self.durations[track]
+        # The total must leave a pitch playable and, in a later group, exceed the
+        # duration of the group before; in a first group it must differ from the
+        # current duration (that one needs no token). Offer a long part only if some
+        # total that follows the rules can still be completed after it.
         floor = self._min_duration(track)
-        if not self._first_group():
-            floor = max(floor, self.durations[track] + 1)
-        for long_id in r:
-            if _VAL[long_id] + SHORT_DURATION_STEPS >= floor:
-                return [(long_id, r.stop)]
-        return []
+        if not first:
+            floor = max(floor, dur + 1)
+        excluded = dur if first else None
+        out: Ranges = []
+        for long_id in R["dur_long"]:
+            value = _VAL[long_id]
+            if value >= below:
+                break
+            lowest = max(pending + value + 1, floor)
+            reach = pending + value + _LONG_SUM_BELOW[value] + SHORT_DURATION_STEPS
+            if lowest > reach or lowest == reach == excluded:
+                continue
+            if out and out[-1][1] == long_id:
+                out[-1] = (out[-1][0], long_id + 1)
+            else:
+                out.append((long_id, long_id + 1))
+        return out
 
     def _rule_dur(self) -> Ranges:
         track = self._group_track()
@@ -458,8 +480,11 @@ class GrammarState:
             self.group_is_first = False
 
     def _take_dur_long(self, steps: int) -> None:
-        self._begin_group_if_needed()
-        self.pending_long = steps
+        if self.phase is not AFTER_DUR_LONG:
+            self._begin_group_if_needed()
+            self.pending_long = 0
+        self.pending_long += steps
+        self.last_long = steps
         self.phase = AFTER_DUR_LONG
 
     def _take_dur(self, steps: int) -> None:
@@ -505,7 +530,7 @@ SUCCESSIONS: dict[Phase, tuple[str, ...]] = {
     AFTER_TEMPO: ("key", "track", *_NOTE_START, "pos", "bar", "end"),
     AFTER_KEY: ("track", *_NOTE_START, "pos", "bar", "end"),
     AFTER_TRACK: _NOTE_START,
-    AFTER_DUR_LONG: ("dur",),
+    AFTER_DUR_LONG: ("dur_long", "dur"),
     AFTER_DUR: ("vel", "pitch", "drum"),
     AFTER_VEL: ("pitch", "drum"),
     AFTER_NOTE: ("pitch", "drum", "dur_long", "dur", "vel", "track", "pos", "bar", "end"),

@@ -27,15 +27,14 @@ GRID_PER_QUARTER = 24
 MAX_BAR_QUARTERS = 12
 MAX_BAR_STEPS = MAX_BAR_QUARTERS * GRID_PER_QUARTER
 
-# A duration is written as an optional "long" part (a multiple of
-# LONG_DURATION_QUARTERS) plus one "short" part of 1..SHORT_DURATION_STEPS steps.
+# A duration is written as long parts, powers of two times 4 quarter notes in
+# decreasing order (d:16+ d:4+ is 20 quarters), plus one short part of 1..96 steps
+# (up to 4 quarter notes). Binary long parts reach 1,024 quarter notes with 8 tokens.
 SHORT_DURATION_QUARTERS = 4
 SHORT_DURATION_STEPS = SHORT_DURATION_QUARTERS * GRID_PER_QUARTER
-LONG_DURATION_QUARTERS = 4
-MAX_LONG_MULTIPLE = 16  # long parts d:4+ .. d:64+
-MAX_DURATION_STEPS = (
-    MAX_LONG_MULTIPLE * LONG_DURATION_QUARTERS * GRID_PER_QUARTER + SHORT_DURATION_STEPS
-)
+LONG_DURATION_COUNT = 8  # d:4+ d:8+ ... d:512+
+LONG_DURATION_STEPS = tuple(SHORT_DURATION_STEPS << k for k in range(LONG_DURATION_COUNT))
+MAX_DURATION_STEPS = sum(LONG_DURATION_STEPS) + SHORT_DURATION_STEPS  # 1,024 quarter notes
 
 MAX_TRACKS = 16
 MAX_MELODIC_TRACKS = 15  # MIDI has 16 channels and channel 10 is for drums
@@ -223,8 +222,7 @@ def _families() -> tuple[Family, ...]:
         (f"d:{steps_to_quarters_text(s)}", s) for s in range(1, SHORT_DURATION_STEPS + 1)
     )
     long_durations = tuple(
-        (f"d:{m * LONG_DURATION_QUARTERS}+", m * LONG_DURATION_QUARTERS * GRID_PER_QUARTER)
-        for m in range(1, MAX_LONG_MULTIPLE + 1)
+        (f"d:{steps // GRID_PER_QUARTER}+", steps) for steps in LONG_DURATION_STEPS
     )
     time_signatures = tuple(
         (f"ts:{n}/{d}", (n, d))
@@ -340,16 +338,20 @@ def _velocity_table() -> tuple[int, ...]:
 _VELOCITY_TABLE = _velocity_table()
 
 
-def split_duration(steps: int) -> tuple[int, int]:
-    """Duration in grid steps -> (long part, short part), both in steps.
+def split_duration(steps: int) -> tuple[tuple[int, ...], int]:
+    """Duration in grid steps -> (long parts, largest first; short part), all in steps.
 
-    The long part is a multiple of 4 quarters (0 when absent), the short part is
-    1..96 steps: 96 -> (0, 96), 97 -> (96, 1), 192 -> (96, 96).
+    The long parts add up to a multiple of 4 quarters written in binary, the short
+    part is 1..96 steps: 96 -> ((), 96), 97 -> ((96,), 1), 480 -> ((384,), 96),
+    481 -> ((384, 96), 1).
     """
     if not 1 <= steps <= MAX_DURATION_STEPS:
         raise ValueError(f"duration must be 1..{MAX_DURATION_STEPS} grid steps, got {steps}")
-    long_steps = ((steps - 1) // SHORT_DURATION_STEPS) * SHORT_DURATION_STEPS
-    return long_steps, steps - long_steps
+    units = (steps - 1) // SHORT_DURATION_STEPS  # whole 4-quarter units in the long part
+    parts = tuple(
+        LONG_DURATION_STEPS[k] for k in reversed(range(LONG_DURATION_COUNT)) if units >> k & 1
+    )
+    return parts, steps - units * SHORT_DURATION_STEPS
 
 
 def bar_steps(numerator: int, denominator: int) -> int:

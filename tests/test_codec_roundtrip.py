@@ -63,7 +63,7 @@ RHYTHMS = {
         (F(6), F(3, 8)),
         (F(51, 8), F(7, 4)),  # double-dotted quarter
     ],
-    "long notes": [(F(0), F(19, 2)), (F(19, 2), F(1, 2)), (F(10), F(16)), (F(26), F(68))],
+    "long notes": [(F(0), F(19, 2)), (F(19, 2), F(1, 2)), (F(10), F(16)), (F(26), F(70))],
 }
 PPQS = [96, 120, 384, 480, 960, 10080]
 VELOCITIES = [1, 30, 64, 100, 127, 8]
@@ -91,17 +91,27 @@ def test_grid_aligned_notes_come_back_with_pitch_onset_duration_velocity_and_ins
     assert in_quarters(round_trip(original).score) == sorted(expected)
 
 
-def test_notes_longer_than_68_quarter_notes_are_shortened_to_68_and_reported(
+def test_notes_longer_than_1024_quarter_notes_are_shortened_to_1024_and_reported(
     make_midi, note, in_quarters
 ):
-    original = make_midi([program(0, CELLO), *note(0, 70 * 480, 36, 80), *note(480, 480, 60, 80)])
+    original = make_midi(
+        [program(0, CELLO), *note(0, 1030 * 96, 36, 80), *note(96, 96, 60, 80)], ticks_per_beat=96
+    )
     encoded = music_lm.encode_midi(original)
-    assert encoded.changes.changed == Counter({"notes longer than 68 quarter notes shortened": 1})
+    reason = "notes longer than 1,024 quarter notes shortened"
+    assert encoded.changes.changed == Counter({reason: 1})
     assert in_quarters(round_trip(original).score) == [
-        (CELLO, False, 36, F(0), F(68), 80),
+        (CELLO, False, 36, F(0), F(1024), 80),
         (CELLO, False, 60, F(1), F(1), 80),
     ]
-    assert "notes longer than 68 quarter notes shortened" in music_lm.inspect_midi(original)
+    assert reason in music_lm.inspect_midi(original)
+
+
+def test_a_pedal_point_of_141_quarter_notes_comes_back_exactly(make_midi, note, in_quarters):
+    # 141 quarters = d:128+ d:8+ d:4+ d:1 (long parts in binary, largest first).
+    original = make_midi([program(0, CELLO), *note(0, 141 * 480, 36, 80)])
+    assert "d:128+ d:8+ d:4+ d:1 v:80 C2" in music_lm.midi_to_text(original)
+    assert in_quarters(round_trip(original).score) == [(CELLO, False, 36, F(0), F(141), 80)]
 
 
 # ---- tempo, time and key signatures come back at the same positions ----

@@ -88,8 +88,9 @@ def test_duration_words_are_quarter_notes_as_mixed_numbers():
     assert VOCAB.word_of("dur", 96) == "d:4"
     assert VOCAB.word_of("dur_long", 96) == "d:4+"
     assert VOCAB.word_of("dur_long", 1536) == "d:64+"
+    assert VOCAB.word_of("dur_long", 12288) == "d:512+"
     assert [VOCAB.values[i] for i in VOCAB.ranges["dur"]] == list(range(1, 97))
-    assert [VOCAB.values[i] for i in VOCAB.ranges["dur_long"]] == [96 * m for m in range(1, 17)]
+    assert [VOCAB.values[i] for i in VOCAB.ranges["dur_long"]] == [96 << k for k in range(8)]
 
 
 @pytest.mark.parametrize(
@@ -244,25 +245,35 @@ def test_velocity_ties_go_up():
 # ---- durations ----
 
 
-def test_split_duration_is_the_unique_long_plus_short_decomposition():
-    longs = [0, *(VOCAB.values[i] for i in VOCAB.ranges["dur_long"])]
+def test_split_duration_is_the_unique_decomposition_into_decreasing_long_parts_and_a_short_one():
+    longs = [VOCAB.values[i] for i in VOCAB.ranges["dur_long"]]
     for steps in range(1, MAX_DURATION_STEPS + 1):
-        decompositions = [
-            (long, steps - long) for long in longs if 1 <= steps - long <= SHORT_DURATION_STEPS
-        ]
-        assert decompositions == [split_duration(steps)]
+        parts, short = split_duration(steps)
+        assert sum(parts) + short == steps
+        assert 1 <= short <= SHORT_DURATION_STEPS
+        assert all(p in longs for p in parts)
+        assert list(parts) == sorted(set(parts), reverse=True)  # strictly decreasing
+    # Unique: a long part of the same total with a different short part is impossible,
+    # since the short part holds at most one 4-quarter unit (1..96 steps).
 
 
 @pytest.mark.parametrize(
     ("steps", "parts"),
-    [(1, (0, 1)), (96, (0, 96)), (97, (96, 1)), (192, (96, 96)), (1632, (1536, 96))],
+    [
+        (1, ((), 1)),
+        (96, ((), 96)),
+        (97, ((96,), 1)),
+        (192, ((96,), 96)),
+        (481, ((384, 96), 1)),
+        (1632, ((1536,), 96)),
+    ],
 )
 def test_split_duration_examples(steps, parts):
     assert split_duration(steps) == parts
 
 
-def test_longest_duration_is_68_quarter_notes():
-    assert Fraction(MAX_DURATION_STEPS, GRID_PER_QUARTER) == 68
+def test_longest_duration_is_1024_quarter_notes():
+    assert Fraction(MAX_DURATION_STEPS, GRID_PER_QUARTER) == 1024
 
 
 @pytest.mark.parametrize("steps", [0, -1, MAX_DURATION_STEPS + 1])

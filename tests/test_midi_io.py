@@ -1,0 +1,169 @@
+"""Our byte-level MIDI reader against mido, the reference: on every file, both see the same notes
+and the same tempo, time-signature and key events."""
+
+from __future__ import annotations
+
+import io
+from collections import deque
+from pathlib import Path
+
+import mido
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from music_lm import read_midi, text_to_midi
+from music_lm.api import encode_midi
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "midi_in").glob("*.mid"))
+
+
+def mido_reference(data: bytes) -> dict:
+    """The reading rules of music_lm.midi_io, written plainly over mido's parser:
+    instruments are (track, channel, program at note-on), notes pair first-in
+    first-out per (channel, pitch), a note-off with nothing sounding followed on
+    the same tick by a note-on of that pitch is a zero-length note, and notes
+    still sounding end with their track."""
+    midi = mido.MidiFile(file=io.BytesIO(data))
+    notes: dict[tuple[int, int, int], list[tuple[int, int, int, int]]] = {}
+    tempos, meters, keys = [], [], []
+    for track_index, track in enumerate(midi.tracks):
+        tick, programs = 0, [0] * 16
+        sounding: dict[tuple[int, int], deque] = {}
+        orphans: dict[tuple[int, int], int] = {}
+        for msg in track:
+            tick += msg.time
+            if msg.type == "note_on" and msg.velocity > 0:
+                key = (msg.channel, msg.note)
+                program = 0 if msg.channel == 9 else programs[msg.channel]
+                if orphans.get(key) == tick:
+                    del orphans[key]
+                    notes.setdefault((track_index, msg.channel, program), []).append(
+                        (tick, 0, msg.note, msg.velocity)
+                    )
+                else:
+                    sounding.setdefault(key, deque()).append((tick, msg.velocity, program))
+            elif msg.type in ("note_on", "note_off"):
+                key = (msg.channel, msg.note)
+                if sounding.get(key):
+                    onset, velocity, program = sounding[key].popleft()
+                    notes.setdefault((track_index, msg.channel, program), []).append(
+                        (onset, tick - onset, msg.note, velocity)
+                    )
+                else:
+                    orphans[key] = tick
+            elif msg.type == "program_change":
+                programs[msg.channel] = msg.program
+            elif msg.type == "set_tempo":
+                tempos.append((tick, round(mido.tempo2bpm(msg.tempo), 6)))
+            elif msg.type == "time_signature":
+                meters.append((tick, msg.numerator, msg.denominator))
+            elif msg.type == "key_signature":
+                keys.append((tick, msg.key))
+        for (channel, pitch), queue in sounding.items():
+            for onset, velocity, program in queue:
+                notes.setdefault((track_index, channel, program), []).append(
+                    (onset, tick - onset, pitch, velocity)
+                )
+    return {
+        "ppq": midi.ticks_per_beat,
+        "tracks": [sorted(notes[k]) for k in sorted(notes)],
+        "tempos": sorted(tempos, key=lambda e: e[0]),
+        "meters": sorted(meters, key=lambda e: e[0]),
+        "keys": sorted(keys, key=lambda e: e[0]),
+    }
+
+
+def ours(data: bytes) -> dict:
+    score = read_midi(data).score
+    key_names = []
+    for k in score.key_signatures:
+        tonic = str(k).split()[0]
+        key_names.append((k.tick, tonic + ("m" if k.mode == "minor" else "")))
+    return {
+        "ppq": score.ticks_per_beat,
+        "tracks": [sorted(tuple(n) for n in t.notes) for t in score.tracks],
+        "tempos": [(t.tick, round(t.bpm, 6)) for t in score.tempos],
+        "meters": [(t.tick, t.numerator, t.denominator) for t in score.time_signatures],
+        "keys": key_names,
+    }
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_the_examples_read_as_mido_reads_them(path: Path) -> None:
+    data = path.read_bytes()
+    assert ours(data) == mido_reference(data)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_our_written_files_read_as_mido_reads_them(path: Path) -> None:
+    written = text_to_midi(encode_midi(path).text)
+    assert ours(written) == mido_reference(written)
+
+
+def test_a_zero_length_note_written_note_off_first_stays_zero_length() -> None:
+    # music21 writes grace notes so: off then on, on one tick. Pairing the note-on
+    # with the next note-off would stretch the grace note over the next note.
+    track = mido.MidiTrack(
+        [
+            mido.Message("note_off", note=72, velocity=0, time=480),
+            mido.Message("note_on", note=72, velocity=90, time=0),
+            mido.Message("note_on", note=72, velocity=90, time=480),
+            mido.Message("note_off", note=72, velocity=0, time=480),
+        ]
+    )
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(track)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    read = read_midi(buffer.getvalue())
+    assert [tuple(n) for n in read.score.tracks[0].notes] == [(480, 0, 72, 90), (960, 480, 72, 90)]
+    assert ours(buffer.getvalue()) == mido_reference(buffer.getvalue())
+
+
+channel_messages = st.one_of(
+    st.builds(
+        lambda ch, note, vel: mido.Message("note_on", channel=ch, note=note, velocity=vel),
+        st.sampled_from([0, 1, 9]),
+        st.integers(58, 62),
+        st.integers(0, 127),
+    ),
+    st.builds(
+        lambda ch, note: mido.Message("note_off", channel=ch, note=note),
+        st.sampled_from([0, 1, 9]),
+        st.integers(58, 62),
+    ),
+    st.builds(
+        lambda ch, program: mido.Message("program_change", channel=ch, program=program),
+        st.sampled_from([0, 1]),
+        st.integers(0, 3),
+    ),
+    st.builds(
+        lambda bpm: mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)), st.integers(30, 300)
+    ),
+    st.builds(
+        lambda ch, value: mido.Message("pitchwheel", channel=ch, pitch=value),
+        st.just(0),
+        st.integers(-8192, 8191),
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tracks=st.lists(
+        st.lists(st.tuples(st.integers(0, 200), channel_messages), max_size=40),
+        min_size=1,
+        max_size=3,
+    ),
+    ppq=st.sampled_from([96, 480, 960]),
+)
+def test_random_files_read_as_mido_reads_them(tracks: list, ppq: int) -> None:
+    midi = mido.MidiFile(type=1, ticks_per_beat=ppq)
+    for events in tracks:
+        midi.tracks.append(mido.MidiTrack(msg.copy(time=delta) for delta, msg in events))
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    data = buffer.getvalue()
+    assert ours(data) == mido_reference(data)
