@@ -167,3 +167,18 @@ def test_random_files_read_as_mido_reads_them(tracks: list, ppq: int) -> None:
     midi.save(file=buffer)
     data = buffer.getvalue()
     assert ours(data) == mido_reference(data)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_a_third_party_reader_sees_our_written_files_as_we_wrote_them(path: Path) -> None:
+    pretty_midi = pytest.importorskip("pretty_midi")
+    encoded = encode_midi(path)
+    written = pretty_midi.PrettyMIDI(io.BytesIO(text_to_midi(encoded.text)))
+    assert [(i.program, i.is_drum, len(i.notes)) for i in written.instruments] == [
+        (t.program, t.is_drum, len(t.notes)) for t in encoded.grid.tracks
+    ]
+    _, bpms = written.get_tempo_changes()
+    assert [round(b, 2) for b in bpms] == [t.bpm for t in encoded.grid.tempos]
+    assert [(t.numerator, t.denominator) for t in written.time_signature_changes] == [
+        (t.numerator, t.denominator) for t in encoded.grid.time_signatures
+    ]
