@@ -29,6 +29,10 @@ from music_lm.vocab import (
     split_duration,
 )
 
+# Longest piece the codec takes: about 14 hours at 120 BPM. Only a corrupt file comes
+# near it, and its text would be millions of empty bars.
+MAX_PIECE_QUARTERS = 100_000
+
 
 class CodecError(ValueError):
     """A score the codec cannot represent; the message names the value."""
@@ -81,6 +85,12 @@ def to_grid(score: Score) -> tuple[Score, GridChanges]:
     grid = Score(GRID_PER_QUARTER, style=score.style if score.style in STYLES else "none")
     if grid.style != score.style:
         changes.dropped[f"style tag {score.style!r} (not in the vocabulary)"] += 1
+    length_quarters = score.end_tick / ppq
+    if length_quarters > MAX_PIECE_QUARTERS:
+        raise CodecError(
+            f"the piece lasts {length_quarters:,.0f} quarter notes; at most "
+            f"{MAX_PIECE_QUARTERS:,} are supported (a corrupt delta time?)"
+        )
     tracks = _limit_tracks([t for t in score.tracks if t.notes], changes)
     for track in tracks:
         grid.tracks.append(_track_to_grid(track, ppq, changes))

@@ -65,6 +65,7 @@ _META_DROPPED = {  # meta type -> what the report calls it
     0x54: "SMPTE offsets",
     0x7F: "sequencer-specific events",
 }
+_MAX_DELTA = 0x0FFFFFFF  # a delta time is at most four bytes of seven bits
 # Data bytes after a status byte, for system common messages found in files.
 _SYSTEM_LENGTHS = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
 
@@ -189,6 +190,11 @@ def _read_track(
             byte = data[i]
             i += 1
             delta = (delta << 7) | (byte & 0x7F)
+        if delta > _MAX_DELTA:
+            raise MidiError(
+                f"{result.source_name}: malformed delta time ({delta} ticks, more than MIDI's "
+                f"four bytes allow) in track {track_index + 1}"
+            )
         tick += delta
         status = data[i]
         if status & 0x80:
@@ -198,15 +204,17 @@ def _read_track(
         elif running:
             status = running
         else:
-            raise MidiError(f"{result.source_name}: data byte without a status byte in track "
-                            f"{track_index + 1}")  # fmt: skip
+            raise MidiError(
+                f"{result.source_name}: data byte without a status byte in track {track_index + 1}"
+            )
         kind = status & 0xF0
         if kind == 0x90 or kind == 0x80:
             pitch, velocity = data[i], data[i + 1]
             i += 2
             if pitch > 127 or velocity > 127:
-                raise MidiError(f"{result.source_name}: data byte out of range in track "
-                                f"{track_index + 1}")  # fmt: skip
+                raise MidiError(
+                    f"{result.source_name}: data byte out of range in track {track_index + 1}"
+                )
             key = (status & 0x0F) << 7 | pitch
             if kind == 0x90 and velocity:
                 if orphan_offs.get(key) == tick:
@@ -274,8 +282,10 @@ def _read_track(
             i += _SYSTEM_LENGTHS[status]
             dropped["system common messages"] += 1
         else:
-            raise MidiError(f"{result.source_name}: undefined status byte 0x{status:02X} in "
-                            f"track {track_index + 1}")  # fmt: skip
+            raise MidiError(
+                f"{result.source_name}: undefined status byte 0x{status:02X} in track "
+                f"{track_index + 1}"
+            )
     if i > stop:
         raise IndexError
     if orphan_offs:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from music_lm import read_midi, text_to_midi
+from music_lm import CodecError, MidiError, read_midi, text_to_midi
 from music_lm.api import encode_midi
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,3 +182,26 @@ def test_a_third_party_reader_sees_our_written_files_as_we_wrote_them(path: Path
     assert [(t.numerator, t.denominator) for t in written.time_signature_changes] == [
         (t.numerator, t.denominator) for t in encoded.grid.time_signatures
     ]
+
+
+def _smf(track_body: bytes, ppq: int = 96) -> bytes:
+    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big")
+    header += ppq.to_bytes(2, "big")
+    body = track_body + b"\x00\xff\x2f\x00"
+    return header + b"MTrk" + len(body).to_bytes(4, "big") + body
+
+
+def test_a_delta_time_longer_than_four_bytes_is_a_clear_error() -> None:
+    # Found by fuzzing: a corrupt delta put a note at tick 3e14, and encoding it
+    # would have written billions of empty bars.
+    corrupt = _smf(b"\x00\x90\x3c\x40" + b"\x8f\xff\xff\xff\xff\x7f" + b"\x80\x3c\x00")
+    with pytest.raises(MidiError, match=r"<bytes>: malformed delta time .* track 1"):
+        read_midi(corrupt)
+
+
+def test_a_piece_longer_than_the_codec_takes_is_a_clear_error_naming_the_file() -> None:
+    # Four-byte deltas are legal, but 2**28 ticks at 96 PPQ is 2.8 million quarter notes.
+    far = _smf(b"\x00\x90\x3c\x40" + b"\xff\xff\xff\x7f" + b"\x80\x3c\x00")
+    assert read_midi(far).score.tracks[0].notes[0].duration_tick == 0x0FFFFFFF
+    with pytest.raises(CodecError, match=r"far.mid: the piece lasts 2,796,203 quarter notes"):
+        encode_midi(far, name="far.mid")
