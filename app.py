@@ -16,7 +16,7 @@ from music_lm.codec import CodecError
 from music_lm.report import format_report, format_summary, verify_round_trip
 
 EXAMPLES = Path(__file__).parent / "midi_in"
-MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # also server.maxUploadSize in .streamlit/config.toml
 
 
 def choose_source() -> tuple[str, bytes] | None:

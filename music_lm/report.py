@@ -122,11 +122,14 @@ def format_report(encoded: Encoded, check: RoundTripCheck | None = None) -> list
         n for kind, n in c.dropped.items() if kind.startswith("time signature")
     )
     lines.append(
-        f"  kept exactly: {c.notes_exact} of {c.notes} notes (pitch, onset, duration, velocity "
-        f"bin, instrument, drums); {c.tempos_exact} of {c.tempos} tempo events at their tick "
-        f"(BPM within {c.max_tempo_error_percent:.2f} %); {ts_total - ts_moved} of {ts_total} "
-        f"time signatures and {key_total - c.meta_moved['key signatures']} of {key_total} key "
-        "signatures at their positions"
+        f"  kept exactly: {c.notes_exact} of {c.notes} notes (pitch, onset, duration, "
+        "velocity bin, instrument, drums)"
+    )
+    lines.append(
+        f"  kept exactly: {c.tempos_exact} of {c.tempos} tempo events (BPM within "
+        f"{c.max_tempo_error_percent:.2f} %), {ts_total - ts_moved} of {ts_total} time and "
+        f"{key_total - c.meta_moved['key signatures']} of {key_total} key signatures, "
+        "at their positions"
     )
     moved = c.notes - c.notes_exact
     if moved:
