@@ -31,8 +31,7 @@ def encode_midi(source: str | Path | bytes, name: str | None = None) -> Encoded:
         grid, changes = to_grid(read.score)
     except CodecError as err:
         raise CodecError(f"{read.source_name}: {err}") from None
-    for kind, count in read.remarks.items():
-        changes.changed[kind] += count
+    changes.remarks.update(read.remarks)
     changes.dropped.update(read.dropped)
     return Encoded(read, grid, changes, encode(grid))
 

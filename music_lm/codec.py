@@ -56,9 +56,11 @@ class GridChanges:
     tempos: int = 0
     tempos_exact: int = 0  # at the same grid tick, BPM within 0.5 %
     max_tempo_error_percent: float = 0.0
+    same_pitch_overlaps: int = 0  # notes starting while their pitch still sounds on the track
     meta_moved: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
     changed: Counter[str] = field(default_factory=Counter)
+    remarks: Counter[str] = field(default_factory=Counter)  # noticed while reading the file
 
 
 # ---- file ticks -> grid ----
@@ -167,27 +169,34 @@ def _track_to_grid(track: Track, ppq: int, changes: GridChanges) -> Track:
     )
     changes.max_velocity_change = max(changes.max_velocity_change, max_velocity_change)
     notes.sort()
-    repaired = _pair_first_in_first_out(notes)
+    repaired, overlaps = _pair_first_in_first_out(notes)
+    changes.same_pitch_overlaps += overlaps
     if repaired:
         changes.changed["same-pitch overlapping notes re-paired (durations swapped)"] += repaired
     return Track(track.program, track.is_drum, notes, track.name, track.channel)
 
 
-def _pair_first_in_first_out(notes: list[Note]) -> int:
-    """Make same-pitch notes end in the order they start (in place); return how many changed.
+def _pair_first_in_first_out(notes: list[Note]) -> tuple[int, int]:
+    """Make same-pitch notes end in the order they start (in place).
 
     MIDI cannot tell a note nested inside a longer one of the same pitch from
     two overlapping ones; the reader pairs first-in first-out, so the codec
     keeps notes in that form. Only tracks merged together can break it.
+    Returns (notes whose end changed, notes that start while their pitch sounds).
     """
     last_end: dict[int, int] = {}
-    for onset, duration, pitch, _ in notes:  # usually nothing to repair: one pass tells
+    overlaps = 0
+    in_order = True
+    for onset, duration, pitch, _ in notes:
         end = onset + duration
-        if last_end.get(pitch, -1) > end:
-            break
-        last_end[pitch] = end
-    else:
-        return 0
+        previous = last_end.get(pitch, -1)
+        if onset < previous:
+            overlaps += 1
+        if previous > end:
+            in_order = False
+        last_end[pitch] = max(previous, end)
+    if in_order:
+        return 0, overlaps
     by_pitch: dict[int, list[int]] = defaultdict(list)
     for i, note in enumerate(notes):
         by_pitch[note.pitch].append(i)
@@ -201,7 +210,7 @@ def _pair_first_in_first_out(notes: list[Note]) -> int:
                 changed += 1
     if changed:
         notes.sort()
-    return changed
+    return changed, overlaps
 
 
 def _tempos_to_grid(tempos: list[TempoChange], ppq: int, changes: GridChanges) -> list[TempoChange]:

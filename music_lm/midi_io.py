@@ -3,9 +3,10 @@
 Reading keeps every note: note-ons with velocity 0 end notes, running status is
 honoured, tempo/meter/key events are taken from any track, several tracks on
 one channel stay apart, and overlapping notes of the same pitch are paired
-first-in first-out (the reading every major sequencer uses). An instrument is a
-(track, channel, program) triple, as in pretty_midi, so tracks sharing a
-program are never merged. Whatever the codec cannot carry is counted in
+first-in first-out (as most sequencers do; pretty_midi instead ends every sounding
+note of a pitch at its first note-off, so such overlaps are counted in the report).
+An instrument is a (track, channel, program) triple, as in pretty_midi, so tracks
+sharing a program are never merged. Whatever the codec cannot carry is counted in
 `MidiRead.dropped`, so the round-trip report can say so.
 
 Writing is DAW-ready: format 1, PPQ 480, track 0 holds the tempo map and the
@@ -34,10 +35,11 @@ from music_lm.score import (
     Track,
     default_channel_layout,
 )
-from music_lm.vocab import DRUM_CHANNEL
+from music_lm.vocab import DRUM_CHANNEL, GM_PROGRAMS, MAX_TRACKS
 
 DAW_TICKS_PER_BEAT = 480
 STYLE_TEXT_PREFIX = "music_lm style:"
+CONDUCTOR_NAME = "music_lm"  # the name of track 0 in written files
 
 _CONTROLLER_NAMES = {
     0: "bank select",
@@ -180,7 +182,9 @@ def _read_track(
     # same tick right after it is a zero-length note written off-before-on (music21
     # writes grace notes so); pairing it with a later note-off would stretch it.
     orphan_offs: dict[int, int] = {}
+    closed_at: dict[int, int] = {}  # key -> tick of its last note-off that ended a note
     track_name = ""
+    bends = bends_off_centre = 0
     notes_here: dict[tuple[int, int], list[Note]] = {}  # (channel, program) -> notes
     while i < stop:
         byte = data[i]
@@ -234,8 +238,12 @@ def _read_track(
                 continue
             queue = sounding.get(key)
             if not queue:
-                orphan_offs[key] = tick
+                if closed_at.get(key) == tick:  # a doubled note-off: nothing to mark
+                    remarks["repeated note-offs (ignored)"] += 1
+                else:
+                    orphan_offs[key] = tick
                 continue
+            closed_at[key] = tick
             onset, velocity, program = queue.popleft()
             channel = status & 0x0F
             notes = notes_here.get((channel, program))
@@ -255,8 +263,10 @@ def _read_track(
             label = _CONTROLLER_NAMES.get(control, "other")
             dropped[f"controller CC{control} ({label})"] += 1
         elif kind == 0xE0:
+            if data[i] or data[i + 1] != 0x40:  # 0x2000 is the centre: no bend
+                bends_off_centre += 1
             i += 2
-            dropped["pitch bends"] += 1
+            bends += 1
         elif kind == 0xA0:
             i += 2
             dropped["polyphonic aftertouch"] += 1
@@ -290,6 +300,10 @@ def _read_track(
         raise IndexError
     if orphan_offs:
         remarks["note-offs without a note-on (ignored)"] += len(orphan_offs)
+    if bends_off_centre:
+        dropped["pitch bends"] += bends
+    elif bends:  # only resets to the centre: nothing is lost
+        remarks["pitch-bend resets to the centre (no effect)"] += bends
     # Notes still sounding when the track ends are closed there.
     for key, queue in sounding.items():
         for onset, velocity, program in queue:
@@ -300,11 +314,27 @@ def _read_track(
     for (channel, program), notes in notes_here.items():
         track = _instrument(instruments, track_index, channel, program, track_name)
         track.notes.extend(notes)
-    if track_name and notes_here:
+    if track_name and track_name not in _names_we_write(notes_here):
         dropped["track names (tracks are named after their instrument)"] += 1
     if any(channel == DRUM_CHANNEL for channel, _ in notes_here):
         for program in sorted(drum_programs):
             dropped[f"drum kit program {program} (played as the standard kit)"] += 1
+
+
+def _names_we_write(notes_here: dict[tuple[int, int], list[Note]]) -> set[str]:
+    """Names the writer gives a track holding these instruments: reading them back loses
+    nothing ("music_lm" for the conductor track, else the instrument's name)."""
+    if not notes_here:
+        return {CONDUCTOR_NAME}
+    names = set()
+    for channel, program in notes_here:
+        base = "Drums" if channel == DRUM_CHANNEL else _display_name(program)
+        names |= {base, *(f"{base} {n}" for n in range(2, MAX_TRACKS + 1))}
+    return names
+
+
+def _display_name(program: int) -> str:
+    return GM_PROGRAMS[program].replace("-", " ").title()
 
 
 def _read_varlen(data: bytes, i: int) -> tuple[int, int]:
@@ -332,7 +362,7 @@ def _read_meta(
         else:
             score.tempos.append(TempoChange(tick, 60_000_000 / tempo_us))
     elif meta_type == 0x58:
-        if len(payload) < 2 or payload[0] == 0 or payload[1] > 30:
+        if len(payload) < 2 or payload[0] == 0 or payload[1] > 6:  # denominators 1..64
             remarks["malformed time signatures (ignored)"] += 1
         else:
             score.time_signatures.append(TimeSignature(tick, payload[0], 1 << payload[1]))
@@ -382,7 +412,7 @@ def track_display_names(tracks: list[Track]) -> list[str]:
     """'Acoustic Grand Piano', 'Drums', with ' 2', ' 3' for repeated instruments."""
     names, seen = [], Counter()
     for track in tracks:
-        base = "Drums" if track.is_drum else track.instrument_name.replace("-", " ").title()
+        base = "Drums" if track.is_drum else _display_name(track.program)
         seen[base] += 1
         names.append(base if seen[base] == 1 else f"{base} {seen[base]}")
     return names
@@ -438,7 +468,7 @@ def write_midi(score: Score, ticks_per_beat: int = DAW_TICKS_PER_BEAT) -> bytes:
         microseconds = round(60_000_000 / tempo.bpm)
         conductor.append((at(tempo.tick), 2, _meta(0x51, microseconds.to_bytes(3, "big"))))
     conductor.sort(key=lambda e: (e[0], e[1]))
-    head = [(0, _meta(0x03, b"music_lm"))]
+    head = [(0, _meta(0x03, CONDUCTOR_NAME.encode("latin-1")))]
     if score.style != "none":
         head.append((0, _meta(0x01, f"{STYLE_TEXT_PREFIX}{score.style}".encode("latin-1"))))
     chunks = [_chunk(head + [(tick, message) for tick, _, message in conductor])]

@@ -149,6 +149,14 @@ def format_report(encoded: Encoded, check: RoundTripCheck | None = None) -> list
         )
     for kind, count in sorted(c.changed.items()):
         lines.append(f"  changed: {count} {kind}")
+    for kind, count in sorted(c.remarks.items()):
+        lines.append(f"  while reading: {count} {kind}")
+    if c.same_pitch_overlaps:
+        lines.append(
+            f"  same-pitch overlaps: {c.same_pitch_overlaps} notes start while their pitch still "
+            "sounds on their track (kept, paired first-in first-out; pretty_midi ends them at "
+            "the first note-off)"
+        )
     if c.dropped:
         dropped = ", ".join(f"{kind} {count}" for kind, count in sorted(c.dropped.items()))
         lines.append(f"  dropped: {dropped}")
