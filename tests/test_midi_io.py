@@ -22,9 +22,9 @@ EXAMPLES = sorted((ROOT / "midi_in").glob("*.mid"))
 def mido_reference(data: bytes) -> dict:
     """The reading rules of music_lm.midi_io, written plainly over mido's parser:
     instruments are (track, channel, program at note-on), notes pair first-in
-    first-out per (channel, pitch), a note-off with nothing sounding followed on
-    the same tick by a note-on of that pitch is a zero-length note, and notes
-    still sounding end with their track."""
+    first-out per (channel, pitch), a note-off with nothing sounding (and not
+    doubling one on that tick) followed on the same tick by a note-on of that
+    pitch is a zero-length note, and notes still sounding end with their track."""
     midi = mido.MidiFile(file=io.BytesIO(data))
     notes: dict[tuple[int, int, int], list[tuple[int, int, int, int]]] = {}
     tempos, meters, keys = [], [], []
@@ -32,6 +32,7 @@ def mido_reference(data: bytes) -> dict:
         tick, programs = 0, [0] * 16
         sounding: dict[tuple[int, int], deque] = {}
         orphans: dict[tuple[int, int], int] = {}
+        closed_at: dict[tuple[int, int], int] = {}
         for msg in track:
             tick += msg.time
             if msg.type == "note_on" and msg.velocity > 0:
@@ -47,11 +48,12 @@ def mido_reference(data: bytes) -> dict:
             elif msg.type in ("note_on", "note_off"):
                 key = (msg.channel, msg.note)
                 if sounding.get(key):
+                    closed_at[key] = tick
                     onset, velocity, program = sounding[key].popleft()
                     notes.setdefault((track_index, msg.channel, program), []).append(
                         (onset, tick - onset, msg.note, velocity)
                     )
-                else:
+                elif closed_at.get(key) != tick:  # a doubled note-off marks nothing
                     orphans[key] = tick
             elif msg.type == "program_change":
                 programs[msg.channel] = msg.program
@@ -205,3 +207,23 @@ def test_a_piece_longer_than_the_codec_takes_is_a_clear_error_naming_the_file() 
     assert read_midi(far).score.tracks[0].notes[0].duration_tick == 0x0FFFFFFF
     with pytest.raises(CodecError, match=r"far.mid: the piece lasts 2,796,203 quarter notes"):
         encode_midi(far, name="far.mid")
+
+
+def test_a_doubled_note_off_does_not_shorten_the_next_note() -> None:
+    track = mido.MidiTrack(
+        [
+            mido.Message("note_on", note=60, velocity=80, time=0),
+            mido.Message("note_off", note=60, velocity=0, time=480),
+            mido.Message("note_off", note=60, velocity=0, time=0),  # the same note-off again
+            mido.Message("note_on", note=60, velocity=80, time=0),
+            mido.Message("note_off", note=60, velocity=0, time=480),
+        ]
+    )
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(track)
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    read = read_midi(buffer.getvalue())
+    assert [tuple(n) for n in read.score.tracks[0].notes] == [(0, 480, 60, 80), (480, 480, 60, 80)]
+    assert read.remarks == {"repeated note-offs (ignored)": 1}
+    assert ours(buffer.getvalue()) == mido_reference(buffer.getvalue())
