@@ -48,9 +48,9 @@ class GridChanges:
     notes: int = 0
     notes_exact: int = 0  # same pitch, onset, duration, velocity bin, instrument
     onsets_moved: int = 0
-    max_onset_shift_beats: float = 0.0
+    max_onset_shift_quarters: float = 0.0
     durations_changed: int = 0
-    max_duration_shift_beats: float = 0.0
+    max_duration_shift_quarters: float = 0.0
     velocities_binned: int = 0  # velocity not already a bin value (kept as its bin)
     max_velocity_change: int = 0
     tempos: int = 0
@@ -103,27 +103,40 @@ def to_grid(score: Score) -> tuple[Score, GridChanges]:
 
 
 def _limit_tracks(tracks: list[Track], changes: GridChanges) -> list[Track]:
-    """More instruments than channels: merge tracks of one instrument, in order."""
-    melodic = sum(not t.is_drum for t in tracks)
-    if len(tracks) <= MAX_TRACKS and melodic <= MAX_MELODIC_TRACKS:
-        return tracks
-    merged: dict[tuple[int, bool], Track] = {}
-    for track in tracks:
-        key = (track.program, track.is_drum)
-        if key in merged:
-            merged[key].notes.extend(track.notes)
-            changes.changed["tracks merged into another of the same instrument"] += 1
-        else:
-            merged[key] = Track(track.program, track.is_drum, list(track.notes), track.name)
-    out = list(merged.values())
-    melodic = sum(not t.is_drum for t in out)
-    if len(out) > MAX_TRACKS or melodic > MAX_MELODIC_TRACKS:
-        raise CodecError(
-            f"{melodic} melodic instruments and {len(out) - melodic} drum tracks: at most "
-            f"{MAX_MELODIC_TRACKS} melodic and {MAX_TRACKS} in all fit in MIDI's channels"
+    """More instruments than MIDI has channels (15 melodic, 16 in all): merge the
+    smallest track into the nearest one (the same instrument, else the same GM
+    family, else the nearest program; drums into drums) until they fit."""
+    out = [Track(t.program, t.is_drum, list(t.notes), t.name, t.channel) for t in tracks]
+
+    def too_many() -> bool:
+        melodic = sum(not t.is_drum for t in out)
+        return len(out) > MAX_TRACKS or melodic > MAX_MELODIC_TRACKS
+
+    while too_many():
+        melodic_over = sum(not t.is_drum for t in out) > MAX_MELODIC_TRACKS
+        candidates = [t for t in out if not t.is_drum] if melodic_over else out
+        smallest = min(candidates, key=lambda t: (len(t.notes), -out.index(t)))
+        others = [t for t in out if t is not smallest and t.is_drum == smallest.is_drum]
+        if not others:  # a lone drum track over the limit: merge a melodic pair instead
+            candidates = [t for t in out if not t.is_drum]
+            smallest = min(candidates, key=lambda t: (len(t.notes), -out.index(t)))
+            others = [t for t in out if t is not smallest and not t.is_drum]
+        target = min(
+            others,
+            key=lambda t: (
+                t.program != smallest.program,
+                t.program // 8 != smallest.program // 8,
+                abs(t.program - smallest.program),
+                out.index(t),
+            ),
         )
-    for track in out:
-        track.notes.sort()
+        target.notes.extend(smallest.notes)
+        target.notes.sort()
+        out.remove(smallest)
+        changes.changed[
+            f"tracks merged to fit MIDI's channels ({smallest.instrument_name} into "
+            f"{target.instrument_name})"
+        ] += 1
     return out
 
 
@@ -163,9 +176,11 @@ def _track_to_grid(track: Track, ppq: int, changes: GridChanges) -> Track:
     changes.onsets_moved += moved_onsets
     changes.durations_changed += changed_durations
     changes.velocities_binned += binned
-    changes.max_onset_shift_beats = max(changes.max_onset_shift_beats, max_onset_error / scale)
-    changes.max_duration_shift_beats = max(
-        changes.max_duration_shift_beats, max_duration_error / scale
+    changes.max_onset_shift_quarters = max(
+        changes.max_onset_shift_quarters, max_onset_error / scale
+    )
+    changes.max_duration_shift_quarters = max(
+        changes.max_duration_shift_quarters, max_duration_error / scale
     )
     changes.max_velocity_change = max(changes.max_velocity_change, max_velocity_change)
     notes.sort()
@@ -251,6 +266,7 @@ def _time_signatures_to_grid(
     the next bar line, so bars never change length mid-way and notes keep their ticks."""
     out = [TimeSignature(0, 4, 4)]
     bar_start, length = 0, bar_steps(4, 4)
+    explicit_at: set[int] = set()  # bar lines that already have a signature of the file
     for ts in signatures:
         if (ts.numerator, ts.denominator) not in VOCAB.time_signatures:
             changes.dropped[f"time signature {ts} (no token; bars keep the previous meter)"] += 1
@@ -261,6 +277,12 @@ def _time_signatures_to_grid(
             bar_start += bars * length
         if bar_start * ppq != ts.tick * GRID_PER_QUARTER:
             changes.meta_moved["time signatures"] += 1
+        if bar_start in explicit_at and (out[-1].numerator, out[-1].denominator) != (
+            ts.numerator,
+            ts.denominator,
+        ):
+            changes.dropped["time signatures overridden by a later one at the same bar line"] += 1
+        explicit_at.add(bar_start)
         if out[-1].tick == bar_start:
             out[-1] = TimeSignature(bar_start, ts.numerator, ts.denominator)
         else:
@@ -279,6 +301,9 @@ def _keys_to_grid(keys: list[KeySignature], ppq: int, changes: GridChanges) -> l
         step = _to_steps(key.tick, ppq)
         if step * ppq != key.tick * GRID_PER_QUARTER:
             changes.meta_moved["key signatures"] += 1
+        previous = by_step.get(step)
+        if previous is not None and (previous.sharps, previous.mode) != (key.sharps, key.mode):
+            changes.dropped["key signatures overridden by a later one on the same grid step"] += 1
         by_step[step] = KeySignature(step, key.sharps, key.mode)
     out: list[KeySignature] = []
     for step in sorted(by_step):
@@ -399,8 +424,9 @@ def _decode_inst(score: Score, state: GrammarState, program: int, notes: list) -
     notes.append(score.tracks[-1].notes)
 
 
+# In the header, before any bar, the state's onset_tick is 0: the start of the piece.
 def _decode_tempo(score: Score, state: GrammarState, bpm: float, notes: list) -> None:
-    score.tempos.append(TempoChange(state.onset_tick if state.bar_index else 0, bpm))
+    score.tempos.append(TempoChange(state.onset_tick, bpm))
 
 
 def _decode_ts(score: Score, state: GrammarState, meter: tuple[int, int], notes: list) -> None:
@@ -408,8 +434,7 @@ def _decode_ts(score: Score, state: GrammarState, meter: tuple[int, int], notes:
 
 
 def _decode_key(score: Score, state: GrammarState, key: tuple[int, str], notes: list) -> None:
-    tick = state.onset_tick if state.bar_index else 0
-    score.key_signatures.append(KeySignature(tick, *key))
+    score.key_signatures.append(KeySignature(state.onset_tick, *key))
 
 
 def _decode_style(score: Score, state: GrammarState, style: str, notes: list) -> None:

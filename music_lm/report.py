@@ -63,7 +63,7 @@ def _multiset_overlap(a: list, b: list) -> int:
 def _position_text(score: Score, bar_starts: list[int], tick: int) -> str:
     bar = bisect.bisect_right(bar_starts, tick) - 1
     beat = (tick - bar_starts[bar]) / score.ticks_per_beat
-    return f"bar {bar + 1}" if beat == 0 else f"bar {bar + 1} + {beat:g} beats"
+    return f"bar {bar + 1}" if beat == 0 else f"bar {bar + 1} + {beat:g} quarter notes"
 
 
 def seconds(score: Score, tick: int) -> float:
@@ -135,8 +135,8 @@ def format_report(encoded: Encoded, check: RoundTripCheck | None = None) -> list
     if moved:
         lines.append(
             f"  moved to the grid: {moved} notes: {c.onsets_moved} onsets (largest shift "
-            f"{c.max_onset_shift_beats:.3f} beats), {c.durations_changed} durations (largest "
-            f"change {c.max_duration_shift_beats:.3f} beats)"
+            f"{c.max_onset_shift_quarters:.3f} quarter notes), {c.durations_changed} durations "
+            f"(largest change {c.max_duration_shift_quarters:.3f} quarter notes)"
         )
     else:
         lines.append("  moved to the grid: nothing")

@@ -62,8 +62,9 @@ class Track:
     program: int
     is_drum: bool = False
     notes: list[Note] = field(default_factory=list)
-    name: str = ""  # the name in the source file, for display only
-    channel: int | None = None  # the source channel, for display only
+    # For display only, so not part of equality: a decoded score equals the encoded one.
+    name: str = field(default="", compare=False)  # the name in the source file
+    channel: int | None = field(default=None, compare=False)  # the source channel
 
     @property
     def instrument_name(self) -> str:

@@ -193,7 +193,7 @@ def test_played_notes_move_at_most_half_a_grid_step_and_none_are_lost(make_midi,
     data = make_midi(events, ticks_per_beat=ppq, midi_type=0)
     encoded = music_lm.encode_midi(data)
     assert encoded.changes.notes == len(notes)
-    assert encoded.changes.max_onset_shift_beats <= 1 / 48
+    assert encoded.changes.max_onset_shift_quarters <= 1 / 48
     back = read_midi(music_lm.text_to_midi(encoded.text)).score
     half_step = Fraction(1, 2 * GRID_PER_QUARTER)
 
