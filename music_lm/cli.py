@@ -7,22 +7,26 @@ carry on past a bad file and list the failures at the end.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import typer
 
-from music_lm.api import encode_midi, inspect_midi, text_to_midi
+from music_lm.api import encode_midi, text_to_midi
+from music_lm.codec import CodecError
 from music_lm.files import (
     INPUT_ERRORS,
     MIDI_SUFFIXES,
+    STDIN,
     TEXT_SUFFIXES,
     BatchResult,
     find_inputs,
     output_for,
+    read_input_bytes,
     read_text_file,
     run_batch,
-    write_atomic,
+    single_output,
 )
 from music_lm.grammar import validate as validate_text
 from music_lm.report import format_inspection, verify_round_trip
@@ -53,125 +57,132 @@ FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing output fil
 def _finish(result: BatchResult, verb: str) -> None:
     for _path, message in result.failed:
         typer.echo(f"music-lm: error: {message}", err=True)
-    if len(result.written) + len(result.failed) > 1:
-        typer.echo(f"{verb} {len(result.written)} file(s); {len(result.failed)} failed", err=True)
+    if result.done + len(result.failed) > 1:
+        typer.echo(f"{verb} {result.done} file(s); {len(result.failed)} failed", err=True)
     if result.failed:
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
+def _encode_input(path: Path):
+    """encode_midi of a file, or of the bytes on stdin for '-'."""
+    if path == STDIN:
+        return encode_midi(read_input_bytes(path), name="<stdin>")
+    return encode_midi(path)
+
+
+SOURCE_HELP = "A MIDI file, a folder of them (recursive), or - for stdin."
+
+
 @app.command()
 def encode(
-    source: Path = typer.Argument(DEFAULT_INPUT, help="A MIDI file or a folder of them."),
+    source: Path = typer.Argument(DEFAULT_INPUT, help=SOURCE_HELP),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Output .txt file, or folder for a folder input."
+        None, "--output", "-o", help="Output .txt file or folder (default for a folder: midi_out/)."
     ),
     force: bool = FORCE,
 ) -> None:
-    """MIDI -> token text. A file prints to stdout unless -o is given."""
-    inputs = find_inputs(source, MIDI_SUFFIXES)
-    if source.is_file() and output is None:
-        typer.echo(encode_midi(source).text, nl=False)
+    """MIDI -> token text. A single file prints to stdout unless -o is given."""
+    inputs = find_inputs(source, MIDI_SUFFIXES, exclude=output)
+    single = source == STDIN or source.is_file()
+    if single and output is None:
+        typer.echo(_encode_input(source).text, nl=False)
         return
-    if source.is_file():
-        write_atomic(output, encode_midi(source).text, force)
-        return
-    out_root = output or DEFAULT_OUTPUT
 
-    def job(path: Path):
-        target = output_for(source, path, out_root, ".txt")
-        write_atomic(target, encode_midi(path).text, force)
-        yield target
+    def job(path: Path) -> list:
+        if single:
+            target = single_output(path, output, DEFAULT_OUTPUT, ".txt")
+        else:
+            target = output_for(source, path, output or DEFAULT_OUTPUT, ".txt")
+        return [(target, _encode_input(path).text)]
 
-    _finish(run_batch(inputs, job, BatchResult()), "encoded")
+    _finish(run_batch(inputs, job, BatchResult(), force), "encoded")
 
 
 @app.command()
 def decode(
     source: Path = typer.Argument(..., help="A token-text file, a folder of them, or - (stdin)."),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Output .mid file, or folder (default: midi_out/)."
+        None, "--output", "-o", help="Output .mid file or folder (default: midi_out/)."
     ),
     force: bool = FORCE,
 ) -> None:
     """Token text -> DAW-ready MIDI."""
-    if str(source) == "-":
-        text = sys.stdin.read()
-        target = output or DEFAULT_OUTPUT / "stdin.mid"
-        write_atomic(target, _decode_named(text, "<stdin>"), force)
-        return
-    inputs = find_inputs(source, TEXT_SUFFIXES)
-    out_root = DEFAULT_OUTPUT if output is None else output
+    inputs = find_inputs(source, TEXT_SUFFIXES, exclude=output)
+    single = source == STDIN or source.is_file()
 
-    def job(path: Path):
-        if source.is_file() and output is not None:
-            target = output
+    def job(path: Path) -> list:
+        if single:
+            target = single_output(path, output, DEFAULT_OUTPUT, ".mid")
         else:
-            target = output_for(source, path, out_root, ".mid")
-        write_atomic(target, _decode_named(read_text_file(path), str(path)), force)
-        yield target
+            target = output_for(source, path, output or DEFAULT_OUTPUT, ".mid")
+        return [(target, text_to_midi(read_text_file(path)))]
 
-    _finish(run_batch(inputs, job, BatchResult()), "decoded")
-
-
-def _decode_named(text: str, name: str) -> bytes:
-    try:
-        return text_to_midi(text)
-    except INPUT_ERRORS as err:
-        raise type(err)(f"{name}: {err}") from None
+    _finish(run_batch(inputs, job, BatchResult(), force), "decoded")
 
 
 @app.command()
 def inspect(
-    source: Path = typer.Argument(DEFAULT_INPUT, help="A MIDI file or a folder of them."),
+    source: Path = typer.Argument(DEFAULT_INPUT, help=SOURCE_HELP),
 ) -> None:
-    """Summary of a MIDI file and the codec's round-trip report."""
-    result = BatchResult()
+    """Summary of a MIDI file and the codec's round-trip report (verified)."""
 
-    def job(path: Path):
-        typer.echo(inspect_midi(path))
-        typer.echo()
-        yield path
+    def job(path: Path) -> list:
+        encoded = _encode_input(path)
+        check = verify_round_trip(encoded)
+        typer.echo(format_inspection(encoded, check) + "\n")
+        if not check.ok:
+            raise CodecError(f"{path}: the round trip check failed (a bug: please report it)")
+        return []
 
-    _finish(run_batch(find_inputs(source, MIDI_SUFFIXES), job, result), "inspected")
+    _finish(run_batch(find_inputs(source, MIDI_SUFFIXES), job, BatchResult()), "inspected")
 
 
 @app.command()
 def roundtrip(
-    source: Path = typer.Argument(DEFAULT_INPUT, help="A MIDI file or a folder of them."),
+    source: Path = typer.Argument(DEFAULT_INPUT, help=SOURCE_HELP),
     output: Path = typer.Option(DEFAULT_OUTPUT, "--output", "-o", help="Output folder."),
     force: bool = FORCE,
 ) -> None:
     """MIDI -> text -> MIDI into a folder (.txt and .mid per input), with each report."""
+    inputs = find_inputs(source, MIDI_SUFFIXES, exclude=output)
+    single = source == STDIN or source.is_file()
 
-    def job(path: Path):
-        encoded = encode_midi(path)
+    def job(path: Path) -> list:
+        encoded = _encode_input(path)
         check = verify_round_trip(encoded)
-        text_path = output_for(source, path, output, ".txt")
+        if single:
+            text_path = single_output(path, output, output, ".txt")
+        else:
+            text_path = output_for(source, path, output, ".txt")
         midi_path = text_path.with_suffix(".mid")
-        write_atomic(text_path, encoded.text, force)
-        write_atomic(midi_path, text_to_midi(encoded.text), force)
         typer.echo(format_inspection(encoded, check))
-        typer.echo(f"  wrote {text_path} and {midi_path}\n")
-        yield text_path
-        yield midi_path
+        typer.echo(f"  writing {text_path} and {midi_path}\n")
+        if not check.ok:
+            raise CodecError(f"{path}: the round trip check failed (a bug: please report it)")
+        return [(text_path, encoded.text), (midi_path, check.midi)]
 
-    _finish(run_batch(find_inputs(source, MIDI_SUFFIXES), job, BatchResult()), "wrote")
+    _finish(run_batch(inputs, job, BatchResult(), force), "round-tripped")
 
 
 @app.command()
 def validate(
-    sources: list[Path] = typer.Argument(..., help="Token-text files or folders."),
+    sources: list[Path] = typer.Argument(..., help="Token-text files, folders, or - (stdin)."),
 ) -> None:
     """Check token text against the grammar; an error names the token and what was expected."""
     result = BatchResult()
+
+    def job(path: Path) -> list:
+        validate_text(read_text_file(path))
+        typer.echo(f"{'<stdin>' if path == STDIN else path}: valid")
+        return []
+
     for source in sources:
-
-        def job(path: Path):
-            validate_text(read_text_file(path))
-            typer.echo(f"{path}: valid")
-            yield path
-
-        run_batch(find_inputs(source, TEXT_SUFFIXES), job, result)
+        try:
+            inputs = find_inputs(source, TEXT_SUFFIXES)
+        except OSError as err:
+            result.failed.append((source, str(err)))
+            continue
+        run_batch(inputs, job, result)
     _finish(result, "validated")
 
 
@@ -180,6 +191,10 @@ def main() -> None:
     output becomes one line naming the file, and exit code 2."""
     try:
         app()  # standalone: exits with the command's code
+    except BrokenPipeError:
+        # The reader of our output went away (`music-lm inspect | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except (*INPUT_ERRORS, OSError) as err:  # OutputExistsError is an OSError
         if _state["debug"]:
             raise

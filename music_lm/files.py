@@ -1,12 +1,17 @@
-"""Files and folders for the CLI and the page: find inputs, map them to outputs, write
-atomically (a temporary file renamed into place: never a partial output), and
-never overwrite what exists unless asked."""
+"""Files and folders for the CLI and the page: find inputs, map them to outputs, and write.
+
+Jobs compute their outputs; one writer checks every planned output before it
+writes any (never the input itself, never two inputs onto one output, never an
+existing file unless asked) and writes each through a temporary file renamed
+into place, so there is never a partial output.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+import sys
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,31 +21,49 @@ from music_lm.midi_io import MidiError
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")
 TEXT_SUFFIXES = (".txt",)
+STDIN = Path("-")
 
 # The errors that mean "this input is bad", as opposed to a bug.
 INPUT_ERRORS = (MidiError, GrammarError, CodecError, UnicodeDecodeError)
 
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
+Output = tuple[Path, bytes | str]  # where, and what
 
 
 class OutputExistsError(FileExistsError):
     """An output would overwrite an existing file without --force."""
 
 
-def find_inputs(source: Path, suffixes: tuple[str, ...]) -> list[Path]:
-    """`source` itself if it is a file, else its files with those suffixes, recursively, sorted."""
-    if source.is_file():
+class OutputConflictError(OSError):
+    """An output would overwrite an input, or two inputs would write one output."""
+
+
+class NoInputsError(FileNotFoundError):
+    """A folder holds no file of the kind a command reads."""
+
+
+def find_inputs(source: Path, suffixes: tuple[str, ...], exclude: Path | None = None) -> list[Path]:
+    """`source` itself if it is a file, else its files with those suffixes, recursively,
+    sorted, leaving out anything under `exclude` (an output folder inside `source`)."""
+    if source == STDIN or source.is_file():
         return [source]
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
-    return sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not source.is_dir():
+        raise NoInputsError(f"{source}: not a file or a folder")
+    skip = exclude.resolve() if exclude is not None else None
+    if skip == source.resolve():
+        skip = None  # writing next to the inputs: the per-file checks guard them
+    found = sorted(
+        p
+        for p in source.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in suffixes
+        and (skip is None or not p.resolve().is_relative_to(skip))
+    )
+    if not found:
+        kinds = "/".join(suffixes)
+        raise NoInputsError(f"{source}: no {kinds} files in this folder")
+    return found
 
 
 def output_for(source_root: Path, source: Path, out_root: Path, suffix: str) -> Path:
@@ -49,33 +72,43 @@ def output_for(source_root: Path, source: Path, out_root: Path, suffix: str) -> 
     return (out_root / relative).with_suffix(suffix)
 
 
-def write_atomic(path: Path, data: bytes | str, force: bool = False) -> None:
-    """Write `data` to `path` through a temporary file and a rename.
+def single_output(source: Path, output: Path | None, default_root: Path, suffix: str) -> Path:
+    """The output of a single input: `output` itself, or a file in it when it is a folder."""
+    stem = "stdin" if source == STDIN else source.stem
+    if output is None:
+        return default_root / f"{stem}{suffix}"
+    if output.is_dir():
+        return output / f"{stem}{suffix}"
+    return output
 
-    Raises OutputExistsError when `path` exists and `force` is false.
-    """
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a folder; give a file name for the output")
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    # os.open with 0o666 gives the permissions the user's umask allows, like open().
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
 def read_text_file(path: Path) -> str:
     try:
+        if path == STDIN:
+            return sys.stdin.read()
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise GrammarError(f"{path}: not UTF-8 token text") from None
+
+
+def read_input_bytes(path: Path) -> bytes:
+    return sys.stdin.buffer.read() if path == STDIN else path.read_bytes()
 
 
 @dataclass
@@ -84,24 +117,59 @@ class BatchResult:
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    claimed: dict[Path, Path] = field(default_factory=dict)  # output -> the input it is from
+    done: int = 0  # inputs handled without error
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
 
+def _check_outputs(source: Path, outputs: Iterable[Output], force: bool, result: BatchResult):
+    source_file = None if source == STDIN else source.resolve()
+    for target, _ in outputs:
+        resolved = target.resolve()
+        if resolved == source_file:
+            raise OutputConflictError(f"{target}: is the input file; choose another output")
+        if resolved in result.claimed:
+            other = result.claimed[resolved]
+            raise OutputConflictError(f"{target}: is also the output of {other}; rename one")
+        if target.is_dir():
+            raise OutputConflictError(f"{target}: is a folder; give a file name for the output")
+        if target.exists() and not force:
+            raise OutputExistsError(f"{target}: already exists (use --force to overwrite)")
+
+
 def run_batch(
-    inputs: list[Path], job: Callable[[Path], Iterator[Path]], result: BatchResult
+    inputs: list[Path],
+    job: Callable[[Path], list[Output]],
+    result: BatchResult,
+    force: bool = False,
 ) -> BatchResult:
-    """Run `job` on each input; a bad input is recorded and the batch carries on."""
+    """Run `job` on each input and write its outputs once all of them pass the checks.
+
+    A bad input is recorded and the batch carries on; nothing of it is written.
+    """
     for source in inputs:
         try:
-            result.written.extend(job(source))
+            outputs = job(source)
+            _check_outputs(source, outputs, force, result)
+            for target, data in outputs:
+                write_atomic(target, data)
+                result.claimed[target.resolve()] = source
+                result.written.append(target)
+        except BrokenPipeError:
+            raise  # the reader went away: not this input's fault
+        except (OutputExistsError, OutputConflictError) as err:
+            result.failed.append((source, str(err)))  # names the output, which is the problem
         except (*INPUT_ERRORS, OSError) as err:
             result.failed.append((source, _with_name(source, err)))
+        else:
+            result.done += 1
     return result
 
 
 def _with_name(source: Path, err: Exception) -> str:
     message = str(err)
-    return message if message.startswith(str(source)) else f"{source}: {message}"
+    name = "<stdin>" if source == STDIN else str(source)
+    return message if message.startswith(name) else f"{name}: {message}"

@@ -19,6 +19,7 @@ class RoundTripCheck:
 
     text_identical: bool
     notes_expected: int
+    midi: bytes  # the MIDI file the text decodes to (what a round trip writes)
     notes_back: int  # notes read back equal to the grid score's notes
     meta_identical: bool
 
@@ -32,7 +33,8 @@ class RoundTripCheck:
 def verify_round_trip(encoded: Encoded) -> RoundTripCheck:
     """Decode the text, write MIDI, read it back and compare with the grid score."""
     score = decode(encoded.text)
-    back_read = read_midi(write_midi(score), name="<round trip>")
+    midi = write_midi(score)
+    back_read = read_midi(midi, name="<round trip>")
     back, _ = to_grid(back_read.score)
     expected = encoded.grid
     notes_back = 0
@@ -48,6 +50,7 @@ def verify_round_trip(encoded: Encoded) -> RoundTripCheck:
     return RoundTripCheck(
         text_identical=encode(back) == encoded.text,
         notes_expected=expected.note_count,
+        midi=midi,
         notes_back=notes_back,
         meta_identical=meta_identical,
     )

@@ -122,19 +122,37 @@ def test_a_folder_batch_refuses_to_overwrite_without_force_and_overwrites_with_i
     )
 
 
-def test_an_output_that_is_a_folder_is_one_error_line_even_with_force(
+def test_an_output_that_is_a_folder_receives_the_file_named_after_the_input(
     simple_midi_file, tmp_path, monkeypatch, capsys
 ):
     folder = tmp_path / "texts"
     folder.mkdir()
-    args = ["encode", str(simple_midi_file), "-o", str(folder), "--force"]
-    code, out, err = run_main(monkeypatch, capsys, *args)
+    code, out, err = run_main(
+        monkeypatch, capsys, "encode", str(simple_midi_file), "-o", str(folder)
+    )
+    assert (code, out, err) == (0, "", "")
+    assert (folder / "simple.txt").read_text().startswith("piece ")
+
+
+def test_an_output_that_would_overwrite_the_input_is_refused_even_with_force(
+    simple_midi_file, tmp_path, monkeypatch, capsys
+):
+    before = simple_midi_file.read_bytes()
+    args = ["encode", str(simple_midi_file), "-o", str(simple_midi_file), "--force"]
+    code, _out, err = run_main(monkeypatch, capsys, *args)
     assert code == 2
-    assert out == ""
     [line] = err.splitlines()
-    assert line.startswith("music-lm: error: ")
-    assert str(folder.name) in line
+    assert line == f"music-lm: error: {simple_midi_file}: is the input file; choose another output"
+    assert simple_midi_file.read_bytes() == before
     assert files_under(tmp_path) == ["simple.mid"]  # no temporary file left behind
+
+
+def test_roundtrip_into_its_own_input_folder_never_touches_the_inputs(tmp_path, midi_folder):
+    before = {p: p.read_bytes() for p in midi_folder.rglob("*.mid")}
+    result = runner.invoke(app, ["roundtrip", str(midi_folder), "-o", str(midi_folder), "--force"])
+    assert result.exit_code == 2
+    assert "is the input file" in result.stderr
+    assert {p: p.read_bytes() for p in before} == before
 
 
 def test_a_bad_file_is_one_error_line_naming_it_and_exit_code_2(tmp_path, monkeypatch, capsys):
@@ -387,9 +405,9 @@ def test_roundtrip_writes_text_and_midi_pairs(midi_folder, tmp_path):
     for stem in ("a", "sub/b", "sub/deeper/c"):
         text = (out / f"{stem}.txt").read_text()
         assert music_lm.midi_to_text(out / f"{stem}.mid") == text
-        assert f"wrote {out / stem}.txt and {out / stem}.mid" in result.stdout
+        assert f"writing {out / stem}.txt and {out / stem}.mid" in result.stdout
     assert result.stdout.count("round trip verified") == 3
-    assert "wrote 6 file(s); 0 failed" in result.stderr
+    assert "round-tripped 3 file(s); 0 failed" in result.stderr
 
 
 # ---- the installed command ----
