@@ -5,8 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-# System parts the project needs (rendering uses FluidSynth and a GM soundfont).
-APT_PACKAGES := fluidsynth fluid-soundfont-gm
+# System parts the project needs: venv support for a stock Debian python3, and
+# FluidSynth with a GM soundfont for rendering.
+APT_PACKAGES := python3-venv fluidsynth fluid-soundfont-gm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system venv run test lint format bench clean
@@ -26,7 +27,8 @@ system:
 venv: $(STAMP)
 
 # Re-installs only when pyproject.toml changes. torch is installed on its own
-# first: `pip install torch==2.13.0` takes the CPU build the machine provides.
+# first: on the project's machines (and CI) pip's configured wheel folder serves
+# the CPU build of torch 2.13.0; the range in pyproject is then already met.
 $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip

@@ -71,7 +71,10 @@ the ±1/24 row.
 - Fidelity: the original and the decoded file are read with music_lm's reader. A note is exact \
 when the decoded file has one of the same program, drum flag, pitch, onset and duration, the \
 original's onset and end rounded to the nearest 1/24 quarter (duration at least 1/24). \
-Velocity is compared on its own, for notes with exact pitch and onset.
+Velocity is compared on its own, for notes with exact pitch and onset. The rounding rule is \
+music_lm's own (onsets and ends to the nearest step), so music_lm's 100 % on human-played files \
+says it keeps every note and moves it no further than the grid requires; MidiTok, which rounds \
+durations instead, can only lose on that row, hence the ±1/24 row beside it.
 """
 
 
