@@ -121,7 +121,6 @@ class GrammarState:
     """
 
     __slots__ = (
-        "bar_has_content",
         "bar_index",
         "bar_length",
         "bar_start",
@@ -154,9 +153,9 @@ class GrammarState:
         self.ts: tuple[int, int] = (4, 4)
         self.key: tuple[int, str] | None = None
         self.bar_index = 0  # bars begun so far
-        self.bar_start = 0  # grid tick where the current bar starts
-        self.bar_length = 0
-        self.bar_has_content = False
+        # Times are in grid steps (1/24 of a quarter note), absolute or from the bar line.
+        self.bar_start = 0  # grid step where the current bar starts
+        self.bar_length = 0  # in grid steps, under the current time signature
         self.pos = -1  # grid steps from the bar start of the current onset
         self.onset_tick = 0  # absolute grid tick of the current onset (the bar start before one)
         self.cur_track: int | None = None
@@ -369,6 +368,7 @@ class GrammarState:
         return _family_excluding("vel", vel_id)
 
     def _rule_note(self, drums: bool, start: int, stop: int) -> Ranges:
+        # The most frequent rule: `_group_track()` is inlined here for speed.
         phase = self.phase
         track = self.cur_track if phase in _CONTINUING_PHASES else self.part_track
         if track is None or self.track_is_drum[track] is not drums:
@@ -417,7 +417,6 @@ class GrammarState:
             self.phase = KEY_OR_INST
         else:
             self.bar_length = bar_steps(*value)
-            self.bar_has_content = True
             self.phase = AFTER_TS
 
     def _take_key(self, value: tuple[int, str]) -> None:
@@ -447,7 +446,6 @@ class GrammarState:
             self.bar_start += self.bar_length
         self.bar_index += 1
         self.bar_length = bar_steps(*self.ts)
-        self.bar_has_content = False
         self.pos = -1
         self.onset_tick = self.bar_start
         self.cur_track = None
@@ -461,7 +459,6 @@ class GrammarState:
             self._flush_onset()
         self.pos = steps
         self.onset_tick = self.bar_start + steps
-        self.bar_has_content = True
         self.part_track = None
         self.phase = AFTER_POS
 
