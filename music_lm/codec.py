@@ -9,6 +9,7 @@ for any valid text T, encode(decode(T)) == T.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -382,10 +383,7 @@ def encode(score: Score) -> str:
                     words.append(_TRACK[track_index])
                     current_track = track_index
                 if durations.get(track_index) != duration:
-                    long_parts, short_steps = split_duration(duration)
-                    for part in long_parts:
-                        words.append(_LONG[part])
-                    words.append(_DUR[short_steps - 1])
+                    words += _duration_words(duration)
                     durations[track_index] = duration
                 if velocities.get(track_index) != velocity:
                     words.append(_VEL[velocity])
@@ -395,6 +393,13 @@ def encode(score: Score) -> str:
         bar_start = bar_end
     lines.append("end")
     return "\n".join(lines) + "\n"
+
+
+@functools.cache
+def _duration_words(steps: int) -> tuple[str, ...]:
+    """The words of a duration: long parts, largest first, then the short part."""
+    long_parts, short_steps = split_duration(steps)
+    return (*(_LONG[part] for part in long_parts), _DUR[short_steps - 1])
 
 
 def _split_at_zero(events: list, default: object) -> tuple[object, list]:

@@ -166,7 +166,8 @@ class GrammarState:
         self.last_pitch_id: int | None = None
         self.pending_long = 0  # long parts of the duration being read, in steps
         self.last_long = 0  # the last long part read (the next must be smaller)
-        # Per track: pitch -> latest end tick of its notes from earlier onsets.
+        # Per track: pitch -> latest end tick of its notes from earlier onsets (ended
+        # ones are forgotten now and then: they never constrain a later note).
         self.track_ends: list[dict[int, int]] = []
         self.track_max_end: list[int] = []
         self.onset_notes: list[tuple[int, int, int]] = []  # (track, pitch, end) at this onset
@@ -204,6 +205,8 @@ class GrammarState:
         family = _FAM_INDEX[token_id]
         if not _FAMILY_ALLOWED[self.phase][family]:
             return False
+        if family in _NOTE_FAMILIES:
+            return self._note_allowed(token_id, family == _DRUM_FAMILY, _FAMILY_STARTS[family])
         for lo, hi in _RULE_LIST[family](self):  # noqa: SIM110 (a plain loop is faster here)
             if lo <= token_id < hi:
                 return True
@@ -271,10 +274,9 @@ class GrammarState:
         A note may not end before a still-sounding same-pitch note from an earlier
         onset; only when every pitch is sounding does that bound the duration.
         """
-        ends = self.track_ends[track]
-        if len(ends) < 128:
+        if len(self.track_ends[track]) < 128 or len(self._forget_ended(track)) < 128:
             return 1
-        return max(1, min(ends.values()) - self.onset_tick)
+        return max(1, min(self.track_ends[track].values()) - self.onset_tick)
 
     def _rule_track(self) -> Ranges:
         t0, n = _TRACK_START, len(self.track_is_drum)
@@ -367,34 +369,64 @@ class GrammarState:
             return _family_above("vel", vel_id)
         return _family_excluding("vel", vel_id)
 
-    def _rule_note(self, drums: bool, start: int, stop: int) -> Ranges:
-        # The most frequent rule: `_group_track()` is inlined here for speed.
+    def _note_context(self, drums: bool, start: int) -> tuple[int, int, int] | None:
+        """(track, lowest allowed id, end tick) for a note of this kind, or None when no
+        such note may come. The one place the note rule lives; `_rule_note` and
+        `_note_allowed` read it as ranges and as a yes/no for one token."""
         phase = self.phase
         track = self.cur_track if phase in _CONTINUING_PHASES else self.part_track
         if track is None or self.track_is_drum[track] is not drums:
-            return []
+            return None
         dur = self.durations[track]
         if dur is None or self.velocities[track] is None:
-            return []
+            return None
         lo = self.last_pitch_id if phase is AFTER_NOTE else start
-        end = self.onset_tick + dur
+        return track, lo, self.onset_tick + dur
+
+    def _rule_note(self, drums: bool, start: int, stop: int) -> Ranges:
+        context = self._note_context(drums, start)
+        if context is None:
+            return []
+        track, lo, end = context
         if self.track_max_end[track] <= end:
             return [(lo, stop)]
         # Leave out pitches still sounding from an earlier onset past this note's end.
+        ends = self.track_ends[track]
+        if len(ends) > 8:
+            ends = self._forget_ended(track)
         out = []
-        for pitch in sorted(p for p, e in self.track_ends[track].items() if e > end):
+        for pitch in sorted(p for p, e in ends.items() if e > end):
             if start + pitch >= lo:
                 out.append((lo, start + pitch))
                 lo = start + pitch + 1
         out.append((lo, stop))
         return [(a, b) for a, b in out if a < b]
 
+    def _note_allowed(self, token_id: int, drums: bool, start: int) -> bool:
+        """`token_id in _rule_note(...)`, without building the ranges (the decoder's hot path)."""
+        context = self._note_context(drums, start)
+        if context is None:
+            return False
+        track, lo, end = context
+        if token_id < lo:
+            return False
+        return (
+            self.track_max_end[track] <= end
+            or self.track_ends[track].get(token_id - start, -1) <= end
+        )
+
     # ---- taking a token ----
 
     def advance(self, token_id: int) -> None:
         """Take one token; raises GrammarError (without index) when it is not allowed."""
         family = _FAM_INDEX[token_id]
-        if _FAMILY_ALLOWED[self.phase][family]:
+        if family in _NOTE_FAMILIES:  # the most frequent tokens
+            if _FAMILY_ALLOWED[self.phase][family] and self._note_allowed(
+                token_id, family == _DRUM_FAMILY, _FAMILY_STARTS[family]
+            ):
+                self._take_note(_VAL[token_id])
+                return
+        elif _FAMILY_ALLOWED[self.phase][family]:
             for lo, hi in _RULE_LIST[family](self):
                 if lo <= token_id < hi:
                     _HANDLER_LIST[family](self, _VAL[token_id])
@@ -439,6 +471,19 @@ class GrammarState:
             if self.track_max_end[track] < end:
                 self.track_max_end[track] = end
         self.onset_notes.clear()
+
+    def _forget_ended(self, track: int) -> dict[int, int]:
+        """The track's still-sounding pitches, dropping notes that ended by this onset.
+
+        Time only moves forward, so an ended note can never constrain a later one:
+        dropping it changes no answer, and keeps the checks to the sounding notes.
+        """
+        now = self.onset_tick
+        ends = self.track_ends[track]
+        for pitch in [p for p, end in ends.items() if end <= now]:
+            del ends[pitch]
+        self.track_max_end[track] = max(ends.values(), default=-1)
+        return ends
 
     def _take_bar(self, _value: object) -> None:
         self._flush_onset()
@@ -575,6 +620,9 @@ _FAMILY_NAMES = tuple(R)
 _FAM_INDEX = [_FAMILY_NAMES.index(family) for family in _FAM]
 _RULE_LIST = [_RULES.get(family, lambda s: []) for family in _FAMILY_NAMES]
 _HANDLER_LIST = [_HANDLERS.get(family) for family in _FAMILY_NAMES]
+_PITCH_FAMILY, _DRUM_FAMILY = _FAMILY_NAMES.index("pitch"), _FAMILY_NAMES.index("drum")
+_NOTE_FAMILIES = frozenset((_PITCH_FAMILY, _DRUM_FAMILY))
+_FAMILY_STARTS = [R[family].start for family in _FAMILY_NAMES]
 _FAMILY_ALLOWED = [[f in SUCCESSIONS[phase] for f in _FAMILY_NAMES] for phase in Phase]
 
 

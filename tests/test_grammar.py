@@ -3,6 +3,8 @@ text per rule (with the error it must give), and random walks through the automa
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -354,3 +356,21 @@ def test_random_grammar_walks_never_reach_a_dead_end(words):
         state.advance(VOCAB.ids[word])
     assert state.done
     assert state.allowed_ranges() == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_is_allowed_agrees_with_allowed_ranges_on_every_token(seed):
+    # advance() and is_allowed() check note tokens without building ranges; the two
+    # readings of the rule must never disagree.
+    rng = random.Random(seed)
+    state = GrammarState()
+    for _ in range(120):
+        ranges = state.allowed_ranges()
+        if not ranges:
+            break
+        allowed = {i for lo, hi in ranges for i in range(lo, hi)}
+        assert {i for i in range(len(VOCAB)) if state.is_allowed(i)} == allowed
+        # Favour notes and long durations so that overlaps and held notes occur.
+        notes = [i for i in allowed if VOCAB.family_of[i] in ("pitch", "drum", "dur_long")]
+        state.advance(rng.choice(notes) if notes and rng.random() < 0.6 else rng.choice([*allowed]))
