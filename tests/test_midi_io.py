@@ -92,6 +92,15 @@ def ours(data: bytes) -> dict:
     }
 
 
+def one_track_file(*messages: mido.Message) -> bytes:
+    """A format 1 file at 480 PPQ holding `messages` (times are deltas) in one track."""
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(mido.MidiTrack(messages))
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_the_examples_read_as_mido_reads_them(path: Path) -> None:
     data = path.read_bytes()
@@ -107,21 +116,15 @@ def test_our_written_files_read_as_mido_reads_them(path: Path) -> None:
 def test_a_zero_length_note_written_note_off_first_stays_zero_length() -> None:
     # music21 writes grace notes so: off then on, on one tick. Pairing the note-on
     # with the next note-off would stretch the grace note over the next note.
-    track = mido.MidiTrack(
-        [
-            mido.Message("note_off", note=72, velocity=0, time=480),
-            mido.Message("note_on", note=72, velocity=90, time=0),
-            mido.Message("note_on", note=72, velocity=90, time=480),
-            mido.Message("note_off", note=72, velocity=0, time=480),
-        ]
+    data = one_track_file(
+        mido.Message("note_off", note=72, velocity=0, time=480),
+        mido.Message("note_on", note=72, velocity=90, time=0),
+        mido.Message("note_on", note=72, velocity=90, time=480),
+        mido.Message("note_off", note=72, velocity=0, time=480),
     )
-    midi = mido.MidiFile(ticks_per_beat=480)
-    midi.tracks.append(track)
-    buffer = io.BytesIO()
-    midi.save(file=buffer)
-    read = read_midi(buffer.getvalue())
+    read = read_midi(data)
     assert [tuple(n) for n in read.score.tracks[0].notes] == [(480, 0, 72, 90), (960, 480, 72, 90)]
-    assert ours(buffer.getvalue()) == mido_reference(buffer.getvalue())
+    assert ours(data) == mido_reference(data)
 
 
 channel_messages = st.one_of(
@@ -210,20 +213,14 @@ def test_a_piece_longer_than_the_codec_takes_is_a_clear_error_naming_the_file() 
 
 
 def test_a_doubled_note_off_does_not_shorten_the_next_note() -> None:
-    track = mido.MidiTrack(
-        [
-            mido.Message("note_on", note=60, velocity=80, time=0),
-            mido.Message("note_off", note=60, velocity=0, time=480),
-            mido.Message("note_off", note=60, velocity=0, time=0),  # the same note-off again
-            mido.Message("note_on", note=60, velocity=80, time=0),
-            mido.Message("note_off", note=60, velocity=0, time=480),
-        ]
+    data = one_track_file(
+        mido.Message("note_on", note=60, velocity=80, time=0),
+        mido.Message("note_off", note=60, velocity=0, time=480),
+        mido.Message("note_off", note=60, velocity=0, time=0),  # the same note-off again
+        mido.Message("note_on", note=60, velocity=80, time=0),
+        mido.Message("note_off", note=60, velocity=0, time=480),
     )
-    midi = mido.MidiFile(ticks_per_beat=480)
-    midi.tracks.append(track)
-    buffer = io.BytesIO()
-    midi.save(file=buffer)
-    read = read_midi(buffer.getvalue())
+    read = read_midi(data)
     assert [tuple(n) for n in read.score.tracks[0].notes] == [(0, 480, 60, 80), (480, 480, 60, 80)]
     assert read.remarks == {"repeated note-offs (ignored)": 1}
-    assert ours(buffer.getvalue()) == mido_reference(buffer.getvalue())
+    assert ours(data) == mido_reference(data)
