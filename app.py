@@ -36,10 +36,10 @@ def choose_source() -> tuple[str, bytes] | None:
     return name, (EXAMPLES / name).read_bytes()
 
 
-def show_encoding(name: str, data: bytes) -> str | None:
+def show_encoding(name: str, data: bytes, sustain: bool) -> str | None:
     """Summary, round-trip report and token text of a MIDI file; returns the text."""
     try:
-        encoded = encode_midi(data, name=name)
+        encoded = encode_midi(data, name=name, sustain=sustain)
     except (MidiError, CodecError) as err:
         st.error(str(err))
         return None
@@ -77,7 +77,10 @@ def main() -> None:
     if source is None:
         return
     name, data = source
-    text = show_encoding(name, data)
+    sustain = st.checkbox(
+        "Apply the sustain pedal", help="Notes sound on while the pedal (CC64) is down."
+    )
+    text = show_encoding(name, data, sustain)
     if text is not None:
         show_editor(name, text)
 

@@ -24,9 +24,13 @@ class Encoded:
         return len(self.text.split())
 
 
-def encode_midi(source: str | Path | bytes, name: str | None = None) -> Encoded:
-    """Read a MIDI file (path or bytes) and encode it, keeping the record of changes."""
-    read = read_midi(source, name=name)
+def encode_midi(
+    source: str | Path | bytes, name: str | None = None, sustain: bool = False
+) -> Encoded:
+    """Read a MIDI file (path or bytes) and encode it, keeping the record of changes.
+
+    `sustain` applies the sustain pedal to note lengths (see `read_midi`)."""
+    read = read_midi(source, name=name, sustain=sustain)
     try:
         grid, changes = to_grid(read.score)
     except CodecError as err:
@@ -36,9 +40,9 @@ def encode_midi(source: str | Path | bytes, name: str | None = None) -> Encoded:
     return Encoded(read, grid, changes, encode(grid))
 
 
-def midi_to_text(source: str | Path | bytes) -> str:
+def midi_to_text(source: str | Path | bytes, sustain: bool = False) -> str:
     """Token text of a MIDI file (a path or the file's bytes)."""
-    return encode_midi(source).text
+    return encode_midi(source, sustain=sustain).text
 
 
 def text_to_score(text: str) -> Score:
@@ -51,10 +55,10 @@ def text_to_midi(text: str) -> bytes:
     return write_midi(decode(text))
 
 
-def inspect_midi(source: str | Path | bytes, name: str | None = None) -> str:
+def inspect_midi(source: str | Path | bytes, name: str | None = None, sustain: bool = False) -> str:
     """The summary and round-trip report of a MIDI file, as text for a terminal."""
     from music_lm.report import format_inspection, verify_round_trip
 
-    encoded = encode_midi(source, name=name)
+    encoded = encode_midi(source, name=name, sustain=sustain)
     verified = verify_round_trip(encoded)
     return format_inspection(encoded, verified)

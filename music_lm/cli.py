@@ -52,6 +52,9 @@ def _options(
 
 
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing output files.")
+SUSTAIN = typer.Option(
+    False, "--sustain", help="Apply the sustain pedal (CC64): notes sound on while it is down."
+)
 
 
 def _finish(result: BatchResult, verb: str) -> None:
@@ -63,11 +66,11 @@ def _finish(result: BatchResult, verb: str) -> None:
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
-def _encode_input(path: Path):
+def _encode_input(path: Path, sustain: bool = False):
     """encode_midi of a file, or of the bytes on stdin for '-'."""
     if path == STDIN:
-        return encode_midi(read_input_bytes(path), name="<stdin>")
-    return encode_midi(path)
+        return encode_midi(read_input_bytes(path), name="<stdin>", sustain=sustain)
+    return encode_midi(path, sustain=sustain)
 
 
 SOURCE_HELP = "A MIDI file, a folder of them (recursive), or - for stdin."
@@ -80,12 +83,13 @@ def encode(
         None, "--output", "-o", help="Output .txt file or folder (default for a folder: midi_out/)."
     ),
     force: bool = FORCE,
+    sustain: bool = SUSTAIN,
 ) -> None:
     """MIDI -> token text. A single file prints to stdout unless -o is given."""
     inputs = find_inputs(source, MIDI_SUFFIXES, exclude=output)
     single = source == STDIN or source.is_file()
     if single and output is None:
-        typer.echo(_encode_input(source).text, nl=False)
+        typer.echo(_encode_input(source, sustain).text, nl=False)
         return
 
     def job(path: Path) -> list:
@@ -93,7 +97,7 @@ def encode(
             target = single_output(path, output, DEFAULT_OUTPUT, ".txt")
         else:
             target = output_for(source, path, output or DEFAULT_OUTPUT, ".txt")
-        return [(target, _encode_input(path).text)]
+        return [(target, _encode_input(path, sustain).text)]
 
     _finish(run_batch(inputs, job, BatchResult(), force), "encoded")
 
@@ -123,11 +127,12 @@ def decode(
 @app.command()
 def inspect(
     source: Path = typer.Argument(DEFAULT_INPUT, help=SOURCE_HELP),
+    sustain: bool = SUSTAIN,
 ) -> None:
     """Summary of a MIDI file and the codec's round-trip report (verified)."""
 
     def job(path: Path) -> list:
-        encoded = _encode_input(path)
+        encoded = _encode_input(path, sustain)
         check = verify_round_trip(encoded)
         typer.echo(format_inspection(encoded, check) + "\n")
         if not check.ok:
@@ -142,13 +147,14 @@ def roundtrip(
     source: Path = typer.Argument(DEFAULT_INPUT, help=SOURCE_HELP),
     output: Path = typer.Option(DEFAULT_OUTPUT, "--output", "-o", help="Output folder."),
     force: bool = FORCE,
+    sustain: bool = SUSTAIN,
 ) -> None:
     """MIDI -> text -> MIDI into a folder (.txt and .mid per input), with each report."""
     inputs = find_inputs(source, MIDI_SUFFIXES, exclude=output)
     single = source == STDIN or source.is_file()
 
     def job(path: Path) -> list:
-        encoded = _encode_input(path)
+        encoded = _encode_input(path, sustain)
         check = verify_round_trip(encoded)
         if single:
             text_path = single_output(path, output, output, ".txt")

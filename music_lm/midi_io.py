@@ -22,6 +22,7 @@ file, both readers see the same events.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,8 +99,14 @@ def _load_bytes(source: str | Path | bytes) -> tuple[bytes, str]:
         raise MidiError(f"{path}: cannot read file ({err.strerror or err})") from None
 
 
-def read_midi(source: str | Path | bytes, name: str | None = None) -> MidiRead:
+def read_midi(
+    source: str | Path | bytes, name: str | None = None, sustain: bool = False
+) -> MidiRead:
     """Read a Standard MIDI File (path or bytes) into a `Score` on the file's ticks.
+
+    With `sustain`, the sustain pedal (CC64) is applied: a note released while the
+    pedal is down sounds on until the pedal lifts or its key is struck again, as on a
+    piano. Without it the pedal is reported as dropped and notes end at their note-off.
 
     Raises MidiError naming the file for anything that is not a format 0/1 SMF
     with metrical (PPQ) timing, or whose data is cut short or malformed.
@@ -127,13 +134,18 @@ def read_midi(source: str | Path | bytes, name: str | None = None) -> MidiRead:
     chunks = _track_chunks(data, 8 + header_length, track_count, name)
     result = MidiRead(Score(division), name, midi_format, len(chunks))
     instruments: dict[tuple[int, int, int], Track] = {}
+    pedal: dict[int, list[tuple[int, bool]]] = {}  # channel -> (tick, down?) of CC64
+    end_tick = 0
     for index, (start, stop) in enumerate(chunks):
         try:
-            _read_track(data, start, stop, index, result, instruments)
+            last_tick = _read_track(data, start, stop, index, result, instruments, pedal)
         except IndexError:
             raise MidiError(
                 f"{name}: truncated MIDI file (track {index + 1} ends inside an event)"
             ) from None
+        end_tick = max(end_tick, last_tick)
+    if sustain and pedal:
+        _sustain_instruments(instruments, pedal, end_tick, result)
     for _, track in sorted(instruments.items()):
         track.notes.sort()
         result.score.tracks.append(track)
@@ -170,8 +182,10 @@ def _read_track(
     track_index: int,
     result: MidiRead,
     instruments: dict[tuple[int, int, int], Track],
-) -> None:
-    """Read one MTrk chunk's events into `result` and `instruments`. Hot loop: kept flat."""
+    pedal: dict[int, list[tuple[int, bool]]],
+) -> int:
+    """Read one MTrk chunk's events into `result`, `instruments` and `pedal` (the sustain
+    pedal's events by channel); return the track's last tick. Hot loop: kept flat."""
     score, dropped, remarks = result.score, result.dropped, result.remarks
     tick = 0
     running = 0
@@ -259,6 +273,8 @@ def _read_track(
                 drum_programs.add(program)
         elif kind == 0xB0:
             control = data[i]
+            if control == 64:
+                pedal.setdefault(status & 0x0F, []).append((tick, data[i + 1] >= 64))
             i += 2
             label = _CONTROLLER_NAMES.get(control, "other")
             dropped[f"controller CC{control} ({label})"] += 1
@@ -319,6 +335,66 @@ def _read_track(
     if any(channel == DRUM_CHANNEL for channel, _ in notes_here):
         for program in sorted(drum_programs):
             dropped[f"drum kit program {program} (played as the standard kit)"] += 1
+    return tick
+
+
+def _sustain_instruments(
+    instruments: dict[tuple[int, int, int], Track],
+    pedal: dict[int, list[tuple[int, bool]]],
+    end_tick: int,
+    result: MidiRead,
+) -> None:
+    """Apply each channel's sustain pedal to every instrument on that channel, from any
+    track: a synthesizer knows channels, not tracks."""
+    lengthened = 0
+    for (_, channel, _), track in instruments.items():
+        if channel in pedal:
+            events = sorted(pedal[channel], key=lambda e: e[0])  # stable: file order per tick
+            lengthened += _apply_sustain(track.notes, _pedal_down_spans(events, end_tick))
+    result.dropped.pop("controller CC64 (sustain pedal)", None)
+    if lengthened:
+        result.remarks["notes lengthened by the sustain pedal (--sustain)"] += lengthened
+
+
+def _pedal_down_spans(events: list[tuple[int, bool]], end_tick: int) -> list[tuple[int, int]]:
+    """[down, up) tick spans of a sustain pedal from its CC64 events (in order); a pedal
+    never lifted holds to the end of the track."""
+    spans, down_at = [], None
+    for tick, down in events:
+        if down and down_at is None:
+            down_at = tick
+        elif not down and down_at is not None:
+            if tick > down_at:
+                spans.append((down_at, tick))
+            down_at = None
+    if down_at is not None and end_tick > down_at:
+        spans.append((down_at, end_tick))
+    return spans
+
+
+def _apply_sustain(notes: list[Note], spans: list[tuple[int, int]]) -> int:
+    """Hold each note released inside a pedal-down span until the pedal lifts, or until
+    its key is struck again (in place). Returns how many notes got longer."""
+    if not spans:
+        return 0
+    downs = [down for down, _ in spans]
+    order = sorted(range(len(notes)), key=lambda k: notes[k].onset_tick)
+    next_strike: dict[int, int] = {}  # pitch -> onset of the next note of that pitch
+    restrike = [0] * len(notes)
+    for k in reversed(order):
+        restrike[k] = next_strike.get(notes[k].pitch, 1 << 62)
+        next_strike[notes[k].pitch] = notes[k].onset_tick
+    lengthened = 0
+    for k, (onset, duration, pitch, velocity) in enumerate(notes):
+        release = onset + duration
+        span = bisect.bisect_right(downs, release) - 1
+        if span < 0 or release >= spans[span][1]:
+            continue  # released with the pedal up
+        end = min(spans[span][1], restrike[k])
+        if end > release:
+            notes[k] = Note(onset, end - onset, pitch, velocity)
+            lengthened += 1
+    return lengthened
 
 
 def _names_we_write(notes_here: dict[tuple[int, int], list[Note]]) -> set[str]:
