@@ -463,3 +463,9 @@ def test_a_folder_batch_failure_is_exit_code_2_from_main(
     assert code == 2
     assert "encoded 3 file(s); 1 failed" in err
     assert "Traceback" not in err
+
+
+def test_version_prints_the_package_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"music-lm {music_lm.__version__}\n"
