@@ -84,6 +84,25 @@ def _encode_input(path: Path, sustain: bool = False):
     return encode_midi(path, sustain=sustain)
 
 
+def _target(source: Path, path: Path, output: Path | None, suffix: str) -> Path:
+    """Where encode/decode write the output of `path`: for a single input, -o itself (or
+    a file in it when it is a folder); for a folder, the same layout under -o."""
+    if source == STDIN or source.is_file():
+        return single_output(path, output, DEFAULT_OUTPUT, suffix)
+    return output_for(source, path, output or DEFAULT_OUTPUT, suffix)
+
+
+def _encode_and_check(path: Path, sustain: bool):
+    """Encode `path` and run the round trip it promises; the check is in the report."""
+    encoded = _encode_input(path, sustain)
+    return encoded, verify_round_trip(encoded)
+
+
+def _fail_if_broken(path: Path, check) -> None:
+    if not check.ok:
+        raise CodecError(f"{path}: the round trip check failed (a bug: please report it)")
+
+
 SOURCE_HELP = "A MIDI file, a folder of them (recursive), or - for stdin."
 
 
@@ -98,17 +117,12 @@ def encode(
 ) -> None:
     """MIDI -> token text. A single file prints to stdout unless -o is given."""
     inputs = find_inputs(source, MIDI_SUFFIXES, exclude=output)
-    single = source == STDIN or source.is_file()
-    if single and output is None:
+    if (source == STDIN or source.is_file()) and output is None:
         typer.echo(_encode_input(source, sustain).text, nl=False)
         return
 
     def job(path: Path) -> list:
-        if single:
-            target = single_output(path, output, DEFAULT_OUTPUT, ".txt")
-        else:
-            target = output_for(source, path, output or DEFAULT_OUTPUT, ".txt")
-        return [(target, _encode_input(path, sustain).text)]
+        return [(_target(source, path, output, ".txt"), _encode_input(path, sustain).text)]
 
     _finish(run_batch(inputs, job, BatchResult(), force), "encoded")
 
@@ -123,14 +137,9 @@ def decode(
 ) -> None:
     """Token text -> DAW-ready MIDI."""
     inputs = find_inputs(source, TEXT_SUFFIXES, exclude=output)
-    single = source == STDIN or source.is_file()
 
     def job(path: Path) -> list:
-        if single:
-            target = single_output(path, output, DEFAULT_OUTPUT, ".mid")
-        else:
-            target = output_for(source, path, output or DEFAULT_OUTPUT, ".mid")
-        return [(target, text_to_midi(read_text_file(path)))]
+        return [(_target(source, path, output, ".mid"), text_to_midi(read_text_file(path)))]
 
     _finish(run_batch(inputs, job, BatchResult(), force), "decoded")
 
@@ -143,11 +152,9 @@ def inspect(
     """Summary of a MIDI file and the codec's round-trip report (verified)."""
 
     def job(path: Path) -> list:
-        encoded = _encode_input(path, sustain)
-        check = verify_round_trip(encoded)
+        encoded, check = _encode_and_check(path, sustain)
         typer.echo(format_inspection(encoded, check) + "\n")
-        if not check.ok:
-            raise CodecError(f"{path}: the round trip check failed (a bug: please report it)")
+        _fail_if_broken(path, check)
         return []
 
     _finish(run_batch(find_inputs(source, MIDI_SUFFIXES), job, BatchResult()), "inspected")
@@ -162,20 +169,14 @@ def roundtrip(
 ) -> None:
     """MIDI -> text -> MIDI into a folder (.txt and .mid per input), with each report."""
     inputs = find_inputs(source, MIDI_SUFFIXES, exclude=output)
-    single = source == STDIN or source.is_file()
 
     def job(path: Path) -> list:
-        encoded = _encode_input(path, sustain)
-        check = verify_round_trip(encoded)
-        if single:
-            text_path = single_output(path, output, output, ".txt")
-        else:
-            text_path = output_for(source, path, output, ".txt")
+        encoded, check = _encode_and_check(path, sustain)
+        text_path = output_for(source, path, output, ".txt")  # -o is always a folder here
         midi_path = text_path.with_suffix(".mid")
         typer.echo(format_inspection(encoded, check))
         typer.echo(f"  writing {text_path} and {midi_path}\n")
-        if not check.ok:
-            raise CodecError(f"{path}: the round trip check failed (a bug: please report it)")
+        _fail_if_broken(path, check)
         return [(text_path, encoded.text), (midi_path, check.midi)]
 
     _finish(run_batch(inputs, job, BatchResult(), force), "round-tripped")

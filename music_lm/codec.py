@@ -107,33 +107,40 @@ def _limit_tracks(tracks: list[Track], changes: GridChanges) -> list[Track]:
     """More instruments than MIDI has channels (15 melodic, 16 in all): merge the
     smallest track into the nearest one (the same instrument, else the same GM
     family, else the nearest program; drums into drums) until they fit."""
+
+    def too_many(tracks: list[Track]) -> bool:
+        melodic = sum(not t.is_drum for t in tracks)
+        return len(tracks) > MAX_TRACKS or melodic > MAX_MELODIC_TRACKS
+
+    if not too_many(tracks):
+        return tracks
     out = [Track(t.program, t.is_drum, list(t.notes), t.name, t.channel) for t in tracks]
 
-    def too_many() -> bool:
-        melodic = sum(not t.is_drum for t in out)
-        return len(out) > MAX_TRACKS or melodic > MAX_MELODIC_TRACKS
+    def smallest_of(indices: list[int]) -> int:  # the fewest notes; the later track on a tie
+        return min(indices, key=lambda i: (len(out[i].notes), -i))
 
-    while too_many():
-        melodic_over = sum(not t.is_drum for t in out) > MAX_MELODIC_TRACKS
-        candidates = [t for t in out if not t.is_drum] if melodic_over else out
-        smallest = min(candidates, key=lambda t: (len(t.notes), -out.index(t)))
-        others = [t for t in out if t is not smallest and t.is_drum == smallest.is_drum]
-        if not others:  # a lone drum track over the limit: merge a melodic pair instead
-            candidates = [t for t in out if not t.is_drum]
-            smallest = min(candidates, key=lambda t: (len(t.notes), -out.index(t)))
-            others = [t for t in out if t is not smallest and not t.is_drum]
-        target = min(
-            others,
-            key=lambda t: (
-                t.program != smallest.program,
-                t.program // 8 != smallest.program // 8,
-                abs(t.program - smallest.program),
-                out.index(t),
+    while too_many(out):
+        melodic = [i for i, t in enumerate(out) if not t.is_drum]
+        drums = [i for i, t in enumerate(out) if t.is_drum]
+        pool = melodic if len(melodic) > MAX_MELODIC_TRACKS else melodic + drums
+        small = smallest_of(pool)
+        kind = drums if out[small].is_drum else melodic
+        if len(kind) < 2:  # a lone drum track over the limit: merge a melodic pair instead
+            small, kind = smallest_of(melodic), melodic
+        program = out[small].program
+        into = min(
+            (i for i in kind if i != small),
+            key=lambda i: (
+                out[i].program != program,
+                out[i].program // 8 != program // 8,
+                abs(out[i].program - program),
+                i,
             ),
         )
+        smallest, target = out[small], out[into]
         target.notes.extend(smallest.notes)
         target.notes.sort()
-        out.remove(smallest)
+        del out[small]
         changes.changed[
             f"tracks merged to fit MIDI's channels ({smallest.instrument_name} into "
             f"{target.instrument_name})"
@@ -147,7 +154,7 @@ def _track_to_grid(track: Track, ppq: int, changes: GridChanges) -> Track:
     velocity_of = nearest_velocity
     notes = []
     moved_onsets = changed_durations = binned = exact = 0
-    max_onset_error = max_duration_error = max_velocity_change = 0  # in 1/(24 ppq) beats
+    max_onset_error = max_duration_error = max_velocity_change = 0  # in 1/(24 ppq) quarters
     for onset_tick, duration_tick, pitch, velocity in track.notes:
         onset = (grid * onset_tick + ppq) // twice_ppq  # nearest step, halves up
         end = (grid * (onset_tick + duration_tick) + ppq) // twice_ppq

@@ -67,7 +67,10 @@ def find_inputs(source: Path, suffixes: tuple[str, ...], exclude: Path | None = 
 
 
 def output_for(source_root: Path, source: Path, out_root: Path, suffix: str) -> Path:
-    """Where the output of `source` goes: same relative path under `out_root`, new suffix."""
+    """Where the output of `source` goes in the folder `out_root`: the same relative path,
+    with the new suffix (a single file or stdin goes straight into it)."""
+    if source == STDIN:
+        return out_root / f"stdin{suffix}"
     relative = source.relative_to(source_root) if source_root.is_dir() else Path(source.name)
     return (out_root / relative).with_suffix(suffix)
 

@@ -469,3 +469,12 @@ def test_version_prints_the_package_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout == f"music-lm {music_lm.__version__}\n"
+
+
+def test_roundtrip_of_one_file_writes_into_the_output_folder_even_a_new_one(
+    simple_midi_file, tmp_path
+):
+    folder = tmp_path / "new" / "folder"
+    result = runner.invoke(app, ["roundtrip", str(simple_midi_file), "-o", str(folder)])
+    assert result.exit_code == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["simple.mid", "simple.txt"]
