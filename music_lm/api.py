@@ -7,6 +7,7 @@ from pathlib import Path
 
 from music_lm.codec import CodecError, GridChanges, decode, encode, to_grid
 from music_lm.midi_io import MidiRead, read_midi, write_midi
+from music_lm.report import format_inspection, verify_round_trip
 from music_lm.score import Score
 
 
@@ -57,8 +58,6 @@ def text_to_midi(text: str) -> bytes:
 
 def inspect_midi(source: str | Path | bytes, name: str | None = None, sustain: bool = False) -> str:
     """The summary and round-trip report of a MIDI file, as text for a terminal."""
-    from music_lm.report import format_inspection, verify_round_trip
-
     encoded = encode_midi(source, name=name, sustain=sustain)
     verified = verify_round_trip(encoded)
     return format_inspection(encoded, verified)

@@ -116,9 +116,9 @@ def read_input_bytes(path: Path) -> bytes:
 
 @dataclass
 class BatchResult:
-    """What a batch over many inputs did: the outputs written and the inputs that failed."""
+    """What a batch over many inputs did: the inputs handled, the outputs claimed, and
+    the inputs that failed."""
 
-    written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     claimed: dict[Path, Path] = field(default_factory=dict)  # output -> the input it is from
     done: int = 0  # inputs handled without error
@@ -160,7 +160,6 @@ def run_batch(
             for target, data in outputs:
                 write_atomic(target, data)
                 result.claimed[target.resolve()] = source
-                result.written.append(target)
         except BrokenPipeError:
             raise  # the reader went away: not this input's fault
         except (OutputExistsError, OutputConflictError) as err:

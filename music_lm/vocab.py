@@ -258,7 +258,6 @@ class Vocabulary:
     """The token list and everything derived from it (ids, ranges, values)."""
 
     def __init__(self, families: tuple[Family, ...]) -> None:
-        self.families = {f.name: f for f in families}
         self.tokens: list[str] = []
         self.values: list[object] = []
         self.family_of: list[str] = []
