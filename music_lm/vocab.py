@@ -70,6 +70,8 @@ STYLES: tuple[str, ...] = (
     "baroque",
     "renaissance",
     "romantic",
+    "medieval",
+    "modern",
     "jazz",
     "blues",
     "rock",

@@ -1,0 +1,473 @@
+"""The corpus: sources -> shards, index and manifest; and reading them back for training.
+
+The folder of MIDI files is written by the tests (our own writer, 480 PPQ): melodies in
+several keys, a transposed copy, an exact copy, a band with drums, a flute near the top
+of its range, and a corrupt file.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from music_lm.api import encode_midi
+from music_lm.corpus import (
+    BuildConfig,
+    build_corpus,
+    fingerprint,
+    iter_failures,
+    transpose_range,
+)
+from music_lm.dataset import Corpus, WindowSampler, sequential_windows, transpose_ids
+from music_lm.grammar import validate, walk
+from music_lm.instruments import PROGRAM_RANGES, pitch_range, transpose_limits
+from music_lm.midi_io import write_midi
+from music_lm.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.sources import CorpusError, SourceError, parse_source, style_of_tag
+from music_lm.vocab import VOCAB
+
+PPQ = 480
+FLUTE, BASS, PIANO = 73, 33, 0
+
+
+def melody(pitches: list[int], program: int = PIANO, key: int = 0, seed: int = 0) -> Score:
+    """A one-track piece in 4/4: the pitches in eighths and quarters, some chords."""
+    rng = random.Random(seed)
+    notes, tick = [], 0
+    for pitch in pitches:
+        length = rng.choice((PPQ // 2, PPQ))
+        notes.append(Note(tick, length, pitch, rng.choice((64, 80, 96))))
+        if rng.random() < 0.2 and pitch + 4 <= 127:
+            notes.append(Note(tick, length, pitch + 4, 64))
+        tick += length
+    return Score(
+        PPQ,
+        [Track(program, notes=notes)],
+        [TempoChange(0, 100.0)],
+        [TimeSignature(0, 4, 4)],
+        [KeySignature(0, key, "major")],
+    )
+
+
+def band(seed: int = 0) -> Score:
+    """Bass and drums, two bars per beat pattern."""
+    rng = random.Random(seed)
+    bass = [Note(i * PPQ, PPQ, rng.choice((36, 38, 41, 43)), 90) for i in range(16)]
+    drums = [Note(i * PPQ // 2, PPQ // 4, rng.choice((36, 38, 42)), 100) for i in range(32)]
+    return Score(PPQ, [Track(BASS, notes=bass), Track(0, True, drums)],
+                 [TempoChange(0, 120.0)], [TimeSignature(0, 4, 4)])  # fmt: skip
+
+
+def tune(seed: int, length: int = 24, low: int = 60, high: int = 76) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randint(low, high) for _ in range(length)]
+
+
+@pytest.fixture(scope="module")
+def midi_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("jigs")
+    for i in range(8):
+        (folder / f"tune{i}.mid").write_bytes(write_midi(melody(tune(i), seed=i)))
+    # the same tune a whole tone up (key signature too), and an exact copy
+    (folder / "tune0-up.mid").write_bytes(write_midi(melody([p + 2 for p in tune(0)], key=2)))
+    (folder / "copy").mkdir()
+    (folder / "copy" / "tune1.mid").write_bytes((folder / "tune1.mid").read_bytes())
+    (folder / "band.mid").write_bytes(write_midi(band()))
+    # a flute playing up to C7, two semitones under the top of its range (D7)
+    (folder / "flute.mid").write_bytes(write_midi(melody(tune(9, low=84, high=96), FLUTE)))
+    (folder / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built(midi_folder: Path, tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("built")
+    config = BuildConfig((f"{midi_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
+    result = build_corpus(config, root / "corpus", cache_dir=root / "cache", workers=1)
+    return result, Corpus(root / "corpus"), root
+
+
+def test_a_corrupt_file_is_listed_with_its_reason_and_the_build_goes_on(built) -> None:
+    result, corpus, _ = built
+    assert [name for name, _ in result.failures] == ["irish:broken.mid"]
+    reason = dict(iter_failures(corpus.folder))["irish:broken.mid"]
+    assert reason.startswith("MidiError:")
+    assert "cut short" in reason
+    assert "broken.mid" not in {p.name for p in corpus.pieces}
+    assert result.manifest["sources"][0]["failed"] == 1
+
+
+def test_exact_and_transposed_copies_are_dropped_keeping_the_first(built) -> None:
+    result, corpus, _ = built
+    assert sorted(result.duplicates) == [
+        ("irish:tune0.mid", "irish:tune0-up.mid"),  # "-" sorts before "."
+        ("irish:tune1.mid", "irish:copy/tune1.mid"),
+    ]
+    names = [p.name for p in corpus.pieces]
+    assert "tune0-up.mid" in names
+    assert "tune0.mid" not in names
+    assert len(names) == len(set(names)) == 10
+    assert len({p.fingerprint for p in corpus.pieces}) == 10
+
+
+def test_the_split_is_by_piece_and_nothing_leaks(built) -> None:
+    _, corpus, _ = built
+    splits = {s: corpus.split(s) for s in ("train", "valid", "test")}
+    assert all(splits.values()), "every split asked for has a piece"
+    seen: dict[str, str] = {}
+    for split, indices in splits.items():
+        for i in indices:
+            piece = corpus.pieces[i]
+            assert seen.setdefault(piece.fingerprint, split) == split
+            assert piece.shard.startswith(split)
+    # shards hold exactly their split's pieces, back to back
+    for split, indices in splits.items():
+        tokens = np.concatenate([corpus.ids(i) for i in indices])
+        names = [s["name"] for s in corpus.manifest["shards"] if s["split"] == split]
+        shard = np.concatenate([np.fromfile(corpus.folder / n, dtype=np.uint16) for n in names])
+        assert np.array_equal(tokens, shard)
+
+
+def test_the_split_follows_content_not_names_order_or_folder(built, midi_folder, tmp_path):
+    _, corpus, _ = built
+    other = tmp_path / "other"
+    other.mkdir()
+    for n, path in enumerate(sorted(midi_folder.rglob("*.mid"), reverse=True)):
+        (other / f"{n:02d}-{path.stem}.mid").write_bytes(path.read_bytes())
+    config = BuildConfig((f"{other}:irish",), valid_fraction=0.2, test_fraction=0.2)
+    build_corpus(config, tmp_path / "c", cache_dir=tmp_path / "cache", workers=1)
+    renamed = {p.fingerprint: p.split for p in Corpus(tmp_path / "c").pieces}
+    assert renamed == {p.fingerprint: p.split for p in corpus.pieces}
+    reseeded = BuildConfig(config.sources, valid_fraction=0.2, test_fraction=0.2, seed=1)
+    build_corpus(reseeded, tmp_path / "s", cache_dir=tmp_path / "cache", workers=1)
+    assert {p.fingerprint: p.split for p in Corpus(tmp_path / "s").pieces} != renamed
+
+
+def test_shards_decode_back_to_the_pieces_with_the_sources_style(built, midi_folder) -> None:
+    _, corpus, _ = built
+    for i, piece in enumerate(corpus.pieces):
+        text = corpus.text(i)
+        validate(text)
+        expected = encode_midi(midi_folder / piece.name).text.split()
+        expected[1] = "style:irish"
+        assert text.split() == expected
+        assert piece.style == "irish"
+        assert piece.source == "irish"
+        assert piece.tokens == len(expected)
+
+
+def test_the_manifest_counts_pieces_notes_and_tokens_per_source_and_split(built) -> None:
+    result, corpus, _ = built
+    manifest = json.loads((corpus.folder / "manifest.json").read_text())
+    assert manifest == result.manifest
+    assert manifest["vocab_size"] == len(VOCAB)
+    assert manifest["dtype"] == "uint16"
+    source = manifest["sources"][0]
+    assert (source["source"], source["listed"], source["failed"], source["duplicates"]) == (
+        "irish", 13, 1, 2)  # fmt: skip
+    for split in ("train", "valid", "test"):
+        pieces = [p for p in corpus.pieces if p.split == split]
+        assert source[split] == {
+            "pieces": len(pieces),
+            "notes": sum(p.notes for p in pieces),
+            "tokens": sum(p.tokens for p in pieces),
+        }
+        assert manifest["splits"][split] == source[split]
+    assert manifest["build_seconds"] > 0
+    assert manifest["config"]["valid_fraction"] == 0.2
+
+
+def test_the_tokenizer_in_the_corpus_loads_with_auto_tokenizer(built) -> None:
+    from transformers import AutoTokenizer
+
+    _, corpus, _ = built
+    tokenizer = AutoTokenizer.from_pretrained(corpus.folder)
+    assert tokenizer(corpus.text(0))["input_ids"] == corpus.ids(0).tolist()
+
+
+def test_a_second_build_encodes_only_what_changed(built, midi_folder, tmp_path) -> None:
+    _, _, root = built
+    folder = tmp_path / "jigs"
+    folder.mkdir()
+    for path in midi_folder.glob("tune*.mid"):
+        (folder / path.name).write_bytes(path.read_bytes())
+    config = BuildConfig((f"{folder}:irish",))
+    first = build_corpus(config, tmp_path / "c", cache_dir=root / "cache", workers=1)
+    assert (first.encoded, first.cached) == (0, 9)  # all seen by the module's build
+    (folder / "tune3.mid").write_bytes(write_midi(melody(tune(33), seed=3)))
+    second = build_corpus(config, tmp_path / "c", cache_dir=root / "cache", workers=1)
+    assert (second.encoded, second.cached) == (1, 8)
+    assert "tune3.mid" in {p.name for p in Corpus(tmp_path / "c").pieces}
+
+
+def test_an_interrupted_build_keeps_the_previous_corpus(built, midi_folder, tmp_path, monkeypatch):
+    import music_lm.corpus as corpus_module
+
+    _, _, root = built
+    config = BuildConfig((f"{midi_folder}:irish",))
+    build_corpus(config, tmp_path / "c", cache_dir=root / "cache", workers=1)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()}
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(corpus_module, "_manifest", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_corpus(BuildConfig((f"{midi_folder}:folk",)), tmp_path / "c",
+                     cache_dir=root / "cache", workers=1)  # fmt: skip
+    assert {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"], "no staging folder left"
+
+
+def test_a_folder_that_is_not_a_corpus_is_never_overwritten(midi_folder, tmp_path) -> None:
+    (tmp_path / "mine.txt").write_text("my notes")
+    with pytest.raises(CorpusError, match="not empty and holds no corpus"):
+        build_corpus(BuildConfig((str(midi_folder),)), tmp_path, cache_dir=tmp_path / "x")
+    assert (tmp_path / "mine.txt").read_text() == "my notes"
+
+
+def test_the_parallel_build_gives_the_same_corpus(built, midi_folder, tmp_path) -> None:
+    _, corpus, _ = built
+    config = BuildConfig((f"{midi_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
+    build_corpus(config, tmp_path / "c", cache_dir=tmp_path / "cache", workers=2)
+    parallel = Corpus(tmp_path / "c")
+    assert parallel.pieces == corpus.pieces
+    for shard in corpus.manifest["shards"]:
+        name = shard["name"]
+        assert (tmp_path / "c" / name).read_bytes() == (corpus.folder / name).read_bytes()
+
+
+def test_the_datasets_engine_gives_the_same_corpus_and_parquet_shards(built, midi_folder, tmp_path):
+    import datasets
+
+    from music_lm.corpus_hf import build_corpus_datasets
+
+    _, corpus, _ = built
+    config = BuildConfig((f"{midi_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
+    result = build_corpus_datasets(config, tmp_path / "c", workers=2)
+    assert [n for n, _ in result.failures] == ["irish:broken.mid"]
+    hf = Corpus(tmp_path / "c")
+    assert hf.pieces == corpus.pieces
+    assert hf.manifest["engine"]["name"].startswith("datasets")
+    train = datasets.load_dataset("parquet", data_dir=str(tmp_path / "c" / "parquet"),
+                                  split="train")  # fmt: skip
+    rows = {row["name"]: row["ids"] for row in train}
+    for i in corpus.split("train"):
+        assert rows[corpus.pieces[i].name] == corpus.ids(i).tolist()
+
+
+# ---- music21 ----
+
+
+def test_music21_pieces_get_their_collections_style(tmp_path) -> None:
+    config = BuildConfig(("music21:bach",), limit=3, valid_fraction=0, test_fraction=0)
+    result = build_corpus(config, tmp_path / "c", cache_dir=tmp_path / "cache", workers=1)
+    corpus = Corpus(tmp_path / "c")
+    assert len(corpus) == 3
+    assert not result.failures
+    for i, piece in enumerate(corpus.pieces):
+        assert piece.source == "music21"
+        assert piece.style == "bach"
+        assert piece.name.startswith("bach/")
+        assert corpus.text(i).startswith("piece style:bach ")
+        assert piece.notes > 100  # a chorale: four voices
+
+
+def test_sources_are_parsed_with_clear_errors(tmp_path) -> None:
+    assert parse_source("music21").kind == "music21"
+    assert parse_source("music21:bach,irish").path == "bach,irish"
+    assert parse_source(f"{tmp_path}:jazz").tag == "jazz"
+    assert parse_source(str(tmp_path)).tag == tmp_path.name
+    with pytest.raises(SourceError, match=r"'music21:bahc'.*bahc is not a music21 collection"):
+        parse_source("music21:bahc")
+    with pytest.raises(SourceError, match="nowhere is not a folder"):
+        parse_source("nowhere:jazz")
+    with pytest.raises(SourceError, match="tag 'a b'"):
+        parse_source(f"{tmp_path}:a b")
+    assert (style_of_tag("Jazz"), style_of_tag("my-band")) == ("jazz", "user")
+
+
+def test_two_sources_with_one_tag_are_refused(midi_folder) -> None:
+    with pytest.raises(CorpusError, match="share a tag"):
+        build_corpus(BuildConfig((f"{midi_folder}:x", f"{midi_folder}:x")), Path("/nonexistent"))
+
+
+# ---- transposition augmentation ----
+
+
+def test_transposition_moves_pitches_and_keys_and_never_drums(built) -> None:
+    _, corpus, _ = built
+    index = next(i for i, p in enumerate(corpus.pieces) if p.name == "band.mid")
+    ids = corpus.ids(index).astype(np.int64)
+    pitch, drum = VOCAB.ranges["pitch"], VOCAB.ranges["drum"]
+    for k in range(*corpus.pieces[index].transpose):
+        moved = transpose_ids(ids, k)
+        is_pitch = (ids >= pitch.start) & (ids < pitch.stop)
+        assert np.array_equal(moved[is_pitch], ids[is_pitch] + k)
+        assert np.array_equal(moved[~is_pitch], ids[~is_pitch])  # drums, words, all else
+        assert ((ids >= drum.start) & (ids < drum.stop)).sum() == 32
+        for _ in walk(moved.tolist()):  # still one valid piece
+            pass
+
+
+@pytest.mark.parametrize(
+    ("key", "semitones", "expected"),
+    [("key:C:major", 2, "key:D:major"), ("key:A:minor", 1, "key:Bb:minor"),
+     ("key:F:major", 1, "key:Gb:major"), ("key:B:major", -1, "key:Bb:major"),
+     ("key:E:minor", -4, "key:C:minor"), ("key:C#:major", 0, "key:C#:major"),
+     ("key:Cb:major", 12, "key:Cb:major")],
+)  # fmt: skip
+def test_key_signatures_move_with_the_notes(key: str, semitones: int, expected: str) -> None:
+    moved = transpose_ids(np.array([VOCAB.ids[key]]), semitones)
+    assert VOCAB.tokens[int(moved[0])] == expected
+
+
+def test_augmentation_keeps_every_track_inside_its_instruments_range(built) -> None:
+    _, corpus, _ = built
+    index = next(i for i, p in enumerate(corpus.pieces) if p.name == "flute.mid")
+    piece = corpus.pieces[index]
+    ids = corpus.ids(index).astype(np.int64)
+    pitch = VOCAB.ranges["pitch"]
+    pitches = ids[(ids >= pitch.start) & (ids < pitch.stop)] - pitch.start
+    low, high = pitch_range(FLUTE)  # C4..D7
+    # its notes span C6..C7 (and chord notes a third above): up to D7, down to C4
+    assert piece.transpose == (low - pitches.min(), high - pitches.max())
+    sampler = WindowSampler(corpus, piece.split, block_size=64, transpose=12, seed=3)
+    shifts = {sampler._shift(corpus, index) for _ in range(500)}
+    assert shifts == set(range(max(-12, piece.transpose[0]), piece.transpose[1] + 1))
+    for k in shifts:
+        moved = transpose_ids(ids, k)
+        moved_pitches = moved[(moved >= pitch.start) & (moved < pitch.stop)] - pitch.start
+        assert low <= moved_pitches.min()
+        assert moved_pitches.max() <= high
+    with pytest.raises(ValueError, match=r"leaves MIDI's 0..127"):
+        transpose_ids(ids, 127 - int(pitches.max()) + 1)
+
+
+def test_transpose_range_is_the_intersection_over_melodic_tracks() -> None:
+    # flute 72..96 (C4..D7: -12..+2), bass 40..50 (E1..G4: -12..+17)
+    assert transpose_range([(FLUTE, False, 72, 96), (BASS, False, 40, 50)]) == (-12, 2)
+    assert transpose_range([(0, True, 35, 81)]) == (0, 0)  # drums only: nothing moves
+    # a track already outside its range may move, but no further out
+    assert transpose_limits(FLUTE, 50, 70) == (0, 98 - 70)
+    assert all(0 <= lo < hi <= 127 for lo, hi in PROGRAM_RANGES)
+
+
+def test_fingerprints_ignore_style_and_transposition_only() -> None:
+    text = encode_midi(write_midi(melody(tune(5), seed=5))).text.split()
+    ids = np.array([VOCAB.ids[w] for w in text], dtype=np.uint16)
+    assert fingerprint(transpose_ids(ids, 3).astype(np.uint16)) == fingerprint(ids)
+    restyled = ids.copy()
+    restyled[1] = VOCAB.ids["style:bach"]
+    assert fingerprint(restyled) == fingerprint(ids)
+    other = encode_midi(write_midi(melody(tune(5), seed=6))).text.split()
+    assert fingerprint(np.array([VOCAB.ids[w] for w in other], dtype=np.uint16)) != fingerprint(ids)
+
+
+# ---- windows and mixtures ----
+
+
+def test_windows_start_at_a_piece_or_a_bar_behind_the_pieces_header(built) -> None:
+    _, corpus, _ = built
+    sampler = WindowSampler(corpus, "train", block_size=64, seed=0)
+    bar = VOCAB.ids["bar"]
+    for _ in range(50):
+        window = sampler.window()
+        assert window.shape == (65,)
+        assert window.dtype == np.int64
+        assert VOCAB.tokens[window[0]] == "piece"
+        header_end = int(np.argmax(window == bar))
+        assert all(VOCAB.family_of[t] in {"piece", "style", "tempo", "ts", "key", "inst"}
+                   for t in window[:header_end])  # fmt: skip
+
+
+def test_mixing_weights_set_the_share_of_windows_per_source(midi_folder, tmp_path) -> None:
+    folk = tmp_path / "folk"
+    folk.mkdir()
+    for i in range(20, 24):
+        (folk / f"f{i}.mid").write_bytes(write_midi(melody(tune(i), seed=i)))
+    config = BuildConfig((f"{midi_folder}:irish", f"{folk}:folk"), valid_fraction=0,
+                         test_fraction=0)  # fmt: skip
+    build_corpus(config, tmp_path / "c", cache_dir=tmp_path / "cache", workers=1)
+    corpus = Corpus(tmp_path / "c")
+    natural = WindowSampler(corpus, "train", 32).mixture()
+    assert natural["irish:irish"] > 0.6  # 10 pieces against 4
+    sampler = WindowSampler(corpus, "train", 32, weights={"folk": 0.7, "irish": 0.3}, seed=1)
+    assert sampler.mixture() == pytest.approx({"folk:folk": 0.7, "irish:irish": 0.3})
+    drawn = [sampler._draw_piece()[1] for _ in range(4000)]
+    share = sum(corpus.pieces[i].source == "folk" for i in drawn) / len(drawn)
+    assert share == pytest.approx(0.7, abs=0.03)
+    with pytest.raises(CorpusError, match=r"'jazz': no source or style.*folk, irish"):
+        WindowSampler(corpus, "train", 32, weights={"jazz": 1})
+
+
+def test_sequential_windows_cover_the_split_once(built) -> None:
+    _, corpus, _ = built
+    windows = list(sequential_windows(corpus, "train", 100))
+    total = sum(corpus.pieces[i].tokens for i in corpus.split("train"))
+    assert sum(len(w) - 1 for w in windows) == total - 1
+    assert all(len(w) == 101 for w in windows[:-1])
+
+
+def test_a_corpus_of_another_vocabulary_is_refused(built, tmp_path) -> None:
+    _, corpus, _ = built
+    folder = tmp_path / "old"
+    folder.mkdir()
+    manifest = dict(corpus.manifest, vocab_size=1000)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorpusError, match=r"1000-token vocabulary.*rebuild"):
+        Corpus(folder)
+    with pytest.raises(CorpusError, match="not a corpus"):
+        Corpus(tmp_path / "nothing")
+
+
+# ---- the command line ----
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    from music_lm.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["music-lm", *args])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    out, err = capsys.readouterr()
+    return stop.value.code or 0, out, err
+
+
+def test_corpus_build_and_stats_from_the_command_line(midi_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MUSIC_LM_CACHE", str(tmp_path / "cache"))
+    code, out, err = run_cli(monkeypatch, capsys, "corpus", "build", "-s", f"{midi_folder}:irish",
+                             "-o", str(tmp_path / "c"), "-j", "1", "--valid", "0.2")  # fmt: skip
+    assert code == 0
+    assert "failed: irish:broken.mid: MidiError: truncated MIDI file" in err
+    assert f"1 piece(s) failed: listed in {tmp_path / 'c' / 'failures.tsv'}" in err
+    table = out.splitlines()
+    assert table[0].split() == ["source", "split", "pieces", "notes", "tokens", "failed",
+                                "duplicates"]  # fmt: skip
+    assert table[2].split()[:2] == ["irish", "train"]
+    assert table[2].split()[-2:] == ["1", "2"]
+    assert out.rstrip().endswith("(12 encoded, 0 from the cache)")  # two files are one
+
+    code, out, _ = run_cli(monkeypatch, capsys, "corpus", "stats", str(tmp_path / "c"))
+    assert code == 0
+    assert "styles (pieces): irish 10" in out
+    png = tmp_path / "c" / "stats.png"
+    assert out.rstrip().endswith(f"wrote {png}")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 20_000  # four panels of bars, not an empty figure
+
+
+def test_corpus_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys) -> None:
+    code, out, err = run_cli(monkeypatch, capsys, "corpus", "build", "-s", "nowhere",
+                             "-o", str(tmp_path / "c"))  # fmt: skip
+    assert (code, out) == (2, "")
+    assert err == "music-lm: error: source 'nowhere': nowhere is not a folder (nor 'music21')\n"
+    assert not (tmp_path / "c").exists()
+    code, _, err = run_cli(monkeypatch, capsys, "corpus", "stats", str(tmp_path))
+    assert code == 2
+    assert err == f"music-lm: error: {tmp_path}: not a corpus (no manifest.json)\n"
