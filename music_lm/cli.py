@@ -256,7 +256,7 @@ def corpus_build(
     elif engine == "datasets":
         from music_lm.corpus_hf import build_corpus_datasets
 
-        result = build_corpus_datasets(config, output, jobs or None, log)
+        result = build_corpus_datasets(config, output, jobs or None, log, cache)
     else:
         raise CorpusError(f"--engine {engine!r}: choose local or datasets")
     typer.echo(manifest_table(result.manifest))

@@ -289,11 +289,25 @@ def encode_all(
         # spawn, not fork: the parent may hold threads (the progress bar's) and
         # music21's caches; each worker starts clean and is replaced now and then.
         context = multiprocessing.get_context("spawn")
-        chunk = max(1, min(64, len(jobs) // (workers * 16)))
-        with context.Pool(workers, initializer=_quiet_worker, maxtasksperchild=500) as pool:
+        # small chunks: pieces differ 1,000-fold in work, and the bar moves smoothly
+        chunk = max(1, min(8, len(jobs) // (workers * 64)))
+        with context.Pool(workers, initializer=_quiet_worker, maxtasksperchild=1000) as pool:
             for key, enc in pool.imap_unordered(_encode_job, jobs, chunksize=chunk):
                 on_result(key, enc)
                 bar.update()
+
+
+def _longest_first(jobs: list[tuple[str, Item, bool]]) -> list[tuple[str, Item, bool]]:
+    """Jobs by expected work, largest first (file size, shared among the tunes of an ABC
+    file), so that no worker is left with a string quartet when the others are done."""
+    tunes = Counter(item.path for _, item, _ in jobs)
+    sizes: dict[str, float] = {}
+    for path, count in tunes.items():
+        try:
+            sizes[path] = os.path.getsize(path) / count
+        except OSError:
+            sizes[path] = 0.0
+    return sorted(jobs, key=lambda job: -sizes[job[1].path])
 
 
 def _quiet_worker() -> None:
@@ -338,16 +352,22 @@ def build_corpus(
                 cache.commit()
 
         jobs = [(key, item, config.sustain) for key, item in todo.items()]
-        encode_all(jobs, workers, keep, progress)
+        encode_all(_longest_first(jobs), workers, keep, progress)
     finally:
         cache.close()
     encode_seconds = time.perf_counter() - started
 
-    pieces, arrays, failures, duplicates = _assemble(items, keys, results, config)
+    pieces, piece_keys, failures, duplicates = _assemble(items, keys, results, config)
     if not pieces:
         raise CorpusError(f"{out}: none of the {len(items)} pieces could be encoded")
-    manifest = _write_corpus(out, config, sources, items, pieces, arrays, failures, duplicates,
-                             encode_seconds, started, engine="local", workers=workers)  # fmt: skip
+
+    def fetch(index: int) -> np.ndarray:
+        return piece_ids(results[piece_keys[index]], pieces[index].style)
+
+    counts = {"encoded": len(todo), "cached": cached}
+    manifest = _write_corpus(out, config, sources, items, pieces, fetch, failures, duplicates,
+                             encode_seconds, started, engine="local", workers=workers,
+                             counts=counts)  # fmt: skip
     return BuildResult(out, manifest, failures, duplicates, len(todo), cached)
 
 
@@ -396,9 +416,11 @@ def _content_keys(items: list[Item]) -> list[str | None]:
 
 
 def _assemble(items, keys, results, config):
-    """Pieces in source order, duplicates and failures set aside, splits assigned."""
+    """Pieces in source order, duplicates and failures set aside, splits assigned; with
+    each piece's cache key (its ids are fetched again when the shards are written, so
+    that no more than one piece's ids are held at a time)."""
     pieces: list[Piece] = []
-    arrays: list[np.ndarray] = []
+    piece_keys: list[str] = []
     failures: list[tuple[str, str]] = []
     duplicates: list[tuple[str, str]] = []
     first_by_print: dict[str, str] = {}
@@ -408,8 +430,7 @@ def _assemble(items, keys, results, config):
         if enc is None or enc.error:
             failures.append((label, enc.error if enc else "not encoded"))
             continue
-        ids = np.frombuffer(enc.ids, dtype="<u2").astype(TOKEN_DTYPE)
-        ids[_STYLE_POSITION] = VOCAB.id_of("style", item.style)
+        ids = piece_ids(enc, item.style)
         print_hex = fingerprint(ids)
         if config.dedup and print_hex in first_by_print:
             duplicates.append((label, first_by_print[print_hex]))
@@ -418,9 +439,16 @@ def _assemble(items, keys, results, config):
         split = split_of(print_hex, config)
         pieces.append(Piece(item.name, item.source, item.style, split, len(ids), enc.notes,
                             transpose_range(enc.tracks), print_hex))  # fmt: skip
-        arrays.append(ids)
+        piece_keys.append(key)
     _ensure_held_out(pieces, config)
-    return pieces, arrays, failures, duplicates
+    return pieces, piece_keys, failures, duplicates
+
+
+def piece_ids(enc: Encoding, style: str) -> np.ndarray:
+    """The token ids of an encoding, with the piece's style word."""
+    ids = np.frombuffer(enc.ids, dtype="<u2").astype(TOKEN_DTYPE)  # a copy
+    ids[_STYLE_POSITION] = VOCAB.id_of("style", style)
+    return ids
 
 
 def _ensure_held_out(pieces: list[Piece], config: BuildConfig) -> None:
@@ -443,7 +471,7 @@ def _write_corpus(
     sources,
     items,
     pieces,
-    arrays,
+    fetch,
     failures,
     duplicates,
     encode_seconds,
@@ -451,6 +479,7 @@ def _write_corpus(
     extra=None,
     engine="local",
     workers=1,
+    counts=None,
 ) -> dict:
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -459,7 +488,7 @@ def _write_corpus(
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp's folder is private; a corpus is not
     try:
-        shards = _write_shards(staging, pieces, arrays, config.shard_tokens)
+        shards = _write_shards(staging, pieces, fetch, config.shard_tokens)
         with open(staging / INDEX, "w", encoding="utf-8") as f:
             for piece in pieces:
                 row = asdict(piece)
@@ -474,7 +503,7 @@ def _write_corpus(
             extra(staging)
         manifest = _manifest(config, sources, items, pieces, failures, duplicates, shards,
                              encode_seconds, time.perf_counter() - started)  # fmt: skip
-        manifest["engine"] = {"name": engine, "workers": workers}
+        manifest["engine"] = {"name": engine, "workers": workers, **(counts or {})}
         manifest = json.loads(json.dumps(manifest))  # as it reads back: lists, not tuples
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _swap_in(staging, out)
@@ -484,27 +513,30 @@ def _write_corpus(
     return manifest
 
 
-def _write_shards(folder: Path, pieces: list[Piece], arrays: list[np.ndarray], shard_tokens: int):
-    """Per split, concatenate pieces into shards of at most shard_tokens (a longer piece
-    gets a shard of its own); record each piece's shard and offset."""
+def _write_shards(
+    folder: Path, pieces: list[Piece], fetch: Callable[[int], np.ndarray], shard_tokens: int
+) -> list[dict]:
+    """Per split, write pieces back to back into shards of at most shard_tokens (a longer
+    piece gets a shard of its own); record each piece's shard and offset."""
     shards: list[dict] = []
     for split in SPLITS:
-        groups: list[list[np.ndarray]] = []
-        size = shard_tokens  # start a new shard with the first piece
-        for piece, ids in zip(pieces, arrays, strict=True):
+        handle, size = None, 0
+        for index, piece in enumerate(pieces):
             if piece.split != split:
                 continue
-            if size and size + len(ids) > shard_tokens:
-                groups.append([])
-                size = 0
-            piece.shard, piece.offset = f"{split}-{len(groups) - 1:03d}.bin", size
-            groups[-1].append(ids)
-            size += len(ids)
-        for number, group in enumerate(groups):
-            name = f"{split}-{number:03d}.bin"
-            tokens = np.concatenate(group).astype(TOKEN_DTYPE)
-            tokens.tofile(folder / name)
-            shards.append({"name": name, "split": split, "tokens": len(tokens)})
+            if handle is None or (size and size + piece.tokens > shard_tokens):
+                if handle is not None:
+                    handle.close()
+                    shards[-1]["tokens"] = size
+                name = f"{split}-{sum(s['split'] == split for s in shards):03d}.bin"
+                shards.append({"name": name, "split": split, "tokens": 0})
+                handle, size = open(folder / name, "wb"), 0  # noqa: SIM115
+            piece.shard, piece.offset = shards[-1]["name"], size
+            handle.write(fetch(index).astype("<u2").tobytes())
+            size += piece.tokens
+        if handle is not None:
+            handle.close()
+            shards[-1]["tokens"] = size
     return shards
 
 

@@ -3,24 +3,30 @@
     music-lm corpus build --engine datasets --source ~/lmd_full:lakh -o data/lakh -j 16
 
 The same steps and the same output as `music_lm.corpus` (shards, index, manifest,
-tokenizer), with the encoding done by `Dataset.map(num_proc=...)`: Arrow tables
-written shard by shard on disk, so a 180,000-file folder never sits in one process's
-memory while it is encoded, and the job can be moved to any machine (or cluster) that
-runs `datasets`. The encoded table is also kept as Parquet shards per split in
-`parquet/` (columns name, source, style, split, ids), loadable with
-`datasets.load_dataset("parquet", data_dir=...)`.
+tokenizer), with the encoding done by `Dataset.map(num_proc=...)`, whose workers write
+their Arrow files straight to disk (in the cache folder, named by a hash of every
+input's content key): the encodings are then read back memory-mapped, one piece at a
+time, so a 180,000-file folder never sits in one process's memory. Run again on the
+same files, the build loads that Arrow cache instead of encoding (a changed file means
+encoding everything again: the local engine is the one that is incremental per file).
+The encoded pieces are also kept as Parquet shards per split in `parquet/` (columns
+name, source, style, split, ids), for `datasets.load_dataset("parquet", data_dir=...)`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from music_lm.corpus import (
+    ENCODER_VERSION,
     BuildConfig,
     BuildResult,
     Encoding,
@@ -29,7 +35,9 @@ from music_lm.corpus import (
     _content_keys,
     _encode_job,
     _write_corpus,
+    default_cache_dir,
     list_sources,
+    piece_ids,
 )
 from music_lm.dataset import SPLITS
 from music_lm.sources import CorpusError, Item
@@ -54,11 +62,32 @@ def _encode_batch(batch: dict[str, list], sustain: bool) -> dict[str, list]:
     return out
 
 
+class _ArrowEncodings(Mapping):
+    """The encoded table as a read-only mapping key -> Encoding, read row by row."""
+
+    def __init__(self, table) -> None:
+        self.table = table
+        self.rows = {key: row for row, key in enumerate(table["key"])}
+
+    def __getitem__(self, key: str) -> Encoding:
+        row = self.table[self.rows[key]]
+        tracks = [tuple(t) for t in json.loads(row["tracks"])]
+        ids = np.asarray(row["ids"], dtype="<u2").tobytes()
+        return Encoding(ids, int(row["notes"]), tracks, str(row["error"]))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 def build_corpus_datasets(
     config: BuildConfig,
     out: Path,
     workers: int | None = None,
     log=lambda _message: None,
+    cache_dir: Path | None = None,
 ) -> BuildResult:
     """Build the corpus folder `out` with `datasets.Dataset.map` doing the encoding."""
     import datasets
@@ -92,55 +121,74 @@ def build_corpus_datasets(
         }
     )
     workers = workers or os.cpu_count() or 1
+    num_proc = workers if workers > 1 and len(table) >= workers else None
+    inputs = hashlib.sha256("\n".join([ENCODER_VERSION, str(config.sustain), *todo]).encode())
+    arrow = (cache_dir or default_cache_dir()) / "datasets" / f"{inputs.hexdigest()[:24]}.arrow"
+    arrow.parent.mkdir(parents=True, exist_ok=True)
+    cached = any(arrow.parent.glob(f"{arrow.stem}*.arrow"))
     encoded = table.map(
         _encode_batch,
         batched=True,
         batch_size=32,
-        num_proc=workers if workers > 1 and len(table) >= workers else None,
+        num_proc=num_proc,
         fn_kwargs={"sustain": config.sustain},
         features=features,
+        remove_columns=["kind", "path", "name", "number", "source", "style"],
+        cache_file_name=str(arrow),
+        load_from_cache_file=True,
+        new_fingerprint=inputs.hexdigest()[:32],
         desc="encoding",
     )
-    results: dict[str, Encoding] = {}
-    for row in encoded.with_format("numpy").select_columns(["key", "ids", "notes", "tracks",
-                                                            "error"]):  # fmt: skip
-        tracks = [tuple(t) for t in json.loads(row["tracks"])]
-        ids = np.asarray(row["ids"], dtype="<u2").tobytes()
-        results[str(row["key"])] = Encoding(ids, int(row["notes"]), tracks, str(row["error"]))
+    results = _ArrowEncodings(encoded.with_format("numpy"))
+    where = "from the Arrow cache" if cached else "written"
+    log(f"{len(results)} encodings {where} in {arrow.parent}")
     encode_seconds = time.perf_counter() - started
 
-    pieces, arrays, failures, duplicates = _assemble(items, keys, results, config)
+    pieces, piece_keys, failures, duplicates = _assemble(items, keys, results, config)
     if not pieces:
         raise CorpusError(f"{out}: none of the {len(items)} pieces could be encoded")
 
+    def fetch(index: int) -> np.ndarray:
+        return piece_ids(results[piece_keys[index]], pieces[index].style)
+
     def write_parquet(folder: Path) -> None:
         (folder / PARQUET).mkdir()
-        for split in SPLITS:
-            rows = [(p, a) for p, a in zip(pieces, arrays, strict=True) if p.split == split]
-            for shard, start in enumerate(range(0, len(rows), PARQUET_ROWS_PER_SHARD)):
-                chunk = rows[start : start + PARQUET_ROWS_PER_SHARD]
-                part = datasets.Dataset.from_dict(
-                    {
-                        "name": [p.name for p, _ in chunk],
-                        "source": [p.source for p, _ in chunk],
-                        "style": [p.style for p, _ in chunk],
-                        "split": [p.split for p, _ in chunk],
-                        "ids": [a for _, a in chunk],
-                    },
-                    features=datasets.Features(
-                        {
-                            "name": datasets.Value("string"),
-                            "source": datasets.Value("string"),
-                            "style": datasets.Value("string"),
-                            "split": datasets.Value("string"),
-                            "ids": datasets.List(datasets.Value("uint16")),
-                        }
-                    ),
-                )
-                part.to_parquet(str(folder / PARQUET / f"{split}-{shard:05d}.parquet"))
+        with tempfile.TemporaryDirectory(dir=arrow.parent) as staging:
+            _write_parquet(folder / PARQUET, Path(staging))
 
-    manifest = _write_corpus(out, config, sources, items, pieces, arrays, failures, duplicates,
+    def _write_parquet(target: Path, staging: Path) -> None:
+        schema = datasets.Features(
+            {
+                "name": datasets.Value("string"),
+                "source": datasets.Value("string"),
+                "style": datasets.Value("string"),
+                "split": datasets.Value("string"),
+                "ids": datasets.List(datasets.Value("uint16")),
+            }
+        )
+        for split in SPLITS:
+            members = [i for i, p in enumerate(pieces) if p.split == split]
+            for shard, start in enumerate(range(0, len(members), PARQUET_ROWS_PER_SHARD)):
+                chunk = members[start : start + PARQUET_ROWS_PER_SHARD]
+                part = datasets.Dataset.from_generator(
+                    lambda chunk=chunk: (
+                        {
+                            "name": pieces[i].name,
+                            "source": pieces[i].source,
+                            "style": pieces[i].style,
+                            "split": pieces[i].split,
+                            "ids": fetch(i),
+                        }
+                        for i in chunk
+                    ),
+                    features=schema,
+                    cache_dir=str(staging),
+                )
+                part.to_parquet(str(target / f"{split}-{shard:05d}.parquet"))
+
+    counts = {"encoded": 0 if cached else len(todo), "cached": len(todo) if cached else 0}
+    manifest = _write_corpus(out, config, sources, items, pieces, fetch, failures, duplicates,
                              encode_seconds, started, extra=write_parquet,
-                             engine=f"datasets-{datasets.__version__}",
-                             workers=workers)  # fmt: skip
-    return BuildResult(out, manifest, failures, duplicates, len(todo), 0)
+                             engine=f"datasets-{datasets.__version__}", workers=workers,
+                             counts=counts)  # fmt: skip
+    return BuildResult(out, manifest, failures, duplicates, counts["encoded"], counts["cached"])

@@ -8,6 +8,8 @@ the ticks into delta times and returns the file's bytes (or writes it).
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -16,6 +18,9 @@ import mido
 import pytest
 
 from music_lm.score import Score
+
+# Builds that are not given a cache folder use $MUSIC_LM_CACHE: never the user's own.
+os.environ["MUSIC_LM_CACHE"] = tempfile.mkdtemp(prefix="music_lm-test-cache-")
 
 Event = tuple[int, mido.Message | mido.MetaMessage]
 NoteInQuarters = tuple[int, bool, int, Fraction, Fraction, int]

@@ -249,8 +249,9 @@ def test_the_datasets_engine_gives_the_same_corpus_and_parquet_shards(built, mid
 
     _, corpus, _ = built
     config = BuildConfig((f"{midi_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
-    result = build_corpus_datasets(config, tmp_path / "c", workers=2)
+    result = build_corpus_datasets(config, tmp_path / "c", workers=2, cache_dir=tmp_path / "x")
     assert [n for n, _ in result.failures] == ["irish:broken.mid"]
+    assert (result.encoded, result.cached) == (12, 0)
     hf = Corpus(tmp_path / "c")
     assert hf.pieces == corpus.pieces
     assert hf.manifest["engine"]["name"].startswith("datasets")
@@ -259,6 +260,9 @@ def test_the_datasets_engine_gives_the_same_corpus_and_parquet_shards(built, mid
     rows = {row["name"]: row["ids"] for row in train}
     for i in corpus.split("train"):
         assert rows[corpus.pieces[i].name] == corpus.ids(i).tolist()
+    again = build_corpus_datasets(config, tmp_path / "c", workers=2, cache_dir=tmp_path / "x")
+    assert (again.encoded, again.cached) == (0, 12)  # the same files: Arrow cache
+    assert Corpus(tmp_path / "c").pieces == corpus.pieces
 
 
 # ---- music21 ----
