@@ -263,7 +263,7 @@ def engines(folder: Path, workers: int) -> dict[str, dict[str, Any]]:
     importlib.import_module("music_lm.tokenizer")
 
     def hf(tmp: Path) -> BuildResult:
-        return build_corpus_datasets(config, tmp / "datasets", workers)
+        return build_corpus_datasets(config, tmp / "datasets", workers, cache_dir=tmp / "hf")
 
     def local(tmp: Path) -> BuildResult:
         return build_corpus(config, tmp / "local", tmp / "cache", workers, progress=False)

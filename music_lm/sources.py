@@ -60,6 +60,9 @@ MUSIC21_STYLES: dict[str, str] = {
 # Formats music21 parses as music; .rntxt files are roman-numeral analyses.
 MUSIC21_SUFFIXES = (".abc", ".krn", ".mxl", ".xml", ".musicxml")
 
+# Bump when music21_midi's output for a piece changes: cached encodings are then redone.
+MUSIC21_RECIPE = "midi-2"
+
 _ABC_TUNE = re.compile(rb"^X:\s*(\d+)", re.MULTILINE)
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -188,7 +191,7 @@ def content_key(item: Item, data: bytes) -> str:
         return digest
     import music21
 
-    return f"{digest}#{item.number or 0}@music21-{music21.__version__}"
+    return f"{digest}#{item.number or 0}@music21-{music21.__version__}/{MUSIC21_RECIPE}"
 
 
 def item_midi(item: Item) -> bytes:
@@ -201,10 +204,13 @@ def item_midi(item: Item) -> bytes:
 def music21_midi(path: str, number: int | None = None) -> bytes:
     """Parse one music21 corpus piece and write it with music21's MIDI writer.
 
-    music21 expands repeats on the way to MIDI; when a piece's repeat marks are
-    inconsistent (a few quartets), the marks are removed and the music is taken as
-    written, once."""
-    from music21 import bar, converter, repeat, stream
+    music21 expands repeats on the way to MIDI. Two of its bugs are worked around:
+    expanding copies a measure's meter, key and tempo marks by reference, and the MIDI
+    writer then refuses the second copy (a thousand Essen and O'Neill tunes); and some
+    pieces' repeat marks are inconsistent and cannot be expanded (a few quartets): the
+    marks are then removed and the music is taken once, as written."""
+    from music21 import converter, repeat, stream
+    from music21.exceptions21 import StreamException
     from music21.midi import translate
 
     with warnings.catch_warnings():
@@ -214,11 +220,38 @@ def music21_midi(path: str, number: int | None = None) -> bytes:
             parsed = parsed.scores[0]
         try:
             return translate.streamToMidiFile(parsed).writestr()
+        except (repeat.ExpanderException, StreamException):
+            pass
+        try:
+            expanded = parsed.expandRepeats()
         except repeat.ExpanderException:
-            for measure in parsed.recurse().getElementsByClass(stream.Measure):
-                for side in ("leftBarline", "rightBarline"):
-                    if isinstance(getattr(measure, side), bar.Repeat):
-                        setattr(measure, side, None)
-            for mark in list(parsed.recurse().getElementsByClass(repeat.RepeatMark)):
-                mark.activeSite.remove(mark)
-            return translate.streamToMidiFile(parsed).writestr()
+            expanded = _without_repeats(parsed)
+        _unshare_marks(expanded)
+        return translate.streamToMidiFile(expanded).writestr()
+
+
+def _without_repeats(score):
+    from music21 import bar, repeat, stream
+
+    for measure in score.recurse().getElementsByClass(stream.Measure):
+        for side in ("leftBarline", "rightBarline"):
+            if isinstance(getattr(measure, side), bar.Repeat):
+                setattr(measure, side, None)
+    for mark in list(score.recurse().getElementsByClass(repeat.RepeatMark)):
+        mark.activeSite.remove(mark)
+    return score
+
+
+def _unshare_marks(score) -> None:
+    """Give each meter, key and tempo mark that appears in several measures its own copy."""
+    import copy
+
+    from music21 import key, meter, tempo
+
+    marks = (meter.TimeSignature, key.KeySignature, tempo.MetronomeMark)
+    seen: set[int] = set()
+    for container in score.recurse(streamsOnly=True, includeSelf=True):
+        for mark in list(container.getElementsByClass(marks)):
+            if id(mark) in seen:
+                container.replace(mark, copy.deepcopy(mark))
+            seen.add(id(mark))

@@ -475,3 +475,20 @@ def test_corpus_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys) ->
     code, _, err = run_cli(monkeypatch, capsys, "corpus", "stats", str(tmp_path))
     assert code == 2
     assert err == f"music-lm: error: {tmp_path}: not a corpus (no manifest.json)\n"
+
+
+def test_tunes_that_music21s_midi_writer_refuses_as_is_still_come_through() -> None:
+    from music21 import converter
+    from music21.exceptions21 import StreamException
+    from music21.midi import translate
+
+    from music_lm.sources import music21_items, music21_midi
+
+    tune = next(
+        i for i in music21_items({"folk-essen"}) if i.name == "essenFolksong/altdeu10.abc#15"
+    )
+    parsed = converter.parse(tune.path, number=15)
+    with pytest.raises(StreamException, match="already found in this Stream"):
+        translate.streamToMidiFile(parsed)  # music21's bug: its repeats share a 3/1 meter mark
+    score = encode_midi(music21_midi(tune.path, 15)).grid
+    assert score.note_count == 53

@@ -50,3 +50,22 @@ def test_succession_table_matches_the_grammar() -> None:
         assert row.replace("|  |", "| |") in TOKEN_FORMAT or (
             not families and f"| {phase.name} | |" in TOKEN_FORMAT
         ), row
+
+
+def test_the_corpus_docs_name_every_music21_collection_and_its_style() -> None:
+    from music_lm.sources import MUSIC21_STYLES
+
+    corpus_doc = (ROOT / "docs" / "corpus.md").read_text(encoding="utf-8")
+    table = corpus_doc.split("music21's collections and their tags:")[1].split("\n\n")[1]
+    rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
+    documented: dict[str, set[str]] = {}
+    for styles, collections in rows:
+        names = set(re.findall(r"`([\w-]+)`", collections))
+        documented.update({c: set(re.findall(r"`([\w-]+)`", styles)) for c in names})
+    for collection, style in MUSIC21_STYLES.items():
+        if collection in documented:
+            assert style in documented[collection], collection
+        else:  # the composer row: the folder is named after the composer, and so is the style
+            composers = set(re.findall(r"`([\w-]+)`", rows[0][0]))
+            assert style in composers, collection
+            assert collection.startswith(style), collection
