@@ -421,7 +421,8 @@ def datasets_section(part: dict[str, Any]) -> list[str]:
         "is files / wall seconds of the call. The anchor is the local engine "
         "(`music_lm.corpus.build_corpus`) in the same run, same files and workers, with a fresh "
         "encoding cache; then it runs again over that cache, which encodes nothing (the "
-        "incremental build). The datasets engine has no cache and also writes Parquet shards. "
+        "incremental build). The datasets engine starts from a fresh Arrow cache too, and "
+        "also writes Parquet shards. "
         "What a build imports once per process (the codec's modules; transformers and torch, "
         "for the tokenizer files) is imported before the first build, so no engine pays it "
         "for the others.",

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -63,17 +62,27 @@ def _encode_batch(batch: dict[str, list], sustain: bool) -> dict[str, list]:
 
 
 class _ArrowEncodings(Mapping):
-    """The encoded table as a read-only mapping key -> Encoding, read row by row."""
+    """The encoded table as a read-only mapping key -> Encoding. Rows are read a block at a
+    time and the last block is kept: the build reads them in order, twice."""
+
+    BLOCK = 1024
 
     def __init__(self, table) -> None:
         self.table = table
         self.rows = {key: row for row, key in enumerate(table["key"])}
+        self._block_start = -1
+        self._block: dict[str, list] = {}
 
     def __getitem__(self, key: str) -> Encoding:
-        row = self.table[self.rows[key]]
-        tracks = [tuple(t) for t in json.loads(row["tracks"])]
-        ids = np.asarray(row["ids"], dtype="<u2").tobytes()
-        return Encoding(ids, int(row["notes"]), tracks, str(row["error"]))
+        row = self.rows[key]
+        start = row - row % self.BLOCK
+        if start != self._block_start:
+            self._block = self.table[start : start + self.BLOCK]
+            self._block_start = start
+        i = row - start
+        tracks = [tuple(t) for t in json.loads(self._block["tracks"][i])]
+        ids = np.asarray(self._block["ids"][i], dtype="<u2").tobytes()
+        return Encoding(ids, int(self._block["notes"][i]), tracks, str(self._block["error"][i]))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.rows)
@@ -111,9 +120,9 @@ def build_corpus_datasets(
             "style": [i.style for i in todo.values()],
         }
     )
-    features = table.features.copy()
-    features.update(
+    features = datasets.Features(
         {
+            "key": datasets.Value("string"),
             "ids": datasets.List(datasets.Value("uint16")),
             "notes": datasets.Value("int64"),
             "tracks": datasets.Value("string"),
@@ -152,39 +161,29 @@ def build_corpus_datasets(
         return piece_ids(results[piece_keys[index]], pieces[index].style)
 
     def write_parquet(folder: Path) -> None:
-        (folder / PARQUET).mkdir()
-        with tempfile.TemporaryDirectory(dir=arrow.parent) as staging:
-            _write_parquet(folder / PARQUET, Path(staging))
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-    def _write_parquet(target: Path, staging: Path) -> None:
-        schema = datasets.Features(
-            {
-                "name": datasets.Value("string"),
-                "source": datasets.Value("string"),
-                "style": datasets.Value("string"),
-                "split": datasets.Value("string"),
-                "ids": datasets.List(datasets.Value("uint16")),
-            }
-        )
+        (folder / PARQUET).mkdir()
+        schema = pa.schema([("name", pa.string()), ("source", pa.string()),
+                            ("style", pa.string()), ("split", pa.string()),
+                            ("ids", pa.list_(pa.uint16()))])  # fmt: skip
         for split in SPLITS:
             members = [i for i, p in enumerate(pieces) if p.split == split]
             for shard, start in enumerate(range(0, len(members), PARQUET_ROWS_PER_SHARD)):
-                chunk = members[start : start + PARQUET_ROWS_PER_SHARD]
-                part = datasets.Dataset.from_generator(
-                    lambda chunk=chunk: (
-                        {
-                            "name": pieces[i].name,
-                            "source": pieces[i].source,
-                            "style": pieces[i].style,
-                            "split": pieces[i].split,
-                            "ids": fetch(i),
+                path = folder / PARQUET / f"{split}-{shard:05d}.parquet"
+                with pq.ParquetWriter(path, schema) as writer:
+                    chunk = members[start : start + PARQUET_ROWS_PER_SHARD]
+                    for at in range(0, len(chunk), 1000):
+                        rows = [pieces[i] for i in chunk[at : at + 1000]]
+                        batch = {
+                            "name": [p.name for p in rows],
+                            "source": [p.source for p in rows],
+                            "style": [p.style for p in rows],
+                            "split": [p.split for p in rows],
+                            "ids": [fetch(i) for i in chunk[at : at + 1000]],
                         }
-                        for i in chunk
-                    ),
-                    features=schema,
-                    cache_dir=str(staging),
-                )
-                part.to_parquet(str(target / f"{split}-{shard:05d}.parquet"))
+                        writer.write_table(pa.table(batch, schema=schema))
 
     counts = {"encoded": 0 if cached else len(todo), "cached": len(todo) if cached else 0}
     manifest = _write_corpus(out, config, sources, items, pieces, fetch, failures, duplicates,
