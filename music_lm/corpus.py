@@ -27,13 +27,16 @@ import hashlib
 import json
 import multiprocessing
 import os
+import re
 import shutil
 import sqlite3
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -102,6 +105,7 @@ class Encoding:
     # (program, is_drum, lowest pitch, highest pitch) per track
     tracks: list[tuple[int, bool, int, int]] = field(default_factory=list)
     error: str = ""
+    transient: bool = False  # a failure that may not happen again: never cached
 
 
 @dataclass
@@ -145,7 +149,8 @@ def encode_item(item: Item, data: bytes, sustain: bool = False) -> Encoding:
         encoded = encode_midi(midi, name=item.name, sustain=sustain)
     except Exception as err:  # a bad file is reported, never fatal
         message = str(err).replace(f"{item.name}: ", "").replace("\n", " ").strip()
-        return Encoding(error=f"{type(err).__name__}: {message}"[:300])
+        transient = isinstance(err, (MemoryError, OSError))
+        return Encoding(error=f"{type(err).__name__}: {message}"[:300], transient=transient)
     grid = encoded.grid
     if not grid.note_count:
         return Encoding(error="no notes")
@@ -162,8 +167,16 @@ def _encode_job(job: tuple[str, Item, bool]) -> tuple[str, Encoding]:
     try:
         data = b"" if item.kind != "midi" else Path(item.path).read_bytes()
     except OSError as err:
-        return key, Encoding(error=f"cannot read: {err.strerror or err}")
+        return key, Encoding(error=f"cannot read: {err.strerror or err}", transient=True)
+    if item.kind == "midi" and not key.startswith(content_key(item, data)):
+        # the file changed since the build hashed it: its encoding would be cached under
+        # the old content's key
+        return key, Encoding(error="changed during the build: build again", transient=True)
     return key, encode_item(item, data, sustain)
+
+
+def _encode_chunk(jobs: list[tuple[str, Item, bool]]) -> list[tuple[str, Encoding]]:
+    return [_encode_job(job) for job in jobs]
 
 
 # ---- the content-keyed cache ----
@@ -182,27 +195,33 @@ class EncodingCache:
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"corpus-{ENCODER_VERSION}.sqlite"
+        # ids mean something only under one vocabulary: a cache per vocabulary
+        self.path = folder / f"corpus-{ENCODER_VERSION}-{VOCAB.sha256[:12]}.sqlite"
         self._db = sqlite3.connect(self.path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS encodings (key TEXT PRIMARY KEY, ids BLOB, "
             "notes INTEGER, tracks TEXT, error TEXT)"
         )
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Encoding]:
-        found: dict[str, Encoding] = {}
+    def known(self, keys: Iterable[str]) -> set[str]:
+        """Which of `keys` the cache holds."""
+        found: set[str] = set()
         keys = list(keys)
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
-            rows = self._db.execute(
-                f"SELECT key, ids, notes, tracks, error FROM encodings WHERE key IN "
-                f"({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for key, ids, notes, tracks, error in rows:
-                tracks = [tuple(t) for t in json.loads(tracks)]
-                found[key] = Encoding(ids, notes, tracks, error)
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT key FROM encodings WHERE key IN ({marks})", chunk)
+            found.update(key for (key,) in rows)
         return found
+
+    def get(self, key: str) -> Encoding | None:
+        row = self._db.execute(
+            "SELECT ids, notes, tracks, error FROM encodings WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        ids, notes, tracks, error = row
+        return Encoding(ids, notes, [tuple(t) for t in json.loads(tracks)], error)
 
     def put(self, key: str, enc: Encoding) -> None:
         self._db.execute(
@@ -226,11 +245,12 @@ def fingerprint(ids: np.ndarray) -> str:
     pitches are shifted so the lowest is 0 and key signatures keep only their mode."""
     ids = ids.astype(np.int32)  # a copy
     ids[_STYLE_POSITION] = 0
+    # normalised pitches and modes are numbered past the vocabulary: they never equal a token
     pitched = (ids >= _PITCH.start) & (ids < _PITCH.stop)
     if pitched.any():
-        ids[pitched] -= ids[pitched].min()
+        ids[pitched] += len(VOCAB) - ids[pitched].min()
     keyed = (ids >= _KEY.start) & (ids < _KEY.stop)
-    ids[keyed] = (ids[keyed] - _KEY.start) // 15  # 0 major, 1 minor
+    ids[keyed] = 2 * len(VOCAB) + (ids[keyed] - _KEY.start) // 15  # major, minor
     return hashlib.blake2b(ids.tobytes(), digest_size=16).hexdigest()
 
 
@@ -288,13 +308,25 @@ def encode_all(
             return
         # spawn, not fork: the parent may hold threads (the progress bar's) and
         # music21's caches; each worker starts clean and is replaced now and then.
-        context = multiprocessing.get_context("spawn")
+        # An executor, not a Pool: a worker that dies (out of memory) stops the build
+        # with an error instead of a hang.
+        options: dict = {"mp_context": multiprocessing.get_context("spawn")}
+        if sys.version_info >= (3, 11):
+            options["max_tasks_per_child"] = 200
         # small chunks: pieces differ 1,000-fold in work, and the bar moves smoothly
-        chunk = max(1, min(8, len(jobs) // (workers * 64)))
-        with context.Pool(workers, initializer=_quiet_worker, maxtasksperchild=1000) as pool:
-            for key, enc in pool.imap_unordered(_encode_job, jobs, chunksize=chunk):
-                on_result(key, enc)
-                bar.update()
+        size = max(1, min(8, len(jobs) // (workers * 64)))
+        chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+        with ProcessPoolExecutor(workers, initializer=_quiet_worker, **options) as pool:
+            try:
+                for future in as_completed([pool.submit(_encode_chunk, c) for c in chunks]):
+                    for key, enc in future.result():
+                        on_result(key, enc)
+                        bar.update()
+            except BrokenProcessPool:
+                raise CorpusError(
+                    "a worker process died while encoding (out of memory?); what was "
+                    "encoded is cached: build again to go on from there"
+                ) from None
 
 
 def _longest_first(jobs: list[tuple[str, Item, bool]]) -> list[tuple[str, Item, bool]]:
@@ -334,18 +366,21 @@ def build_corpus(
     try:
         sustain_tag = "+sustain" if config.sustain else ""
         keys = [None if k is None else f"{k}{sustain_tag}" for k in keys]
-        results = cache.get_many(k for k in set(keys) if k)
-        cached = len(results)
+        known = cache.known(k for k in set(keys) if k)
+        cached = len(known)
         todo: dict[str, Item] = {}
         for item, key in zip(items, keys, strict=True):
-            if key and key not in results:
+            if key and key not in known:
                 todo.setdefault(key, item)
         log(f"{cached} encodings from the cache, {len(todo)} to encode")
+        transient: dict[str, Encoding] = {}
         done = 0
 
         def keep(key: str, enc: Encoding) -> None:
             nonlocal done
-            results[key] = enc
+            if enc.transient:  # reported now, tried again next time
+                transient[key] = enc
+                return
             cache.put(key, enc)
             done += 1
             if done % 200 == 0:
@@ -353,22 +388,44 @@ def build_corpus(
 
         jobs = [(key, item, config.sustain) for key, item in todo.items()]
         encode_all(_longest_first(jobs), workers, keep, progress)
+        cache.commit()
+        encode_seconds = time.perf_counter() - started
+        # every piece's ids are read from the cache when needed, never all at once
+        results = _CacheView(cache, transient)
+        pieces, piece_keys, failures, duplicates = _assemble(items, keys, results, config)
+        if not pieces:
+            raise CorpusError(f"{out}: none of the {len(items)} pieces could be encoded")
+
+        def fetch(index: int) -> np.ndarray:
+            return piece_ids(results[piece_keys[index]], pieces[index].style)
+
+        counts = {"encoded": len(todo), "cached": cached}
+        manifest = _write_corpus(out, config, sources, items, pieces, fetch, failures,
+                                 duplicates, encode_seconds, started, engine="local",
+                                 workers=workers, counts=counts)  # fmt: skip
     finally:
         cache.close()
-    encode_seconds = time.perf_counter() - started
-
-    pieces, piece_keys, failures, duplicates = _assemble(items, keys, results, config)
-    if not pieces:
-        raise CorpusError(f"{out}: none of the {len(items)} pieces could be encoded")
-
-    def fetch(index: int) -> np.ndarray:
-        return piece_ids(results[piece_keys[index]], pieces[index].style)
-
-    counts = {"encoded": len(todo), "cached": cached}
-    manifest = _write_corpus(out, config, sources, items, pieces, fetch, failures, duplicates,
-                             encode_seconds, started, engine="local", workers=workers,
-                             counts=counts)  # fmt: skip
     return BuildResult(out, manifest, failures, duplicates, len(todo), cached)
+
+
+class _CacheView(Mapping):
+    """The encodings of a build, read from the cache one at a time (plus this run's
+    transient failures, which are not cached)."""
+
+    def __init__(self, cache: EncodingCache, extra: dict[str, Encoding]) -> None:
+        self.cache, self.extra = cache, extra
+
+    def __getitem__(self, key: str) -> Encoding:
+        enc = self.extra.get(key) or self.cache.get(key)
+        if enc is None:
+            raise KeyError(key)
+        return enc
+
+    def __iter__(self) -> Iterator[str]:
+        raise TypeError("the cache view is read by key only")
+
+    def __len__(self) -> int:
+        raise TypeError("the cache view is read by key only")
 
 
 def list_sources(config: BuildConfig, log=lambda _m: None) -> tuple[list[Source], list[Item]]:
@@ -376,7 +433,11 @@ def list_sources(config: BuildConfig, log=lambda _m: None) -> tuple[list[Source]
     sources = [parse_source(spec) for spec in config.sources]
     labels = [s.label for s in sources]
     if len(set(labels)) < len(labels):
-        raise CorpusError(f"two sources share a tag ({', '.join(labels)}): give DIR:TAG")
+        raise CorpusError(
+            f"two sources share the tag {Counter(labels).most_common(1)[0][0]!r} "
+            f"({', '.join(config.sources)}): tag folders with DIR:TAG, and name several "
+            f"music21 collections in one source (music21:bach,irish)"
+        )
     items: list[Item] = []
     for source in sources:
         found = list_items(source)
@@ -391,11 +452,32 @@ def list_sources(config: BuildConfig, log=lambda _m: None) -> tuple[list[Source]
     return sources, items
 
 
+# What a build writes: an existing corpus folder holding anything else is not replaced.
+CORPUS_FILES = re.compile(
+    r"(train|valid|test)-\d{3}\.bin|index\.jsonl|manifest\.json|failures\.tsv|"
+    r"duplicates\.tsv|tokenizer(_config)?\.json|special_tokens_map\.json|stats\.png|parquet"
+)
+
+
 def _check_output(out: Path) -> None:
+    """`out` may be new, empty, or a corpus an earlier build wrote (it is then rebuilt):
+    a build never removes what it did not write."""
     if out.exists() and not out.is_dir():
         raise CorpusError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).exists():
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict) or manifest.get("format") != CORPUS_FORMAT:
         raise CorpusError(f"{out}: folder is not empty and holds no corpus; choose another -o")
+    foreign = sorted(p.name for p in out.iterdir() if not CORPUS_FILES.fullmatch(p.name))
+    if foreign:
+        raise CorpusError(
+            f"{out}: holds files a build does not write ({', '.join(foreign[:3])}): move "
+            f"them away or choose another -o"
+        )
 
 
 def _content_keys(items: list[Item]) -> list[str | None]:
@@ -415,6 +497,14 @@ def _content_keys(items: list[Item]) -> list[str | None]:
     return keys
 
 
+def _unreadable(path: str) -> str:
+    try:
+        Path(path).read_bytes()
+    except OSError as err:
+        return f"cannot read: {err.strerror or err}"
+    return "cannot read the file"
+
+
 def _assemble(items, keys, results, config):
     """Pieces in source order, duplicates and failures set aside, splits assigned; with
     each piece's cache key (its ids are fetched again when the shards are written, so
@@ -426,7 +516,7 @@ def _assemble(items, keys, results, config):
     first_by_print: dict[str, str] = {}
     for item, key in zip(items, keys, strict=True):
         label = f"{item.source}:{item.name}"
-        enc = results.get(key) if key else Encoding(error="cannot read the file")
+        enc = results.get(key) if key else Encoding(error=_unreadable(item.path))
         if enc is None or enc.error:
             failures.append((label, enc.error if enc else "not encoded"))
             continue
@@ -457,7 +547,10 @@ def _ensure_held_out(pieces: list[Piece], config: BuildConfig) -> None:
     for split, fraction in (("valid", config.valid_fraction), ("test", config.test_fraction)):
         train = [p for p in pieces if p.split == "train"]
         if fraction > 0 and len(train) >= 3 and not any(p.split == split for p in pieces):
-            min(train, key=lambda p: _hash_unit(p.fingerprint, config.seed)).split = split
+            chosen = min(train, key=lambda p: _hash_unit(p.fingerprint, config.seed))
+            for piece in train:  # its copies too, when duplicates are kept
+                if piece.fingerprint == chosen.fingerprint:
+                    piece.split = split
 
 
 def _hash_unit(print_hex: str, seed: int) -> float:
@@ -532,7 +625,11 @@ def _write_shards(
                 shards.append({"name": name, "split": split, "tokens": 0})
                 handle, size = open(folder / name, "wb"), 0  # noqa: SIM115
             piece.shard, piece.offset = shards[-1]["name"], size
-            handle.write(fetch(index).astype("<u2").tobytes())
+            try:
+                handle.write(fetch(index).astype("<u2").tobytes())
+            except BaseException:
+                handle.close()
+                raise
             size += piece.tokens
         if handle is not None:
             handle.close()
@@ -553,7 +650,12 @@ def _swap_in(staging: Path, out: Path) -> None:
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)
-    staging.rename(out)
+    try:
+        staging.rename(out)
+    except BaseException:
+        if old is not None:
+            old.rename(out)  # the previous corpus, back in its place
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -583,7 +685,7 @@ def _manifest(config, sources: list[Source], items, pieces, failures, duplicates
         "encoder": ENCODER_VERSION,
         "dtype": "uint16",
         "vocab_size": len(VOCAB),
-        "vocab_sha256": hashlib.sha256("\n".join(VOCAB.tokens).encode()).hexdigest(),
+        "vocab_sha256": VOCAB.sha256,
         "config": asdict(config),
         "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "build_seconds": round(build_seconds, 2),

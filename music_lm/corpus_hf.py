@@ -40,6 +40,7 @@ from music_lm.corpus import (
 )
 from music_lm.dataset import SPLITS
 from music_lm.sources import CorpusError, Item
+from music_lm.vocab import VOCAB
 
 PARQUET = "parquet"
 PARQUET_ROWS_PER_SHARD = 20_000
@@ -131,7 +132,8 @@ def build_corpus_datasets(
     )
     workers = workers or os.cpu_count() or 1
     num_proc = workers if workers > 1 and len(table) >= workers else None
-    inputs = hashlib.sha256("\n".join([ENCODER_VERSION, str(config.sustain), *todo]).encode())
+    recipe = [ENCODER_VERSION, VOCAB.sha256, str(config.sustain), *todo]
+    inputs = hashlib.sha256("\n".join(recipe).encode())
     arrow = (cache_dir or default_cache_dir()) / "datasets" / f"{inputs.hexdigest()[:24]}.arrow"
     arrow.parent.mkdir(parents=True, exist_ok=True)
     cached = any(arrow.parent.glob(f"{arrow.stem}*.arrow"))

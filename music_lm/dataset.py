@@ -5,10 +5,11 @@
                             weights={"folk-essen": 0.7, "bach": 0.3}, seed=0)
     batch = sampler.batch(8)            # int64 array (8, 1025): inputs and shifted targets
 
-Windows start at the beginning of a piece or at a bar line; one that starts inside a
-piece is prefixed with the piece's header (style, tempo, meter, key and the track
-instruments), so every window reads like the start of a piece. A window that reaches
-the end of its piece goes on with the start of another piece drawn from the mixture.
+Windows start at the beginning of a piece or at a bar line. One that starts inside a
+piece is prefixed with a header stating what is in force at that bar (the style, the
+tempo, meter and key of that moment, the instruments that still play), so every window
+is the start of a valid piece (`piece_from_bar`). A window that reaches the end of its
+piece goes on with the start of another piece drawn from the mixture.
 
 Transposition augmentation happens here, at training time, never in the shards: each
 piece of a window is shifted by its own random number of semitones, chosen within
@@ -19,6 +20,7 @@ and key signatures move; drum hits are a different token family and never move.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +37,13 @@ SPLITS = ("train", "valid", "test")
 
 _PITCH = VOCAB.ranges["pitch"]
 _KEY = VOCAB.ranges["key"]
+_TS = VOCAB.ranges["ts"]
+_TEMPO = VOCAB.ranges["tempo"]
+_INST = VOCAB.ranges["inst"]
+_TRACK = VOCAB.ranges["track"]
+_POS = VOCAB.ranges["pos"]
 _BAR = VOCAB.ids["bar"]
+_END = VOCAB.ids["end"]
 _KEYS_PER_MODE = 15  # key:Cb..key:C# (sharps -7..7), major then minor
 
 
@@ -74,17 +82,27 @@ class Corpus:
                 f"{manifest_path}: corpus format version {self.manifest.get('version')} "
                 f"(this music_lm reads {SUPPORTED_VERSIONS})"
             )
-        if self.manifest.get("vocab_size") != len(VOCAB):
+        if self.manifest.get("vocab_sha256") != VOCAB.sha256:
             raise CorpusError(
-                f"{manifest_path}: built with a {self.manifest.get('vocab_size')}-token "
-                f"vocabulary, this music_lm has {len(VOCAB)}: rebuild the corpus"
+                f"{manifest_path}: built with another vocabulary "
+                f"({self.manifest.get('vocab_size')} tokens, hash "
+                f"{str(self.manifest.get('vocab_sha256'))[:12]}; this music_lm has "
+                f"{len(VOCAB)}, {VOCAB.sha256[:12]}): rebuild the corpus"
             )
         self.pieces: list[PieceRecord] = []
-        with open(self.folder / "index.jsonl", encoding="utf-8") as f:
-            for line in f:
+        index_path = self.folder / "index.jsonl"
+        try:
+            lines = index_path.read_text(encoding="utf-8").splitlines()
+        except OSError as err:
+            raise CorpusError(f"{index_path}: cannot read ({err.strerror or err})") from None
+        for number, line in enumerate(lines, start=1):
+            try:
                 row = json.loads(line)
                 row["transpose"] = tuple(row["transpose"])
                 self.pieces.append(PieceRecord(**row))
+            except (ValueError, TypeError, KeyError) as err:
+                message = f"{index_path}: line {number}: not an index entry ({err})"
+                raise CorpusError(message) from None
         self._shards: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -156,7 +174,71 @@ def transpose_ids(ids: np.ndarray, semitones: int) -> np.ndarray:
         raise ValueError(f"transposing by {semitones} semitones leaves MIDI's 0..127")
     keyed = (out >= _KEY.start) & (out < _KEY.stop)
     out[keyed] = _KEY.start + _KEY_SHIFT[semitones % 12, out[keyed] - _KEY.start]
-    return out
+    return _drop_repeated_keys(out)
+
+
+def _drop_repeated_keys(ids: np.ndarray) -> np.ndarray:
+    """Enharmonic key changes (Gb to F#) become the same key once transposed, and the
+    grammar writes no key change that changes nothing: drop the repeat, and its onset
+    when nothing else happens there."""
+    keyed = np.flatnonzero((ids >= _KEY.start) & (ids < _KEY.stop))
+    drop: list[int] = []
+    for previous, i in itertools.pairwise(keyed):
+        if ids[i] == ids[previous]:
+            drop.append(int(i))
+            after = int(ids[i + 1]) if i + 1 < len(ids) else _END
+            onset_empty = after in (_BAR, _END) or after in _POS
+            if ids[i - 1] in _POS and onset_empty:
+                drop.append(int(i) - 1)
+    return np.delete(ids, drop) if drop else ids
+
+
+def piece_from_bar(ids: np.ndarray, start: int) -> np.ndarray:
+    """The piece from its bar at token `start` on, as a piece of its own: a header with
+    the style, the tempo, meter and key in force at that bar (a meter, tempo or key change
+    at the bar's start moves into it), and the instruments that play from there on (the
+    tracks renumbered). Bars carry no notes' state over, so the rest is valid as it is."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if start == 0:
+        return ids.copy()
+    if ids[start] != _BAR:
+        raise ValueError(f"token {start} is {VOCAB.tokens[ids[start]]!r}, not a bar")
+    first_bar = int(np.argmax(ids == _BAR))
+    header, before, body = ids[:first_bar], ids[:start], ids[start:].copy()
+
+    def in_force(family: range) -> list[int]:
+        hits = np.flatnonzero((before >= family.start) & (before < family.stop))
+        return [int(before[hits[-1]])] if len(hits) else []
+
+    tempo, ts, key = in_force(_TEMPO), in_force(_TS), in_force(_KEY)
+    drop: list[int] = []
+    at = 1
+    if at < len(body) and body[at] in _TS:  # a meter change at this bar
+        ts, at = [int(body[at])], at + 1
+        drop.append(at - 1)
+    if at < len(body) and body[at] == _POS.start:  # @0: a tempo or key change here?
+        onset, at = at, at + 1
+        if at < len(body) and body[at] in _TEMPO:
+            tempo, at = [int(body[at])], at + 1
+            drop.append(at - 1)
+        if at < len(body) and body[at] in _KEY:
+            key, at = [int(body[at])], at + 1
+            drop.append(at - 1)
+        if drop and drop[-1] == at - 1 and (at >= len(body) or body[at] in (_BAR, _END)
+                                            or body[at] in _POS):  # fmt: skip
+            drop.append(onset)  # the onset held nothing else
+    body = np.delete(body, drop)
+    # tracks that still play, renumbered in order
+    tracks = body[(body >= _TRACK.start) & (body < _TRACK.stop)]
+    playing = sorted(set((tracks - _TRACK.start).tolist()))
+    instruments = header[(header >= _INST.start) & (header < _INST.stop)]
+    renumber = np.arange(len(_TRACK)) + _TRACK.start
+    for new, old in enumerate(playing):
+        renumber[old] = _TRACK.start + new
+    is_track = (body >= _TRACK.start) & (body < _TRACK.stop)
+    body[is_track] = renumber[body[is_track] - _TRACK.start]
+    head = [int(header[0]), int(header[1]), *tempo, *ts, *key]
+    return np.concatenate([np.array(head, dtype=np.int64), instruments[playing], body])
 
 
 # ---- training windows ----
@@ -168,8 +250,10 @@ class WindowSampler:
     `weights` maps a source label (`music21`, a folder's tag) or a style (`bach`,
     `folk-essen`) to its share of the windows: {"folk-essen": 0.7, "bach": 0.3} draws
     70 % of windows from Essen folk songs and 30 % from Bach, whatever their sizes.
-    Without weights every token of the split is equally likely (the corpora's natural
-    mixture). Within a group, a piece is drawn with probability proportional to its length.
+    A name that is both a source and a style means the source; groups may not overlap.
+    Without weights, pieces are drawn in proportion to their length (about every token
+    of the split equally likely: the corpora's natural mixture). Within a group, too, a
+    piece is drawn in proportion to its length.
     """
 
     def __init__(
@@ -204,7 +288,7 @@ class WindowSampler:
             return [np.arange(len(self.members))], np.array([1.0])
         sources = np.array([c.pieces[i].source for c, i in self.members])
         styles = np.array([c.pieces[i].style for c, i in self.members])
-        groups, shares = [], []
+        groups, shares, names = [], [], []
         for name, share in weights.items():
             if share < 0:
                 raise ValueError(f"mixing weight of {name!r} must be >= 0, got {share}")
@@ -217,9 +301,16 @@ class WindowSampler:
                     f"mixing weight {name!r}: no source or style of that name in this split "
                     f"(there are: {', '.join(choices)})"
                 )
+            for other_name, other in zip(names, groups, strict=True):
+                if share > 0 and np.intersect1d(members, other).size:
+                    raise CorpusError(
+                        f"mixing weights {other_name!r} and {name!r} share pieces: name "
+                        f"groups that do not overlap (sources, or styles)"
+                    )
             if share > 0:
                 groups.append(members)
                 shares.append(share)
+                names.append(name)
         if not groups:
             raise ValueError("the mixing weights are all zero")
         shares_array = np.array(shares, dtype=np.float64)
@@ -235,7 +326,7 @@ class WindowSampler:
                 corpus, index = self.members[member]
                 piece = corpus.pieces[index]
                 key = f"{piece.source}:{piece.style}"
-                share[key] = share.get(key, 0.0) + weight * p
+                share[key] = share.get(key, 0.0) + float(weight * p)
         return share
 
     def _draw_piece(self) -> tuple[Corpus, int]:
@@ -261,12 +352,9 @@ class WindowSampler:
             bars = np.flatnonzero(ids[: len(ids) - need // 2] == _BAR)
             start = int(self.rng.choice(bars)) if len(bars) else 0
         while True:
-            piece = ids[start:]
-            if start and self.header:
-                head = ids[: int(np.argmax(ids == _BAR))]
-                piece = np.concatenate([head, piece])
-            parts.append(transpose_ids(piece[: need - sum(map(len, parts))],
-                                       self._shift(corpus, index)))  # fmt: skip
+            piece = piece_from_bar(ids, start) if self.header else ids[start:]
+            piece = transpose_ids(piece, self._shift(corpus, index))
+            parts.append(piece[: need - sum(map(len, parts))])
             if sum(map(len, parts)) >= need:
                 return np.concatenate(parts)
             corpus, index = self._draw_piece()
@@ -283,8 +371,8 @@ def sequential_windows(corpus: Corpus, split: str, block_size: int) -> Iterator[
     tokens = [corpus.ids(i) for i in corpus.split(split)]
     if not tokens:
         return
-    stream = np.concatenate(tokens).astype(np.int64)
+    stream = np.concatenate(tokens)  # uint16: a quarter of the memory of int64
     for start in range(0, len(stream) - 1, block_size):
         window = stream[start : start + block_size + 1]
         if len(window) > 1:
-            yield window
+            yield window.astype(np.int64)

@@ -158,26 +158,26 @@ def list_items(source: Source) -> list[Item]:
 def music21_items(wanted: set[str] | None = None) -> list[Item]:
     """The pieces of music21's bundled corpus that we use (of the `wanted` collections or
     styles, else all); ABC files holding many tunes (an "opus") give one item per tune."""
-    from music21 import corpus
+    from music21 import common, corpus
 
-    root_parts: int | None = None
+    root = Path(common.getCorpusFilePath())
     items: list[Item] = []
-    for path in sorted(Path(p) for p in corpus.getPaths()):
-        if root_parts is None:
-            root_parts = path.parts.index("corpus") + 1
-        collection = path.parts[root_parts]
+    # music21's own corpus only ("core"), not corpora a user registered with it
+    for path in sorted(Path(p) for p in corpus.getPaths(name=("core",))):
+        relative = path.relative_to(root)
+        collection = relative.parts[0]
         style = MUSIC21_STYLES.get(collection)
         if style is None or path.suffix not in MUSIC21_SUFFIXES:
             continue
         if wanted is not None and not {collection, style} & wanted:
             continue
-        name = Path(*path.parts[root_parts:]).as_posix()
         numbers: list[int | None] = [None]
         if path.suffix == ".abc":
             found = list(dict.fromkeys(int(n) for n in _ABC_TUNE.findall(path.read_bytes())))
             numbers = found if len(found) > 1 else [None]
+        name = relative.as_posix()
         items += [
-            Item(MUSIC21, MUSIC21, str(path), name + (f"#{n}" if n else ""), style, n)
+            Item(MUSIC21, MUSIC21, str(path), name + ("" if n is None else f"#{n}"), style, n)
             for n in numbers
         ]
     return items
@@ -191,7 +191,8 @@ def content_key(item: Item, data: bytes) -> str:
         return digest
     import music21
 
-    return f"{digest}#{item.number or 0}@music21-{music21.__version__}/{MUSIC21_RECIPE}"
+    number = -1 if item.number is None else item.number
+    return f"{digest}#{number}@music21-{music21.__version__}/{MUSIC21_RECIPE}"
 
 
 def item_midi(item: Item) -> bytes:

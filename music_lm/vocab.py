@@ -290,6 +290,13 @@ class Vocabulary:
         return self.tokens[self.id_of(family, value)]
 
     @cached_property
+    def sha256(self) -> str:
+        """A hash of the token list: token ids mean the same only under the same hash."""
+        import hashlib
+
+        return hashlib.sha256("\n".join(self.tokens).encode()).hexdigest()
+
+    @cached_property
     def tempo_values(self) -> tuple[float, ...]:
         return tuple(self.values[i] for i in self.ranges["tempo"])  # type: ignore[misc]
 

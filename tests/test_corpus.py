@@ -297,7 +297,7 @@ def test_sources_are_parsed_with_clear_errors(tmp_path) -> None:
 
 
 def test_two_sources_with_one_tag_are_refused(midi_folder) -> None:
-    with pytest.raises(CorpusError, match="share a tag"):
+    with pytest.raises(CorpusError, match=r"share the tag 'x'.*DIR:TAG"):
         build_corpus(BuildConfig((f"{midi_folder}:x", f"{midi_folder}:x")), Path("/nonexistent"))
 
 
@@ -422,9 +422,11 @@ def test_a_corpus_of_another_vocabulary_is_refused(built, tmp_path) -> None:
     _, corpus, _ = built
     folder = tmp_path / "old"
     folder.mkdir()
-    manifest = dict(corpus.manifest, vocab_size=1000)
+    (folder / "index.jsonl").write_text("")
+    # a renamed token keeps the size and changes the hash: refused all the same
+    manifest = dict(corpus.manifest, vocab_sha256="0" * 64)
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(CorpusError, match=r"1000-token vocabulary.*rebuild"):
+    with pytest.raises(CorpusError, match=r"another vocabulary.*rebuild the corpus"):
         Corpus(folder)
     with pytest.raises(CorpusError, match="not a corpus"):
         Corpus(tmp_path / "nothing")
@@ -492,3 +494,109 @@ def test_tunes_that_music21s_midi_writer_refuses_as_is_still_come_through() -> N
         translate.streamToMidiFile(parsed)  # music21's bug: its repeats share a 3/1 meter mark
     score = encode_midi(music21_midi(tune.path, 15)).grid
     assert score.note_count == 53
+
+
+def test_a_folder_with_a_stray_manifest_or_foreign_files_is_never_replaced(built, tmp_path):
+    _, corpus, _ = built
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "manifest.json").write_text('{"name": "my web app"}')
+    (site / "index.html").write_text("<html>")
+    with pytest.raises(CorpusError, match="holds no corpus"):
+        build_corpus(BuildConfig((str(corpus.folder),)), site)
+    assert (site / "index.html").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    for path in corpus.folder.iterdir():
+        (mine / path.name).write_bytes(path.read_bytes())
+    (mine / "notes.md").write_text("my notes on this corpus")
+    with pytest.raises(CorpusError, match=r"holds files a build does not write \(notes.md\)"):
+        build_corpus(BuildConfig((str(corpus.folder),)), mine)
+    assert (mine / "notes.md").read_text() == "my notes on this corpus"
+
+
+def changing_piece() -> Score:
+    """Two tracks; 3/4 for two bars, then 4/4; a tempo and a key change at bar 4's start,
+    another key change inside bar 5 (Gb to F#: the same key, spelt otherwise); the bass
+    stops after bar 2."""
+    bar34, bar44 = 3 * PPQ, 4 * PPQ
+    starts = [0, bar34, 2 * bar34] + [2 * bar34 + i * bar44 for i in range(1, 5)]
+    melody_notes = [Note(t + b, PPQ, 66 + (b // PPQ), 80) for t in starts for b in (0, PPQ)]
+    bass_notes = [Note(0, 2 * PPQ, 42, 90), Note(bar34, 2 * PPQ, 37, 90)]
+    return Score(
+        PPQ,
+        [Track(FLUTE, notes=melody_notes), Track(BASS, notes=bass_notes)],
+        [TempoChange(0, 90.0), TempoChange(starts[3], 132.0)],
+        [TimeSignature(0, 3, 4), TimeSignature(starts[2], 4, 4)],
+        [KeySignature(0, -6, "major"), KeySignature(starts[3], 1, "major"),
+         KeySignature(starts[4] + 2 * PPQ, 6, "major"), KeySignature(starts[5], -6, "major")],
+    )  # fmt: skip
+
+
+def test_a_piece_from_any_bar_on_is_a_valid_piece_with_what_is_in_force_there() -> None:
+    from music_lm.dataset import piece_from_bar
+
+    text = encode_midi(write_midi(changing_piece())).text
+    ids = np.array([VOCAB.ids[w] for w in text.split()])
+    bars = np.flatnonzero(ids == VOCAB.ids["bar"])
+    assert len(bars) == 7
+    for number, start in enumerate(bars, start=1):
+        piece = piece_from_bar(ids, int(start))
+        words = [VOCAB.tokens[i] for i in piece]
+        validate(" ".join(words))
+        header = words[: words.index("bar")]
+        expected_ts = "ts:3/4" if number <= 2 else "ts:4/4"
+        expected_tempo = "tempo:90" if number <= 3 else "tempo:132"
+        assert expected_ts in header
+        assert expected_tempo in header
+        assert ("inst:electric-bass-finger" in header) == (number <= 2)  # stopped after bar 2
+        # every transposition the sampler may draw keeps it valid, the Gb/F# change too
+        for k in range(-6, 7):
+            validate(" ".join(VOCAB.tokens[i] for i in transpose_ids(piece, k)))
+
+
+def test_windows_are_valid_starts_of_pieces(tmp_path) -> None:
+    folder = tmp_path / "changes"
+    folder.mkdir()
+    (folder / "a.mid").write_bytes(write_midi(changing_piece()))
+    config = BuildConfig((str(folder),), valid_fraction=0, test_fraction=0)
+    build_corpus(config, tmp_path / "c", cache_dir=tmp_path / "cache", workers=1)
+    corpus = Corpus(tmp_path / "c")
+    sampler = WindowSampler(corpus, "train", block_size=40, transpose=6, seed=2)
+    starts = set()
+    for _ in range(100):
+        window = sampler.window().tolist()
+        state_ok = [state for _, state in zip(window, walk_prefix(window), strict=False)]
+        assert len(state_ok) == len(window)
+        starts.add(tuple(window[:8]))
+    assert len(starts) > 3  # windows start at different bars
+
+
+def walk_prefix(ids: list[int]):
+    """The grammar states along `ids`, which may stop anywhere and go on with a new piece
+    after `end`."""
+    from music_lm.grammar import GrammarState
+
+    state = GrammarState()
+    for token in ids:
+        if state.done:
+            state = GrammarState()
+        assert state.is_allowed(token), VOCAB.tokens[token]
+        state.advance(token)
+        yield state
+
+
+def test_overlapping_mixing_weights_are_refused(tmp_path) -> None:
+    for tag, seeds in (("band", (40, 41)), ("demo", (42, 43))):
+        (tmp_path / tag).mkdir()
+        for seed in seeds:
+            (tmp_path / tag / f"{seed}.mid").write_bytes(write_midi(melody(tune(seed))))
+    config = BuildConfig((str(tmp_path / "band"), str(tmp_path / "demo")), valid_fraction=0,
+                         test_fraction=0)  # fmt: skip
+    build_corpus(config, tmp_path / "c", cache_dir=tmp_path / "cache", workers=1)
+    corpus = Corpus(tmp_path / "c")
+    assert {p.style for p in corpus.pieces} == {"user"}  # neither tag is a style
+    sampler = WindowSampler(corpus, "train", 32, weights={"band": 1, "demo": 3})
+    assert sampler.mixture() == pytest.approx({"band:user": 0.25, "demo:user": 0.75})
+    with pytest.raises(CorpusError, match="'band' and 'user' share pieces"):
+        WindowSampler(corpus, "train", 32, weights={"band": 0.5, "user": 0.5})
