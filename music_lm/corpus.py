@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from music_lm.dataset import CORPUS_FORMAT, SPLITS
+from music_lm.dataset import CORPUS_FORMAT, SPLITS, Piece
 from music_lm.instruments import transpose_limits
 from music_lm.sources import (
     CorpusError,
@@ -106,22 +106,6 @@ class Encoding:
     tracks: list[tuple[int, bool, int, int]] = field(default_factory=list)
     error: str = ""
     transient: bool = False  # a failure that may not happen again: never cached
-
-
-@dataclass
-class Piece:
-    """One piece of the built corpus (a line of index.jsonl)."""
-
-    name: str
-    source: str
-    style: str
-    split: str
-    tokens: int
-    notes: int
-    transpose: tuple[int, int]  # allowed semitone shifts (down, up) inside instrument ranges
-    fingerprint: str
-    shard: str = ""
-    offset: int = 0
 
 
 @dataclass

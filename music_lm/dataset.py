@@ -47,9 +47,9 @@ _END = VOCAB.ids["end"]
 _KEYS_PER_MODE = 15  # key:Cb..key:C# (sharps -7..7), major then minor
 
 
-@dataclass(frozen=True)
-class PieceRecord:
-    """One line of a corpus's index.jsonl."""
+@dataclass
+class Piece:
+    """One piece of a corpus: a line of its index.jsonl."""
 
     name: str
     source: str
@@ -57,10 +57,10 @@ class PieceRecord:
     split: str
     tokens: int
     notes: int
-    transpose: tuple[int, int]
-    fingerprint: str
-    shard: str
-    offset: int
+    transpose: tuple[int, int]  # allowed semitone shifts (down, up) inside instrument ranges
+    fingerprint: str  # content hash, blind to transposition and style (dedup and split)
+    shard: str = ""  # where its token ids are
+    offset: int = 0
 
 
 class Corpus:
@@ -89,7 +89,7 @@ class Corpus:
                 f"{str(self.manifest.get('vocab_sha256'))[:12]}; this music_lm has "
                 f"{len(VOCAB)}, {VOCAB.sha256[:12]}): rebuild the corpus"
             )
-        self.pieces: list[PieceRecord] = []
+        self.pieces: list[Piece] = []
         index_path = self.folder / "index.jsonl"
         try:
             lines = index_path.read_text(encoding="utf-8").splitlines()
@@ -99,7 +99,7 @@ class Corpus:
             try:
                 row = json.loads(line)
                 row["transpose"] = tuple(row["transpose"])
-                self.pieces.append(PieceRecord(**row))
+                self.pieces.append(Piece(**row))
             except (ValueError, TypeError, KeyError) as err:
                 message = f"{index_path}: line {number}: not an index entry ({err})"
                 raise CorpusError(message) from None
