@@ -415,7 +415,7 @@ class _CacheView(Mapping):
 def list_sources(config: BuildConfig, log=lambda _m: None) -> tuple[list[Source], list[Item]]:
     """The sources of a build and their pieces, in order (limited by config.limit)."""
     sources = [parse_source(spec) for spec in config.sources]
-    labels = [s.label for s in sources]
+    labels = [s.tag for s in sources]
     if len(set(labels)) < len(labels):
         raise CorpusError(
             f"two sources share the tag {Counter(labels).most_common(1)[0][0]!r} "
@@ -465,18 +465,17 @@ def _check_output(out: Path) -> None:
 
 
 def _content_keys(items: list[Item]) -> list[str | None]:
-    """Content key per item (None when the file cannot be read: reported later)."""
-    by_path: dict[str, bytes | None] = {}
+    """Content key per item (None when the file cannot be read: reported later). The tunes
+    of an ABC file are consecutive items, so the last file read is all there is to reuse."""
     keys: list[str | None] = []
+    last_path, data = None, None
     for item in items:
-        if item.path not in by_path:
+        if item.path != last_path:
             try:
-                by_path[item.path] = Path(item.path).read_bytes()
+                data = Path(item.path).read_bytes()
             except OSError:
-                by_path[item.path] = None
-            if len(by_path) > 64:  # only consecutive items share a file (tunes of an opus)
-                by_path = {item.path: by_path[item.path]}
-        data = by_path[item.path]
+                data = None
+            last_path = item.path
         keys.append(None if data is None else f"{content_key(item, data)}|{ENCODER_VERSION}")
     return keys
 
@@ -676,12 +675,12 @@ def _manifest(config, sources: list[Source], items, pieces, failures, duplicates
         "encode_seconds": round(encode_seconds, 2),
         "sources": [
             {
-                "source": s.label,
+                "source": s.tag,
                 "spec": s.spec(),
-                "listed": listed[s.label],
-                "failed": failed[s.label],
-                "duplicates": duplicated[s.label],
-                **{split: table[s.label][split] for split in SPLITS},
+                "listed": listed[s.tag],
+                "failed": failed[s.tag],
+                "duplicates": duplicated[s.tag],
+                **{split: table[s.tag][split] for split in SPLITS},
             }
             for s in sources
         ],

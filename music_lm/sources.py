@@ -83,10 +83,6 @@ class Source:
     path: str  # the folder; for music21, the collections to take ("" for all)
     tag: str  # source label: "music21", or the folder's tag
 
-    @property
-    def label(self) -> str:
-        return self.tag
-
     def spec(self) -> str:
         if self.kind == MUSIC21:
             return f"{MUSIC21}:{self.path}" if self.path else MUSIC21
