@@ -248,8 +248,9 @@ def corpus_build(
     from music_lm.corpus import BuildConfig, build_corpus
     from music_lm.corpus_stats import manifest_table
 
-    config = BuildConfig(tuple(sources), valid, test, seed, sustain, dedup, shard_tokens,
-                         limit or None)  # fmt: skip
+    config = BuildConfig(
+        tuple(sources), valid, test, seed, sustain, dedup, shard_tokens, limit or None
+    )
     log = lambda message: typer.echo(message, err=True)  # noqa: E731
     if engine == "local":
         result = build_corpus(config, output, cache, jobs or None, progress, log)
@@ -264,8 +265,11 @@ def corpus_build(
         typer.echo(f"failed: {name}: {reason}", err=True)
     if result.failures:
         more = f" ({len(result.failures) - 10} more)" if len(result.failures) > 10 else ""
-        typer.echo(f"{len(result.failures)} piece(s) failed{more}: listed in "
-                   f"{result.out / 'failures.tsv'}", err=True)  # fmt: skip
+        typer.echo(
+            f"{len(result.failures)} piece(s) failed{more}: listed in "
+            f"{result.out / 'failures.tsv'}",
+            err=True,
+        )
     typer.echo(f"wrote {result.out} ({result.encoded} encoded, {result.cached} from the cache)")
 
 
@@ -291,6 +295,202 @@ def corpus_stats(
     typer.echo(f"wrote {target}")
 
 
+# ---- training ----
+
+DEFAULT_RUN_DATA = [str(DEFAULT_CORPUS)]
+
+
+def _given(ctx: typer.Context) -> set[str]:
+    """The options the user set on the command line (resuming may change only some)."""
+    from click.core import ParameterSource
+
+    names = {
+        "batch_size",
+        "grad_accum",
+        "lr",
+        "context",
+        "max_steps",
+        "epochs",
+        "eval_every",
+        "eval_windows",
+        "save_every",
+        "log_every",
+        "seed",
+        "preset",
+        "n_layer",
+        "n_head",
+        "n_embd",
+        "dropout",
+        "transpose",
+        "compile",
+        "precision",
+        "lora_rank",
+        "lora_alpha",
+        "warmup_steps",
+        "weight_decay",
+        "progress",
+        "data",
+        "weights",
+        "base",
+    }
+    return {n for n in names if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE}
+
+
+def _weights(specs: list[str]) -> dict[str, float]:
+    weights = {}
+    for spec in specs:
+        name, _, share = spec.partition("=")
+        try:
+            weights[name] = float(share)
+        except ValueError:
+            raise typer.BadParameter(f"{spec!r}: write NAME=SHARE, e.g. bach=0.3") from None
+    return weights
+
+
+def _run_training(ctx: typer.Context, base: str | None, **options) -> None:
+    from music_lm.train import TrainConfig, train
+
+    options["data"] = tuple(options["data"])
+    options["weights"] = _weights(options.pop("weights"))
+    options["compile"] = options["compile"].lower()
+    config = TrainConfig(base=base, **options)
+    given = _given(ctx) | {"output", "base"}
+    result = train(config, given=given, log=lambda m: typer.echo(m, err=True))
+    best = f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss else ""
+    typer.echo(f"{result.run}: step {result.step}{best}")
+
+
+TRAIN_HELP = {
+    "preset": "Model size: tiny, small (6 M parameters) or base (25 M).",
+    "max_steps": "Optimizer steps (default: --epochs over the training tokens).",
+    "epochs": "Passes over the training tokens, when --max-steps is not given (default 1).",
+    "batch_size": "Windows per micro-batch and device.",
+    "grad_accum": "Micro-batches per optimizer step.",
+    "context": "Tokens per window (at most the model's positions).",
+    "eval_windows": "Validation windows per evaluation, spread over the split (0: all).",
+    "transpose": "Random transposition of each piece, within ± this many semitones.",
+    "weights": "Mixing weight by source or style, NAME=SHARE (repeat), e.g. bach=0.3.",
+    "compile": "torch.compile: auto (on a GPU), on or off.",
+    "precision": "auto (bf16 on a GPU that has it), bf16 or fp32.",
+    "lora_rank": "Train LoRA adapters of this rank instead of all weights (merged on save).",
+}
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder (again: resumes)."),
+    data: list[str] = typer.Option(
+        DEFAULT_RUN_DATA,
+        "--data",
+        "-d",
+        help="Built corpus folder(s), or folder(s) of MIDI files (built on the way).",
+    ),
+    preset: str = typer.Option("small", help=TRAIN_HELP["preset"]),
+    n_layer: int | None = typer.Option(None, help="Layers (overrides the preset)."),
+    n_head: int | None = typer.Option(None, help="Attention heads (overrides the preset)."),
+    n_embd: int | None = typer.Option(None, help="Width (overrides the preset)."),
+    context: int = typer.Option(1024, help=TRAIN_HELP["context"]),
+    dropout: float = typer.Option(0.0, help="Dropout of the new model."),
+    max_steps: int | None = typer.Option(None, help=TRAIN_HELP["max_steps"]),
+    epochs: float | None = typer.Option(None, help=TRAIN_HELP["epochs"]),
+    batch_size: int = typer.Option(16, help=TRAIN_HELP["batch_size"]),
+    grad_accum: int = typer.Option(1, help=TRAIN_HELP["grad_accum"]),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    warmup_steps: int = typer.Option(100, help="Linear warmup steps (then cosine decay)."),
+    weight_decay: float = typer.Option(0.1, help="AdamW weight decay."),
+    transpose: int = typer.Option(5, help=TRAIN_HELP["transpose"]),
+    weights: list[str] = typer.Option([], "--weight", "-w", help=TRAIN_HELP["weights"]),
+    eval_every: int = typer.Option(200, help="Evaluate on the validation split every N steps."),
+    eval_windows: int = typer.Option(64, help=TRAIN_HELP["eval_windows"]),
+    save_every: int = typer.Option(500, help="Keep a checkpoint every N steps."),
+    log_every: int = typer.Option(10, help="Write metrics every N steps."),
+    seed: int = typer.Option(0, help="Seed of the weights and the data order."),
+    compile: str = typer.Option("auto", help=TRAIN_HELP["compile"]),
+    precision: str = typer.Option("auto", help=TRAIN_HELP["precision"]),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Pretrain a GPT-2 from scratch on token shards. Again on the same folder: resumes."""
+    _run_training(ctx, None, **{k: v for k, v in locals().items() if k != "ctx"})
+
+
+@app.command()
+def finetune(
+    ctx: typer.Context,
+    base: str = typer.Option(
+        "default",
+        "--base",
+        "-b",
+        help="Model to start from: a run folder, default (the shipped model), or a GPT-2 "
+        "folder or hub id (the music tokens are added to its tokenizer).",
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder (again: resumes)."),
+    data: list[str] = typer.Option(
+        ..., "--data", "-d", help="Your MIDI folder (built into a corpus), or a built corpus."
+    ),
+    context: int = typer.Option(1024, help=TRAIN_HELP["context"]),
+    dropout: float = typer.Option(0.1, help="Dropout while fine-tuning (small data)."),
+    max_steps: int | None = typer.Option(300, help="Optimizer steps."),
+    epochs: float | None = typer.Option(None, help=TRAIN_HELP["epochs"]),
+    batch_size: int = typer.Option(8, help=TRAIN_HELP["batch_size"]),
+    grad_accum: int = typer.Option(1, help=TRAIN_HELP["grad_accum"]),
+    lr: float = typer.Option(2e-4, help="Peak learning rate."),
+    warmup_steps: int = typer.Option(20, help="Linear warmup steps (then cosine decay)."),
+    weight_decay: float = typer.Option(0.1, help="AdamW weight decay."),
+    transpose: int = typer.Option(5, help=TRAIN_HELP["transpose"]),
+    weights: list[str] = typer.Option([], "--weight", "-w", help=TRAIN_HELP["weights"]),
+    eval_every: int = typer.Option(50, help="Evaluate on the validation split every N steps."),
+    eval_windows: int = typer.Option(0, help=TRAIN_HELP["eval_windows"]),
+    save_every: int = typer.Option(100, help="Keep a checkpoint every N steps."),
+    log_every: int = typer.Option(10, help="Write metrics every N steps."),
+    seed: int = typer.Option(0, help="Seed of the data order."),
+    lora_rank: int = typer.Option(0, help=TRAIN_HELP["lora_rank"]),
+    lora_alpha: int = typer.Option(16, help="LoRA scale numerator (scale = alpha / rank)."),
+    compile: str = typer.Option("auto", help=TRAIN_HELP["compile"]),
+    precision: str = typer.Option("auto", help=TRAIN_HELP["precision"]),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Fine-tune a model on your own MIDI. Again on the same folder: resumes."""
+    options = {k: v for k, v in locals().items() if k not in ("ctx", "base")}
+    _run_training(ctx, base, **options)
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(DEFAULT_CORPUS, "--data", "-d", help="A built corpus folder."),
+    model: str = typer.Option("default", "--model", "-m", help="Model folder, or default."),
+    split: str = typer.Option("test", help="train, valid or test."),
+    baselines: bool = typer.Option(
+        True, help="Also fit and score a unigram and an order-3 Markov model on the same split."
+    ),
+    batch_size: int = typer.Option(8, help="Windows per forward pass."),
+    output: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
+    force: bool = FORCE,
+) -> None:
+    """Loss, perplexity, accuracy and bits per note of a model on a corpus split."""
+    import json
+
+    from music_lm.evaluate import evaluate_model, format_evaluation
+
+    if output is not None and output.exists() and not force:
+        raise OutputExistsError(f"{output}: exists (use --force to overwrite)")
+    result = evaluate_model(model, data, split, baselines, batch_size)
+    typer.echo(format_evaluation(result))
+    if output is not None:
+        output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        typer.echo(f"wrote {output}")
+
+
+def _training_errors() -> tuple[type[Exception], ...]:
+    """The error types of the training modules, when they are loaded (importing them
+    pulls in torch, which the codec commands never need)."""
+    found = []
+    for module, name in (("music_lm.model", "ModelError"), ("music_lm.train", "TrainError")):
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
 def main() -> None:
     """Entry point. Typer handles usage errors itself (usage line, exit 2); a bad input or
     output becomes one line naming the file, and exit code 2."""
@@ -300,7 +500,12 @@ def main() -> None:
         # The reader of our output went away (`music-lm inspect | head`): stop quietly.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
-    except (*INPUT_ERRORS, CorpusError, OSError) as err:  # OutputExistsError is an OSError
+    except (
+        *INPUT_ERRORS,
+        CorpusError,
+        OSError,
+        *_training_errors(),
+    ) as err:  # OutputExistsError is an OSError
         if _state["debug"]:
             raise
         typer.echo(f"music-lm: error: {err}", err=True)

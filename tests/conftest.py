@@ -109,3 +109,48 @@ def simple_midi_file(tmp_path: Path) -> Path:
     path = tmp_path / "simple.mid"
     build_midi(tempo + meter + key, piano, bass, path=path)
     return path
+
+
+# ---- a tiny training corpus ----
+
+TUNE_PPQ = 480
+
+
+def tune(seed: int, notes: int = 24) -> Score:
+    """A one-track piece in 4/4 (piano or flute): random pitches in eighths and quarters."""
+    import random
+
+    from music_lm.score import Note, TempoChange, TimeSignature, Track
+
+    rng = random.Random(seed)
+    events, tick = [], 0
+    for _ in range(notes):
+        length = rng.choice((TUNE_PPQ // 2, TUNE_PPQ))
+        events.append(Note(tick, length, rng.randint(60, 76), rng.choice((64, 96))))
+        tick += length
+    return Score(TUNE_PPQ, [Track(rng.choice((0, 73)), notes=events)],
+                 [TempoChange(0, 100.0)], [TimeSignature(0, 4, 4)])  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tune_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ten generated tunes as MIDI files: a user's song folder."""
+    from music_lm.midi_io import write_midi
+
+    folder = tmp_path_factory.mktemp("tunes") / "midi"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"tune{i}.mid").write_bytes(write_midi(tune(i)))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tune_folder: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The ten tunes built into a corpus (style irish), every split present."""
+    from music_lm.corpus import BuildConfig, build_corpus
+    from music_lm.dataset import Corpus
+
+    root = tmp_path_factory.mktemp("tiny-corpus")
+    config = BuildConfig((f"{tune_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
+    build_corpus(config, root / "corpus", cache_dir=root / "cache", workers=1)
+    return Corpus(root / "corpus")

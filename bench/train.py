@@ -1,0 +1,336 @@
+"""Benchmark training throughput: our loop (music_lm.train) against Hugging Face Trainer.
+
+    .venv/bin/python bench/train.py                       # CPU: the small preset
+    python bench/train.py --presets small base --steps 30 # on a GPU: compiled bf16
+    .venv/bin/python bench/train.py --render              # rewrite the section from the JSON
+
+For each preset, the same GPT-2 (context 1,024) trains on windows of the same size:
+
+* ours: `music_lm.train.train` itself (the code users run: window sampling from a corpus,
+  transposition, the optimizer step, logging), `--steps` steps after `--warmup` steps that
+  are not timed (torch.compile's first steps), tokens/s from its metrics.jsonl;
+* anchor: transformers' `Trainer` on the same model config, batch size and precision,
+  with `torch_compile` when ours compiles, on pre-made windows of the same length,
+  timed by a callback from the end of the warmup steps.
+
+On a GPU both run in bf16 with torch.compile and the figures include the model FLOPs
+utilisation (6 N + 12 L d T FLOPs per token against the GPU's dense bf16 peak). On a CPU
+both run in fp32, eager (compiling pays back only after far more steps than a bench runs).
+
+The corpus: --data (a built corpus folder), or else a synthetic corpus of random valid-
+shaped pieces written under bench/.cache (throughput does not depend on the notes).
+Raw figures go to bench/train_results.json, keyed by device; the "## Training" section of
+RESULTS.md is rendered from all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+from music_lm.model import PRESETS, model_config, new_model  # noqa: E402
+from music_lm.train import PEAK_BF16_FLOPS, TrainConfig, flops_per_token, train  # noqa: E402
+from music_lm.vocab import VOCAB  # noqa: E402
+
+RESULTS = BENCH / "train_results.json"
+SECTION = "## Training"
+CONTEXT = 1024
+
+
+def synthetic_corpus(folder: Path, tokens: int = 600_000) -> Path:
+    """A corpus folder of random pieces (a header, then bar/pos/track/dur/vel/pitch tokens):
+    only its shape matters for speed."""
+    from music_lm.dataset import CORPUS_FORMAT
+
+    if (folder / "manifest.json").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    words = VOCAB.ids
+    pitch, dur, pos = VOCAB.ranges["pitch"], VOCAB.ranges["dur"], VOCAB.ranges["pos"]
+    rows, shards = [], {}
+    for split, share in (("train", 0.9), ("valid", 0.1)):
+        parts, offset = [], 0
+        while offset < tokens * share:
+            body = []
+            for _ in range(40):
+                body += [
+                    words["bar"],
+                    int(rng.choice(pos[:96])),
+                    words["t1"],
+                    int(rng.choice(dur[:48])),
+                    words["v:64"],
+                    int(rng.choice(pitch)),
+                ]
+            ids = [
+                words["piece"],
+                words["style:none"],
+                words["inst:acoustic-grand-piano"],
+                *body,
+                words["end"],
+            ]
+            rows.append(
+                {
+                    "name": f"{split}{len(rows)}",
+                    "source": "synthetic",
+                    "style": "none",
+                    "split": split,
+                    "tokens": len(ids),
+                    "notes": 40,
+                    "transpose": [0, 0],
+                    "fingerprint": str(len(rows)),
+                    "shard": f"{split}-000.bin",
+                    "offset": offset,
+                }
+            )
+            parts.append(np.array(ids, dtype=np.uint16))
+            offset += len(ids)
+        shards[split] = np.concatenate(parts)
+        shards[split].tofile(folder / f"{split}-000.bin")
+    (folder / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    splits = {
+        s: {
+            "pieces": sum(r["split"] == s for r in rows),
+            "notes": 0,
+            "tokens": len(shards.get(s, [])),
+        }
+        for s in ("train", "valid", "test")
+    }
+    manifest = {
+        "format": CORPUS_FORMAT,
+        "version": 1,
+        "vocab_size": len(VOCAB),
+        "vocab_sha256": VOCAB.sha256,
+        "splits": splits,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def device_name() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {torch.get_num_threads()} threads"
+
+
+def peak() -> float | None:
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name(0)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def ours(preset: str, data: Path, batch: int, steps: int, warmup: int, compiled: bool) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = TrainConfig(
+            data=(str(data),),
+            output=f"{tmp}/run",
+            preset=preset,
+            context=CONTEXT,
+            batch_size=batch,
+            max_steps=warmup + steps,
+            eval_every=10**9,
+            save_every=10**9,
+            log_every=1,
+            progress=False,
+            compile="on" if compiled else "off",
+            warmup_steps=10,
+        )
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        train(config, log=lambda _m: None)
+        rows = [json.loads(x) for x in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
+    timed = [r for r in rows if r["step"] > warmup and "val_loss" not in r]
+    seconds = sum(batch * CONTEXT / r["tokens_per_s"] for r in timed)
+    return {"tokens_per_s": len(timed) * batch * CONTEXT / seconds, **memory()}
+
+
+def anchor(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> dict:
+    """transformers.Trainer on the same model and window shape."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    class Windows(torch.utils.data.Dataset):
+        def __init__(self, count: int) -> None:
+            rng = np.random.default_rng(0)
+            self.ids = torch.from_numpy(rng.integers(2, len(VOCAB), (count, CONTEXT)))
+
+        def __len__(self) -> int:
+            return len(self.ids)
+
+        def __getitem__(self, i: int) -> dict:
+            return {"input_ids": self.ids[i], "labels": self.ids[i]}
+
+    class Clock(TrainerCallback):
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
+
+    gpu = torch.cuda.is_available()
+    model = new_model(model_config(preset, CONTEXT))
+    clock = Clock()
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp,
+            per_device_train_batch_size=batch,
+            max_steps=warmup + steps,
+            learning_rate=1e-3,
+            lr_scheduler_type="cosine",
+            warmup_steps=10,
+            bf16=gpu,
+            torch_compile=compiled,
+            report_to=[],
+            save_strategy="no",
+            logging_strategy="no",
+            dataloader_num_workers=0,
+            optim="adamw_torch_fused",
+            disable_tqdm=True,
+        )
+        if gpu:
+            torch.cuda.reset_peak_memory_stats()
+        Trainer(
+            model=model,
+            args=args,
+            train_dataset=Windows(batch * (warmup + steps)),
+            callbacks=[clock],
+        ).train()
+    seconds = clock.times[-1] - clock.times[warmup - 1]
+    return {"tokens_per_s": steps * batch * CONTEXT / seconds, **memory()}
+
+
+def memory() -> dict:
+    if torch.cuda.is_available():
+        return {"peak_gib": torch.cuda.max_memory_allocated() / 2**30}
+    import resource
+
+    return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def render(results: dict) -> str:
+    lines = [
+        SECTION,
+        "",
+        "`bench/train.py`: training tokens/s of our loop (`music-lm train`, windows from a",
+        "corpus, everything included) against transformers' `Trainer` on the same GPT-2 and",
+        "window shape (context 1,024), after warmup steps that are not timed. MFU: model",
+        "FLOPs utilisation, 6 N + 12 L d T FLOPs per token against the GPU's dense bf16 peak.",
+        "",
+    ]
+    for device, entry in results.items():
+        lines += [
+            f"**{device}** ({entry['date']}, torch {entry['torch']}, "
+            f"{entry['precision']}{', compiled' if entry['compiled'] else ', eager'}, "
+            f"{entry['steps']} timed steps)",
+            "",
+            "| preset | parameters | batch | ours tokens/s | Trainer tokens/s | ours / Trainer "
+            "| ours MFU | Trainer MFU | ours peak memory |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for preset, r in entry["presets"].items():
+            mfu = lambda x: f"{x:.1%}" if x is not None else "n/a"  # noqa: E731
+            mem = r["ours"].get("peak_gib", r["ours"].get("peak_rss_gib"))
+            lines.append(
+                f"| {preset} | {r['parameters'] / 1e6:.1f} M | {r['batch']} "
+                f"| {r['ours']['tokens_per_s']:,.0f} | {r['anchor']['tokens_per_s']:,.0f} "
+                f"| {r['ours']['tokens_per_s'] / r['anchor']['tokens_per_s']:.2f}× "
+                f"| {mfu(r['ours'].get('mfu'))} | {mfu(r['anchor'].get('mfu'))} | {mem:.2f} GiB |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_section(text: str) -> None:
+    path = BENCH / "RESULTS.md"
+    current = path.read_text()
+    if SECTION in current:
+        start = current.index(SECTION)
+        end = current.find("\n## ", start + 1)
+        current = current[:start] + text + ("\n" + current[end + 1 :] if end != -1 else "")
+    else:
+        current = current.rstrip() + "\n\n" + text
+    path.write_text(current.rstrip() + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    gpu = torch.cuda.is_available()
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        default=["small", "base"] if gpu else ["small"],
+        choices=list(PRESETS),
+    )
+    parser.add_argument("--batch", type=int, default=32 if gpu else 8)
+    parser.add_argument("--steps", type=int, default=30 if gpu else 8)
+    parser.add_argument("--warmup", type=int, default=10 if gpu else 2)
+    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--render", action="store_true")
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text()) if args.results.is_file() else {}
+    if not args.render:
+        compiled = args.compile == "on" or (args.compile == "auto" and gpu)
+        data = args.data or synthetic_corpus(BENCH / ".cache" / "train-synthetic")
+        entry = {
+            "date": time.strftime("%Y-%m-%d"),
+            "torch": torch.__version__,
+            "precision": "bf16" if gpu else "fp32",
+            "compiled": compiled,
+            "steps": args.steps,
+            "presets": {},
+        }
+        for preset in args.presets:
+            model = new_model(model_config(preset, CONTEXT))
+            fpt = flops_per_token(model, CONTEXT)
+            figures = {
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "batch": args.batch,
+                "flops_per_token": fpt,
+            }
+            for name in ("ours", "anchor"):
+                if name == "ours":
+                    r = ours(preset, data, args.batch, args.steps, args.warmup, compiled)
+                else:
+                    r = anchor(preset, args.batch, args.steps, args.warmup, compiled)
+                r["mfu"] = r["tokens_per_s"] * fpt / peak() if peak() else None
+                figures[name] = r
+                print(
+                    f"{preset} {name}: {r['tokens_per_s']:,.0f} tokens/s"
+                    + (f", MFU {r['mfu']:.1%}" if r["mfu"] else ""),
+                    flush=True,
+                )
+            entry["presets"][preset] = figures
+        results[device_name()] = entry
+        args.results.write_text(json.dumps(results, indent=2) + "\n")
+    if args.results == RESULTS:
+        write_section(render(results))
+    else:
+        print(render(results))
+
+
+if __name__ == "__main__":
+    main()

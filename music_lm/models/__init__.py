@@ -1,0 +1,1 @@
+"""Models shipped with the package: `default/` is what `--model default` loads."""

@@ -1,0 +1,804 @@
+"""Pretraining and fine-tuning: the loop, checkpoints, resume and metrics.
+
+    config = TrainConfig(data=("data/corpus",), output="runs/small", preset="small",
+                         max_steps=5000)
+    train(config)
+
+One loop for both jobs: pretraining starts from a fresh GPT-2 of a preset size;
+fine-tuning (`base=...`) starts from a model folder, the shipped default, or a text
+GPT-2 whose tokenizer gets the music tokens added. Data is one or more built corpora;
+a folder of MIDI files is built into a corpus inside the run folder on the way.
+
+The loop runs under Hugging Face Accelerate, so the same code runs on a CPU, a GPU or
+several (`accelerate launch -m music_lm.cli train ...`). Windows are packed: pieces
+follow each other in a window, separated by their own `end`/`piece` tokens, so no
+attention mask is needed and no compute goes to padding.
+
+Run folder:
+
+    runs/NAME/
+      config.json model.safetensors tokenizer.json music_lm.json ...   best by validation
+      checkpoint-500/  checkpoint-1000/ ...   every --save-every steps, all kept, each a
+                                              model folder plus training_state.pt
+      train_config.json   the settings (resume checks them)
+      metrics.jsonl       one JSON object per logged step
+      loss.png  tb/       curves, TensorBoard events
+
+Every folder is written beside its place and renamed into it, so an interruption
+(even `kill -9`) leaves only whole checkpoints; running the same command again
+resumes from the last one and computes the same next-step loss as a run that was
+never interrupted (the model, optimizer, schedule and every random state are saved).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.functional import cross_entropy
+
+from music_lm.dataset import Corpus, WindowSampler, sequential_windows
+from music_lm.model import (
+    LOSS_GROUPS,
+    NOTE_FAMILIES,
+    ModelError,
+    TokenMap,
+    count_parameters,
+    model_config,
+    model_meta,
+    new_model,
+    publish_files,
+    read_meta,
+    replace_folder,
+    resolve_model_path,
+    save_model_folder,
+    token_map_of,
+    window_token_families,
+)
+from music_lm.sources import CorpusError
+from music_lm.vocab import VOCAB
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "training_state.pt"
+CONFIG_FILE = "train_config.json"
+METRICS_FILE = "metrics.jsonl"
+RUN_FORMAT = "music_lm-run"
+
+# Peak dense bf16 tensor throughput, for the model FLOPs utilisation (MFU).
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+class TrainError(ValueError):
+    """Settings or a run folder that cannot be trained; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on; saved as train_config.json in the run folder."""
+
+    data: tuple[str, ...]
+    output: str
+    base: str | None = None  # fine-tuning: a model folder, "default", or a hub id
+    preset: str = "small"
+    n_layer: int | None = None
+    n_head: int | None = None
+    n_embd: int | None = None
+    context: int = 1024
+    dropout: float = 0.0
+    max_steps: int | None = None  # else from epochs
+    epochs: float | None = None  # passes over the training tokens (default 1)
+    batch_size: int = 16  # windows per micro-batch, per device
+    grad_accum: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    transpose: int = 5  # random transposition of each piece, ± semitones
+    weights: dict[str, float] = field(default_factory=dict)  # mixing, by source or style
+    eval_every: int = 200
+    eval_windows: int = 64  # validation windows per evaluation (0: the whole split)
+    save_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+    compile: str = "auto"  # auto (on a GPU), on, off
+    precision: str = "auto"  # auto (bf16 on a GPU that has it), bf16, fp32
+    lora_rank: int = 0  # > 0: train LoRA adapters (peft), merged into the saved weights
+    lora_alpha: int = 16
+    progress: bool | None = None  # progress bar; None: when on a terminal
+
+    def __post_init__(self) -> None:
+        # Paths are kept as text, so the settings round-trip through JSON unchanged.
+        object.__setattr__(self, "output", str(self.output))
+        object.__setattr__(self, "data", tuple(str(d) for d in self.data))
+        object.__setattr__(self, "weights", dict(self.weights))
+        if not self.data:
+            raise TrainError("no training data: give --data with a corpus or MIDI folder")
+        checks = (
+            (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
+            (self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}"),
+            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
+            (self.max_steps is None or self.max_steps >= 1,
+             f"--max-steps must be >= 1, got {self.max_steps}"),
+            (self.epochs is None or self.epochs > 0, f"--epochs must be > 0, got {self.epochs}"),
+            (self.eval_every >= 1, f"--eval-every must be >= 1, got {self.eval_every}"),
+            (self.save_every >= 1, f"--save-every must be >= 1, got {self.save_every}"),
+            (self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}"),
+            (self.compile in ("auto", "on", "off"),
+             f"--compile must be auto, on or off, got {self.compile!r}"),
+            (self.precision in ("auto", "bf16", "fp32"),
+             f"--precision must be auto, bf16 or fp32, got {self.precision!r}"),
+            (self.lora_rank >= 0, f"--lora-rank must be >= 0, got {self.lora_rank}"),
+            (0 <= self.transpose <= 12, f"--transpose must be 0..12, got {self.transpose}"),
+        )  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise TrainError(message)
+
+    def to_json(self) -> dict:
+        return {"format": RUN_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["data"] = tuple(values["data"])
+        return cls(**values)
+
+
+# Settings that may change when a run is resumed: they do not change what was trained.
+RESUMABLE_CHANGES = frozenset(
+    {"max_steps", "epochs", "eval_every", "eval_windows", "save_every", "log_every",
+     "progress", "compile", "output"}
+)  # fmt: skip
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    step: int
+    best_val_loss: float | None
+    metrics: dict
+    resumed_from: int | None
+
+
+# ---- data ----
+
+
+def prepare_data(paths: Sequence[str], run: Path, log: Callable[[str], None]) -> list[Corpus]:
+    """Corpus folders as they are; a folder of MIDI files is built into a corpus inside the
+    run folder first (10 % held out for validation, encodings cached)."""
+    corpora = []
+    for number, name in enumerate(paths):
+        path = Path(name)
+        if (path / "manifest.json").is_file():
+            corpora.append(Corpus(path))
+            continue
+        if not path.is_dir():
+            raise CorpusError(f"{path}: no such corpus or MIDI folder")
+        from music_lm.corpus import BuildConfig, build_corpus
+
+        target = run / f"corpus-{number}"
+        log(f"{path}: a folder of MIDI files; building its corpus in {target}")
+        config = BuildConfig((str(path),), valid_fraction=0.1, test_fraction=0.0)
+        build_corpus(config, target, progress=False, log=log)
+        corpora.append(Corpus(target))
+    return corpora
+
+
+def train_tokens(corpora: Sequence[Corpus]) -> int:
+    return sum(c.manifest["splits"]["train"]["tokens"] for c in corpora)
+
+
+def has_split(corpora: Sequence[Corpus], split: str) -> bool:
+    return any(c.split(split) for c in corpora)
+
+
+# ---- evaluation ----
+
+
+_GROUP_OF = None
+
+
+def _groups(device: torch.device) -> torch.Tensor:
+    global _GROUP_OF
+    if _GROUP_OF is None:
+        _GROUP_OF = torch.from_numpy(window_token_families())
+    return _GROUP_OF.to(device)
+
+
+def _note_mask(targets: torch.Tensor) -> torch.Tensor:
+    mask = torch.zeros(len(VOCAB), dtype=torch.bool)
+    for family in NOTE_FAMILIES:
+        mask[list(VOCAB.ranges[family])] = True
+    return mask.to(targets.device)[targets]
+
+
+class Tally:
+    """Sums of a loss over tokens, by loss group, for one evaluation."""
+
+    def __init__(self, device: torch.device) -> None:
+        groups = len(LOSS_GROUPS)
+        self.sums = torch.zeros(3 + 2 * groups, dtype=torch.float64, device=device)
+
+    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        logits = logits.float().reshape(-1, logits.shape[-1])
+        targets = targets.reshape(-1)
+        nll = cross_entropy(logits, targets, reduction="none").double()
+        correct = (logits.argmax(-1) == targets).double()
+        group = _groups(targets.device)[targets]
+        n = len(LOSS_GROUPS)
+        self.sums[0] += nll.sum()
+        self.sums[1] += correct.sum()
+        self.sums[2] += _note_mask(targets).sum()
+        self.sums[3 : 3 + n] += torch.bincount(group, weights=nll, minlength=n)
+        self.sums[3 + n :] += torch.bincount(group, minlength=n).double()
+
+    def result(self, tokens: int | None = None) -> dict:
+        n = len(LOSS_GROUPS)
+        sums = self.sums.tolist()
+        counts = sums[3 + n :]
+        total = sum(counts)
+        loss = sums[0] / max(total, 1)
+        out = {
+            "loss": loss,
+            "accuracy": sums[1] / max(total, 1),
+            "perplexity": math.exp(min(loss, 50.0)),
+            "bits_per_note": sums[0] / math.log(2) / sums[2] if sums[2] else None,
+            "tokens": int(total),
+            "notes": int(sums[2]),
+        }
+        for g, (name, _) in enumerate(LOSS_GROUPS):
+            if counts[g]:
+                out[f"loss_{name}"] = sums[3 + g] / counts[g]
+        return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    corpora: Sequence[Corpus],
+    split: str = "valid",
+    context: int = 1024,
+    max_windows: int = 0,
+    batch_size: int = 8,
+    token_map: TokenMap = TokenMap(),
+    device: torch.device | str = "cpu",
+    autocast: Callable | None = None,
+    rank: int = 0,
+    world: int = 1,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict:
+    """Loss, accuracy, perplexity, bits per note and loss per token group over a split.
+
+    The split is read as consecutive windows (each token predicted once, with up to
+    `context - 1` tokens before it, untransposed). `max_windows` takes that many windows
+    spread evenly over the split (0: all), so a quick evaluation still sees every style.
+    """
+    device = torch.device(device)
+    windows = [w for c in corpora for w in sequential_windows(c, split, context)]
+    if not windows:
+        raise CorpusError(f"the {split!r} split is empty: nothing to evaluate")
+    if max_windows and len(windows) > max_windows:
+        picks = np.linspace(0, len(windows) - 1, max_windows).round().astype(int)
+        windows = [windows[i] for i in picks]
+    windows = windows[rank::world]
+    was_training = model.training
+    model.eval()
+    tally = Tally(device)
+    for start in range(0, len(windows), batch_size):
+        for length in sorted({len(w) for w in windows[start : start + batch_size]}):
+            group = [w for w in windows[start : start + batch_size] if len(w) == length]
+            batch = torch.from_numpy(np.stack(group)).to(device)
+            inputs = token_map.to_model(batch[:, :-1])
+            with autocast() if autocast else nullcontext():
+                logits = model(input_ids=inputs).logits
+            tally.add(token_map.music_logits(logits), batch[:, 1:])
+    if reduce is not None:
+        tally.sums = reduce(tally.sums)
+    model.train(was_training)
+    return tally.result()
+
+
+# ---- the schedule and the optimizer ----
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine down to `min_ratio` at `total` steps."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
+    """AdamW, fused where the device supports it; no weight decay on biases and norms."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    fused = device.type in ("cuda", "cpu")
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+
+
+# ---- building the model ----
+
+
+def build_model(config: TrainConfig, log: Callable[[str], None]):
+    """(model, token_map, tokenizer, meta_base): a fresh GPT-2 or the base to fine-tune."""
+    if config.base is None:
+        mc = model_config(config.preset, config.context, config.dropout,
+                          config.n_layer, config.n_head, config.n_embd)  # fmt: skip
+        torch.manual_seed(config.seed)
+        return new_model(mc), TokenMap(), None, None
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(config.base)
+    local = Path(path).is_dir()
+    meta = read_meta(path) if local else None
+    model = AutoModelForCausalLM.from_pretrained(
+        path, use_safetensors=True, dtype=torch.float32, attn_implementation="sdpa"
+    )
+    if getattr(model.config, "model_type", None) != "gpt2":
+        raise ModelError(f"{config.base}: a {model.config.model_type} model; music_lm trains GPT-2")
+    if config.dropout:
+        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+            setattr(model.config, name, config.dropout)
+    if meta is not None:
+        log(f"fine-tuning {path}")
+        return model, token_map_of(meta), None, path
+    from music_lm.model import music_tokens_for
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer, token_map = music_tokens_for(tokenizer)
+    model.resize_token_embeddings(len(tokenizer))
+    log(f"fine-tuning {path}: a text model; {len(VOCAB)} music tokens added to its tokenizer, "
+        f"embeddings resized to {len(tokenizer)}")  # fmt: skip
+    return model, token_map, tokenizer, path
+
+
+def add_lora(model: torch.nn.Module, config: TrainConfig):
+    """Wrap `model` with LoRA adapters on every attention and MLP projection."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=["c_attn", "c_proj", "c_fc"],
+        fan_in_fan_out=True,  # GPT-2's Conv1D stores weights transposed
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        # peft asks transformers for a property that transformers 5 deprecated: not ours.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        return get_peft_model(model, lora)
+
+
+def plain_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The GPT-2 to save: LoRA adapters merged into a copy (the training model keeps them)."""
+    if hasattr(model, "merge_and_unload"):
+        import copy
+
+        return copy.deepcopy(model).merge_and_unload()
+    return model
+
+
+# ---- checkpoints ----
+
+
+def checkpoints(run: Path) -> list[tuple[int, Path]]:
+    """The complete checkpoints of a run, by step."""
+    found = []
+    for path in run.glob(f"{CHECKPOINT_PREFIX}*"):
+        step = path.name.removeprefix(CHECKPOINT_PREFIX)
+        if step.isdigit() and (path / STATE_FILE).is_file():
+            found.append((int(step), path))
+    return sorted(found)
+
+
+def _rng_state(sampler: WindowSampler) -> dict:
+    state = {"torch": torch.get_rng_state(), "sampler": sampler.rng.bit_generator.state}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, sampler: WindowSampler) -> None:
+    torch.set_rng_state(state["torch"])
+    sampler.rng.bit_generator.state = state["sampler"]
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---- metrics output ----
+
+
+class MetricsLog:
+    """metrics.jsonl (one object per logged step), TensorBoard events and loss.png."""
+
+    def __init__(self, run: Path, resume_step: int) -> None:
+        self.path = run / METRICS_FILE
+        self.rows: list[dict] = []
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a kill
+                if row.get("step", 0) <= resume_step:
+                    self.rows.append(row)
+            # Rows after the checkpoint we resume from will be computed again.
+            self._rewrite()
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run / "tb"), purge_step=resume_step + 1)
+        except ImportError:  # tensorboard is optional
+            pass
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.rows), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def write(self, row: dict) -> None:
+        self.rows.append(row)
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)) and value is not None:
+                    tag = key.replace("val_", "val/").replace("train_", "train/")
+                    self.writer.add_scalar(tag, value, row["step"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def plot_losses(rows: Sequence[dict], path: Path) -> Path:
+    """loss.png: training and validation loss by step (and bits per note)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    train = [(r["step"], r["train_loss"]) for r in rows if r.get("train_loss") is not None]
+    val = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss", color="#4477aa", lw=1)
+    if val:
+        ax.plot(*zip(*val, strict=True), "o-", label="validation loss", color="#ee6677", ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per token)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+    bpn = [(r["step"], r["val_bits_per_note"]) for r in rows if r.get("val_bits_per_note")]
+    if bpn:
+        twin = ax.twinx()
+        twin.plot(*zip(*bpn, strict=True), "s--", color="#228833", ms=3, lw=1,
+                  label="validation bits per note")  # fmt: skip
+        twin.set_ylabel("bits per note")
+        twin.legend(loc="upper center")
+    ax.set_title(path.parent.name)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+# ---- the run ----
+
+
+def _peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def flops_per_token(model: torch.nn.Module, context: int) -> float:
+    """Training FLOPs per token: 6 N for the weights plus 12 L d T for attention (PaLM)."""
+    config = model.config
+    n = count_parameters(model, embeddings=False)
+    return 6 * n + 12 * config.n_layer * config.n_embd * context
+
+
+def _resolve_config(config: TrainConfig, run: Path, given: set[str]) -> TrainConfig:
+    """The settings of a run folder that exists, with the changes a resume may make."""
+    saved_path = run / CONFIG_FILE
+    if not saved_path.is_file():
+        if run.exists() and any(p for p in run.iterdir() if not p.name.startswith(".")):
+            raise TrainError(
+                f"{run}: exists and is not a music_lm run folder; choose another --output"
+            )
+        return config
+    try:
+        saved = TrainConfig.from_json(json.loads(saved_path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, KeyError) as err:
+        raise TrainError(f"{saved_path}: unreadable run settings ({err})") from None
+    changed = {
+        name for name in given
+        if getattr(config, name) != getattr(saved, name) and name not in RESUMABLE_CHANGES
+    }  # fmt: skip
+    if changed:
+        was = ", ".join(f"{n}={getattr(saved, n)!r}" for n in sorted(changed))
+        raise TrainError(
+            f"{run}: this run was started with {was}; resuming cannot change that "
+            f"(use another --output for a new run)"
+        )
+    return replace(saved, **{n: getattr(config, n) for n in given if n in RESUMABLE_CHANGES})
+
+
+def train(
+    config: TrainConfig,
+    given: set[str] | None = None,
+    log: Callable[[str], None] | None = None,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train (or resume) the run in `config.output`.
+
+    `given`: the settings the user set explicitly (the CLI passes its flags); on resume,
+    only those that do not change the run may differ from the saved ones. `stop_after`
+    stops after that many steps of this session, as an interruption would (tests)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    log = log or (lambda message: print(message, file=sys.stderr))
+    run = Path(config.output)
+    given = set(given) if given is not None else {f.name for f in fields(TrainConfig)}
+    config = _resolve_config(config, run, given)
+
+    cuda = torch.cuda.is_available()
+    bf16 = config.precision == "bf16" or (
+        config.precision == "auto" and cuda and torch.cuda.is_bf16_supported()
+    )
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
+    device = accelerator.device
+    main = accelerator.is_main_process
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        for stale in run.glob(".*.tmp"):  # left by an interrupted save
+            shutil.rmtree(stale, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    corpora = prepare_data(config.data, run, log) if main else None
+    accelerator.wait_for_everyone()
+    if not main:
+        corpora = [Corpus(p) if (Path(p) / "manifest.json").is_file()
+                   else Corpus(run / f"corpus-{i}") for i, p in enumerate(config.data)]  # fmt: skip
+    if not has_split(corpora, "valid"):
+        raise TrainError(f"{', '.join(config.data)}: no validation pieces; build the corpus "
+                         "with --valid > 0")  # fmt: skip
+
+    set_seed(config.seed)
+    model, token_map, tokenizer, base_path = build_model(config, log)
+    context = min(config.context, int(model.config.n_positions))
+    if config.lora_rank:
+        model = add_lora(model, config)
+    tokens_per_step = config.batch_size * config.grad_accum * context * world
+    max_steps = config.max_steps or max(
+        1, math.ceil((config.epochs or 1.0) * train_tokens(corpora) / tokens_per_step)
+    )
+    warmup = min(config.warmup_steps, max(1, max_steps // 10))
+
+    sampler = WindowSampler(corpora, "train", block_size=context, transpose=config.transpose,
+                            weights=config.weights or None,
+                            seed=config.seed * 1000 + rank)  # fmt: skip
+    model.to(device)
+    model.train()
+    optimizer = make_optimizer(model, config, device)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup, max_steps, config.min_lr_ratio)
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    step, best, tokens_seen, elapsed_before, resumed_from = 0, None, 0, 0.0, None
+    found = checkpoints(run)
+    if found:
+        resumed_from, path = found[-1]
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        _load_weights(accelerator.unwrap_model(model), path, config)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, best = int(state["step"]), state["best_val_loss"]
+        tokens_seen, elapsed_before = int(state["tokens_seen"]), float(state["elapsed_s"])
+        ranks = state["rng"]
+        if len(ranks) == world:
+            _set_rng_state(ranks[rank], sampler)
+        else:
+            log(f"resuming on {world} processes a run saved on {len(ranks)}: the data order "
+                "changes")  # fmt: skip
+        log(f"resuming {run} from step {step}")
+    if main:
+        (run / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
+
+    compiled = model
+    if config.compile == "on" or (config.compile == "auto" and cuda):
+        compiled = torch.compile(model)
+
+    n_params = count_parameters(accelerator.unwrap_model(model))
+    fpt = flops_per_token(plain_model_config_holder(model), context)
+    peak = _peak_flops(device)
+    metrics_log = MetricsLog(run, step) if main else None
+    if main:
+        log(f"{n_params / 1e6:.2f} M parameters, context {context}, {max_steps} steps of "
+            f"{tokens_per_step:,} tokens on {world} × {device.type}"
+            f"{' bf16' if bf16 else ''}{' compiled' if compiled is not model else ''}")  # fmt: skip
+
+    def autocast():
+        return accelerator.autocast()
+
+    def run_eval() -> dict:
+        result = evaluate(compiled, corpora, "valid", context, config.eval_windows,
+                          config.batch_size, token_map, device, autocast, rank, world,
+                          reduce=lambda t: accelerator.reduce(t, reduction="sum"))  # fmt: skip
+        return {f"val_{k}": v for k, v in result.items() if k not in ("tokens", "notes")}
+
+    def save(step: int, val: dict | None, checkpoint: bool, is_best: bool) -> None:
+        from accelerate.utils import gather_object
+
+        states = gather_object([_rng_state(sampler)])
+        if not main:
+            return
+        plain = plain_model(accelerator.unwrap_model(model))
+        summary = {"step": step, "tokens_seen": tokens_seen, "max_steps": max_steps,
+                   "parameters": n_params, "context": context, **(val or {})}  # fmt: skip
+        meta = model_meta(token_map, summary, base=base_path)
+        if is_best:
+            top = run / ".best.tmp"
+            shutil.rmtree(top, ignore_errors=True)
+            save_model_folder(plain, top, meta, tokenizer)
+            publish_files(top, run)
+        if not checkpoint:
+            return
+        staging = run / f".{CHECKPOINT_PREFIX}{step}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        save_model_folder(plain, staging, meta, tokenizer)
+        if config.lora_rank:
+            accelerator.unwrap_model(model).save_pretrained(staging / "adapter")
+        state = {
+            "step": step,
+            "best_val_loss": best,
+            "tokens_seen": tokens_seen,
+            "elapsed_s": elapsed_before + (time.perf_counter() - started),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": states,
+        }
+        torch.save(state, staging / STATE_FILE)
+        with open(staging / STATE_FILE, "rb") as handle:
+            os.fsync(handle.fileno())
+        replace_folder(staging, run / f"{CHECKPOINT_PREFIX}{step}")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=max_steps, initial=step, unit="step", dynamic_ncols=True,
+               disable=(not main) or (config.progress is False) or
+               (config.progress is None and not sys.stderr.isatty()))  # fmt: skip
+    started = time.perf_counter()
+    window_started, window_tokens = started, 0
+    session_steps = 0
+    last_row: dict = {}
+    while step < max_steps:
+        loss_sum = torch.zeros((), device=device)
+        for micro in range(config.grad_accum):
+            batch = torch.from_numpy(sampler.batch(config.batch_size)).to(device)
+            inputs, targets = token_map.to_model(batch[:, :-1]), token_map.to_model(batch[:, 1:])
+            sync = micro == config.grad_accum - 1
+            with nullcontext() if sync else accelerator.no_sync(model), autocast():
+                logits = compiled(input_ids=inputs).logits
+                loss = cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                       targets.reshape(-1))  # fmt: skip
+            accelerator.backward(loss / config.grad_accum)
+            loss_sum += loss.detach()
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        session_steps += 1
+        tokens_seen += tokens_per_step
+        window_tokens += tokens_per_step
+        bar.update(1)
+
+        if step % config.log_every == 0 or step % config.eval_every == 0 or step == max_steps:
+            train_loss = accelerator.reduce(loss_sum / config.grad_accum, reduction="mean")
+            now = time.perf_counter()
+            tokens_per_s = window_tokens / max(now - window_started, 1e-9)
+            window_started, window_tokens = now, 0
+            row = {
+                "step": step,
+                "train_loss": float(train_loss),
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "tokens_seen": tokens_seen,
+                "tokens_per_s": tokens_per_s,
+                "elapsed_s": elapsed_before + (now - started),
+            }
+            if peak:
+                row["mfu"] = tokens_per_s * fpt / (peak * world)
+            is_best = False
+            if step % config.eval_every == 0 or step == max_steps:
+                val = run_eval()
+                row.update(val)
+                is_best = best is None or val["val_loss"] < best
+                if is_best:
+                    best = val["val_loss"]
+                window_started = time.perf_counter()  # evaluation time is not training speed
+            if main:
+                metrics_log.write(row)
+                bar.set_postfix(loss=f"{row['train_loss']:.3f}",
+                                tok_s=f"{tokens_per_s:,.0f}")  # fmt: skip
+                if "val_loss" in row:
+                    plot_losses(metrics_log.rows, run / "loss.png")
+                    if bar.disable:
+                        log(f"step {step}/{max_steps}: train {row['train_loss']:.4f}, "
+                            f"validation {row['val_loss']:.4f} "
+                            f"({row['val_bits_per_note']:.2f} bits per note), "
+                            f"{tokens_per_s:,.0f} tokens/s")  # fmt: skip
+            last_row = row
+        else:
+            is_best = False
+        checkpoint = step % config.save_every == 0 or step == max_steps
+        if checkpoint or is_best:
+            val = {k: v for k, v in last_row.items() if k.startswith("val_")} if is_best else None
+            save(step, val, checkpoint, is_best)
+        if stop_after is not None and session_steps >= stop_after:
+            break
+    bar.close()
+    if main:
+        metrics_log.close()
+    accelerator.wait_for_everyone()
+    return TrainResult(run, step, best, last_row, resumed_from)
+
+
+def plain_model_config_holder(model: torch.nn.Module) -> torch.nn.Module:
+    """The module that carries the GPT-2 config and transformer (under LoRA: the base)."""
+    inner = getattr(model, "module", model)
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    return inner
+
+
+def _load_weights(model: torch.nn.Module, checkpoint: Path, config: TrainConfig) -> None:
+    """Put a checkpoint's weights into the training model (for LoRA: its adapters)."""
+    if config.lora_rank:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        adapter = load_file(str(checkpoint / "adapter" / "adapter_model.safetensors"))
+        set_peft_model_state_dict(model, adapter)
+        return
+    from safetensors.torch import load_file
+
+    state = load_file(str(checkpoint / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Tied output weights are saved once; anything else missing is a foreign checkpoint.
+    missing = [m for m in missing if m != "lm_head.weight"]
+    if missing or unexpected:
+        raise TrainError(f"{checkpoint}: weights do not fit the model "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")  # fmt: skip
