@@ -360,6 +360,8 @@ def _run_training(ctx: typer.Context, base: str | None, **options) -> None:
     typer.echo(f"{result.run}: step {result.step}{best}")
 
 
+FINETUNE_STEPS = 300  # a few hundred steps suit a folder of songs; see docs/training.md
+
 TRAIN_HELP = {
     "preset": "Model size: tiny, small (6 M parameters) or base (25 M).",
     "max_steps": "Optimizer steps (default: --epochs over the training tokens).",
@@ -430,7 +432,9 @@ def finetune(
     ),
     context: int = typer.Option(1024, help=TRAIN_HELP["context"]),
     dropout: float = typer.Option(0.1, help="Dropout while fine-tuning (small data)."),
-    max_steps: int | None = typer.Option(300, help="Optimizer steps."),
+    max_steps: int | None = typer.Option(
+        None, help="Optimizer steps (default 300, or from --epochs when given)."
+    ),
     epochs: float | None = typer.Option(None, help=TRAIN_HELP["epochs"]),
     batch_size: int = typer.Option(8, help=TRAIN_HELP["batch_size"]),
     grad_accum: int = typer.Option(1, help=TRAIN_HELP["grad_accum"]),
@@ -452,6 +456,8 @@ def finetune(
 ) -> None:
     """Fine-tune a model on your own MIDI. Again on the same folder: resumes."""
     options = {k: v for k, v in locals().items() if k not in ("ctx", "base")}
+    if max_steps is None and epochs is None:
+        options["max_steps"] = FINETUNE_STEPS
     _run_training(ctx, base, **options)
 
 
@@ -472,6 +478,8 @@ def evaluate(
 
     from music_lm.evaluate import evaluate_model, format_evaluation
 
+    if batch_size < 1:
+        raise typer.BadParameter(f"--batch-size must be >= 1, got {batch_size}")
     if output is not None and output.exists() and not force:
         raise OutputExistsError(f"{output}: exists (use --force to overwrite)")
     result = evaluate_model(model, data, split, baselines, batch_size)

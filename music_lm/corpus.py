@@ -159,6 +159,9 @@ def _encode_job(job: tuple[str, Item, bool]) -> tuple[str, Encoding]:
     return key, encode_item(item, data, sustain)
 
 
+TASKS_PER_WORKER = 200  # chunks a worker process encodes before a fresh one takes over
+
+
 def _encode_chunk(jobs: list[tuple[str, Item, bool]]) -> list[tuple[str, Encoding]]:
     return [_encode_job(job) for job in jobs]
 
@@ -291,26 +294,30 @@ def encode_all(
                 bar.update()
             return
         # spawn, not fork: the parent may hold threads (the progress bar's) and
-        # music21's caches; each worker starts clean and is replaced now and then.
+        # music21's caches; each worker starts clean. Workers are replaced every
+        # TASKS_PER_WORKER chunks by starting a fresh executor: music21 keeps caches
+        # that grow. (Not with max_tasks_per_child: on CPython 3.11 an executor that
+        # replaces its workers can hang for good once the first worker retires.)
         # An executor, not a Pool: a worker that dies (out of memory) stops the build
         # with an error instead of a hang.
-        options: dict = {"mp_context": multiprocessing.get_context("spawn")}
-        if sys.version_info >= (3, 11):
-            options["max_tasks_per_child"] = 200
+        context = multiprocessing.get_context("spawn")
         # small chunks: pieces differ 1,000-fold in work, and the bar moves smoothly
         size = max(1, min(8, len(jobs) // (workers * 64)))
         chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-        with ProcessPoolExecutor(workers, initializer=_quiet_worker, **options) as pool:
-            try:
-                for future in as_completed([pool.submit(_encode_chunk, c) for c in chunks]):
-                    for key, enc in future.result():
-                        on_result(key, enc)
-                        bar.update()
-            except BrokenProcessPool:
-                raise CorpusError(
-                    "a worker process died while encoding (out of memory?); what was "
-                    "encoded is cached: build again to go on from there"
-                ) from None
+        per_pool = TASKS_PER_WORKER * workers
+        for start in range(0, len(chunks), per_pool):
+            batch = chunks[start : start + per_pool]
+            with ProcessPoolExecutor(workers, context, initializer=_quiet_worker) as pool:
+                try:
+                    for future in as_completed([pool.submit(_encode_chunk, c) for c in batch]):
+                        for key, enc in future.result():
+                            on_result(key, enc)
+                            bar.update()
+                except BrokenProcessPool:
+                    raise CorpusError(
+                        "a worker process died while encoding (out of memory?); what was "
+                        "encoded is cached: build again to go on from there"
+                    ) from None
 
 
 def _longest_first(jobs: list[tuple[str, Item, bool]]) -> list[tuple[str, Item, bool]]:

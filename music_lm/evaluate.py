@@ -11,6 +11,7 @@ the split but the first; see `music_lm.baselines`).
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -43,6 +44,10 @@ def evaluate_model(
     results = {"gpt2": figures}
     if baselines:
         results |= baseline_report(corpus, "train", split, orders=(0, 3))
+        for figures in results.values():  # NaN (no notes) is not JSON: None instead
+            for key, value in figures.items():
+                if isinstance(value, float) and math.isnan(value):
+                    figures[key] = None
     return {
         "model": loaded.path,
         "parameters": count_parameters(loaded.model),
@@ -61,6 +66,8 @@ def format_evaluation(result: dict) -> str:
         f"{'model':<10} {'loss':>7} {'ppl':>7} {'bits/note':>10} {'tokens':>10}",
     ]
     for name, r in result["results"].items():
-        lines.append(f"{name:<10} {r['loss']:7.4f} {r['perplexity']:7.2f} "
-                     f"{r['bits_per_note']:10.3f} {r['tokens']:10,}")  # fmt: skip
+        bits = r.get("bits_per_note")
+        bits_text = f"{bits:10.3f}" if bits is not None else f"{'-':>10}"
+        lines.append(f"{name:<10} {r['loss']:7.4f} {r['perplexity']:7.2f} {bits_text} "
+                     f"{r['tokens']:10,}")  # fmt: skip
     return "\n".join(lines)

@@ -235,7 +235,14 @@ def resolve_model_path(name: str | Path) -> str:
         if not (path / "config.json").is_file():
             raise ModelError(f"{path}: not a model folder (no config.json)")
         return str(path)
-    if str(name).startswith((".", "/", "~")) or str(name).count("/") > 1:
+    # A hub id is OWNER/NAME or NAME; a path whose first folder exists here (runs/typo) or
+    # that starts like a path is a mistyped folder, not a download.
+    first = Path(str(name).split("/")[0])
+    if (
+        str(name).startswith((".", "/", "~"))
+        or str(name).count("/") > 1
+        or ("/" in str(name) and first.is_dir())
+    ):
         raise ModelError(f"{name}: no such model folder")
     return str(name)
 

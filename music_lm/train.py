@@ -75,7 +75,8 @@ METRICS_FILE = "metrics.jsonl"
 RUN_FORMAT = "music_lm-run"
 
 # Peak dense bf16 tensor throughput, for the model FLOPs utilisation (MFU).
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+# Checked in order: the PCIe H100 has a lower peak than the SXM one.
+PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 class TrainError(ValueError):
@@ -140,6 +141,15 @@ class TrainConfig:
              f"--precision must be auto, bf16 or fp32, got {self.precision!r}"),
             (self.lora_rank >= 0, f"--lora-rank must be >= 0, got {self.lora_rank}"),
             (0 <= self.transpose <= 12, f"--transpose must be 0..12, got {self.transpose}"),
+            (self.context >= 16, f"--context must be at least 16 tokens, got {self.context}"),
+            (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
+            (self.eval_windows >= 0, f"--eval-windows must be >= 0, got {self.eval_windows}"),
+            (self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be 0..1, got {self.min_lr_ratio}"),
+            (all(v >= 0 for v in self.weights.values()) and (not self.weights or
+             any(v > 0 for v in self.weights.values())),
+             f"--weight shares must be >= 0 and not all 0, got {self.weights}"),
         )  # fmt: skip
         for ok, message in checks:
             if not ok:
@@ -315,7 +325,7 @@ def evaluate(
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     """Linear warmup to 1, then cosine down to `min_ratio` at `total` steps."""
-    if step < warmup:
+    if step < warmup:  # warmup 0: none
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
@@ -337,34 +347,64 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.de
 # ---- building the model ----
 
 
+def _set_dropout(model: torch.nn.Module, dropout: float) -> None:
+    """Dropout of a loaded model: the config (saved with it) and every Dropout module (built
+    from the config at load time, so changing the config alone would do nothing)."""
+    for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        setattr(model.config, name, dropout)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = dropout
+
+
 def build_model(config: TrainConfig, log: Callable[[str], None]):
-    """(model, token_map, tokenizer, meta_base): a fresh GPT-2 or the base to fine-tune."""
+    """(model, token_map, tokenizer, base_path): a fresh GPT-2 or the base to fine-tune.
+    The tokenizer is None when the model's vocabulary is the grammar's own."""
     if config.base is None:
         mc = model_config(config.preset, config.context, config.dropout,
                           config.n_layer, config.n_head, config.n_embd)  # fmt: skip
         torch.manual_seed(config.seed)
         return new_model(mc), TokenMap(), None, None
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(config.base)
-    local = Path(path).is_dir()
-    meta = read_meta(path) if local else None
-    model = AutoModelForCausalLM.from_pretrained(
-        path, use_safetensors=True, dtype=torch.float32, attn_implementation="sdpa"
-    )
-    if getattr(model.config, "model_type", None) != "gpt2":
-        raise ModelError(f"{config.base}: a {model.config.model_type} model; music_lm trains GPT-2")
-    if config.dropout:
-        for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
-            setattr(model.config, name, config.dropout)
+    meta = read_meta(path) if Path(path).is_dir() else None
+    try:
+        base_config = AutoConfig.from_pretrained(path)
+        if base_config.model_type != "gpt2":
+            raise ModelError(
+                f"{config.base}: a {base_config.model_type} model; music_lm trains GPT-2"
+            )
+        model = AutoModelForCausalLM.from_pretrained(
+            path, use_safetensors=True, dtype=torch.float32, attn_implementation="sdpa"
+        )
+        tokenizer = (
+            AutoTokenizer.from_pretrained(path)
+            if (meta or {}).get("token_ids") or (meta is None)
+            else None
+        )
+    except OSError as err:  # not found on the hub, no network, no safetensors weights...
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{config.base}: cannot load the model ({first})") from None
+    _set_dropout(model, config.dropout)
     if meta is not None:
         log(f"fine-tuning {path}")
-        return model, token_map_of(meta), None, path
+        return model, token_map_of(meta), tokenizer, path
+    if config.lora_rank:
+        raise TrainError(
+            f"{config.base}: a text model; its new music-token embeddings must be trained in "
+            "full, which LoRA does not do: fine-tune it without --lora-rank first"
+        )
     from music_lm.model import music_tokens_for
 
-    tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer, token_map = music_tokens_for(tokenizer)
     model.resize_token_embeddings(len(tokenizer))
+    # model.generate() through the Auto classes stops at the music `end`, not the text one.
+    for name, word in (("bos_token_id", "piece"), ("eos_token_id", "end"),
+                       ("pad_token_id", "<pad>")):  # fmt: skip
+        music_id = token_map.model_ids[VOCAB.ids[word]]
+        setattr(model.config, name, music_id)
+        setattr(model.generation_config, name, music_id)
     log(f"fine-tuning {path}: a text model; {len(VOCAB)} music tokens added to its tokenizer, "
         f"embeddings resized to {len(tokenizer)}")  # fmt: skip
     return model, token_map, tokenizer, path
@@ -527,13 +567,16 @@ def flops_per_token(model: torch.nn.Module, context: int) -> float:
 
 
 def _resolve_config(config: TrainConfig, run: Path, given: set[str]) -> TrainConfig:
-    """The settings of a run folder that exists, with the changes a resume may make."""
+    """The settings of a run folder that exists, with the changes a resume may make. A run
+    with no checkpoint yet has trained nothing: it starts again with the new settings."""
     saved_path = run / CONFIG_FILE
     if not saved_path.is_file():
         if run.exists() and any(p for p in run.iterdir() if not p.name.startswith(".")):
             raise TrainError(
                 f"{run}: exists and is not a music_lm run folder; choose another --output"
             )
+        return config
+    if not checkpoints(run):
         return config
     try:
         saved = TrainConfig.from_json(json.loads(saved_path.read_text(encoding="utf-8")))
@@ -552,6 +595,38 @@ def _resolve_config(config: TrainConfig, run: Path, given: set[str]) -> TrainCon
     return replace(saved, **{n: getattr(config, n) for n in given if n in RESUMABLE_CHANGES})
 
 
+def _write_json(path: Path, data: dict) -> None:
+    """Write a JSON file whole or not at all (temporary file, flush, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data, indent=2) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _file_sha256(path: Path) -> str | None:
+    import hashlib
+
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _clean_staging(run: Path) -> None:
+    """Remove what an interrupted save left: hidden temporary folders and files."""
+    for stale in run.glob(".*"):
+        if stale.name.endswith((".tmp", ".old")) or ".tmp." in stale.name:
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
+
+
 def train(
     config: TrainConfig,
     given: set[str] | None = None,
@@ -564,12 +639,15 @@ def train(
     only those that do not change the run may differ from the saved ones. `stop_after`
     stops after that many steps of this session, as an interruption would (tests)."""
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import gather_object, set_seed
 
-    log = log or (lambda message: print(message, file=sys.stderr))
     run = Path(config.output)
     given = set(given) if given is not None else {f.name for f in fields(TrainConfig)}
     config = _resolve_config(config, run, given)
+    world_env = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_env > 1 and any(not (Path(d) / "manifest.json").is_file() for d in config.data):
+        raise TrainError("with several processes, --data must be built corpora: build a MIDI "
+                         "folder first with `music-lm corpus build -s DIR -o CORPUS`")  # fmt: skip
 
     cuda = torch.cuda.is_available()
     bf16 = config.precision == "bf16" or (
@@ -579,23 +657,27 @@ def train(
     device = accelerator.device
     main = accelerator.is_main_process
     rank, world = accelerator.process_index, accelerator.num_processes
+    say = log or (lambda message: print(message, file=sys.stderr))
+    log = say if main else (lambda _message: None)
 
+    # The model first: a bad size or base fails before anything is written.
+    set_seed(config.seed)
+    model, token_map, tokenizer, base_path = build_model(config, log)
+    base_sha = _file_sha256(Path(base_path) / "model.safetensors") if base_path else None
     if main:
         run.mkdir(parents=True, exist_ok=True)
-        for stale in run.glob(".*.tmp"):  # left by an interrupted save
-            shutil.rmtree(stale, ignore_errors=True)
-    accelerator.wait_for_everyone()
+        _clean_staging(run)
+        _write_json(run / CONFIG_FILE, config.to_json())
     corpora = prepare_data(config.data, run, log) if main else None
     accelerator.wait_for_everyone()
     if not main:
-        corpora = [Corpus(p) if (Path(p) / "manifest.json").is_file()
-                   else Corpus(run / f"corpus-{i}") for i, p in enumerate(config.data)]  # fmt: skip
+        corpora = [Corpus(d) for d in config.data]
     if not has_split(corpora, "valid"):
-        raise TrainError(f"{', '.join(config.data)}: no validation pieces; build the corpus "
-                         "with --valid > 0")  # fmt: skip
+        raise TrainError(
+            f"{', '.join(config.data)}: no validation pieces (a folder of MIDI files needs at "
+            "least 3 songs, one of which is held out; a corpus needs --valid > 0)"
+        )
 
-    set_seed(config.seed)
-    model, token_map, tokenizer, base_path = build_model(config, log)
     context = min(config.context, int(model.config.n_positions))
     if config.lora_rank:
         model = add_lora(model, config)
@@ -611,6 +693,8 @@ def train(
     model.to(device)
     model.train()
     optimizer = make_optimizer(model, config, device)
+    # The schedule is ours, stepped once per optimizer step (not prepared: Accelerate would
+    # step it once per process).
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, warmup, max_steps, config.min_lr_ratio)
     )
@@ -621,10 +705,17 @@ def train(
     if found:
         resumed_from, path = found[-1]
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        if config.lora_rank and state.get("base_sha256") != base_sha:
+            raise TrainError(f"{run}: the base model {config.base} changed since this LoRA run "
+                             "started; resuming would mix adapters and other weights")  # fmt: skip
         _load_weights(accelerator.unwrap_model(model), path, config)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, best = int(state["step"]), state["best_val_loss"]
+        top = read_meta(run) if (run / "music_lm.json").is_file() else None
+        top_loss = ((top or {}).get("training") or {}).get("val_loss")
+        if top_loss is not None and (best is None or top_loss < best):
+            best = top_loss  # the run's model was saved after this checkpoint
         tokens_seen, elapsed_before = int(state["tokens_seen"]), float(state["elapsed_s"])
         ranks = state["rng"]
         if len(ranks) == world:
@@ -633,34 +724,33 @@ def train(
             log(f"resuming on {world} processes a run saved on {len(ranks)}: the data order "
                 "changes")  # fmt: skip
         log(f"resuming {run} from step {step}")
-    if main:
-        (run / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
+    if step >= max_steps:
+        log(f"{run}: already trained to step {step} of {max_steps}")
 
     compiled = model
     if config.compile == "on" or (config.compile == "auto" and cuda):
         compiled = torch.compile(model)
 
-    n_params = count_parameters(accelerator.unwrap_model(model))
-    fpt = flops_per_token(plain_model_config_holder(model), context)
+    plain_config_model = plain_model_config_holder(model)
+    n_params = count_parameters(plain_config_model)
+    fpt = flops_per_token(plain_config_model, context)
     peak = _peak_flops(device)
     metrics_log = MetricsLog(run, step) if main else None
-    if main:
-        log(f"{n_params / 1e6:.2f} M parameters, context {context}, {max_steps} steps of "
-            f"{tokens_per_step:,} tokens on {world} × {device.type}"
-            f"{' bf16' if bf16 else ''}{' compiled' if compiled is not model else ''}")  # fmt: skip
-
-    def autocast():
-        return accelerator.autocast()
+    log(f"{n_params / 1e6:.2f} M parameters, context {context}, {max_steps} steps of "
+        f"{tokens_per_step:,} tokens on {world} × {device.type}"
+        f"{' bf16' if bf16 else ''}{' compiled' if compiled is not model else ''}")  # fmt: skip
 
     def run_eval() -> dict:
-        result = evaluate(compiled, corpora, "valid", context, config.eval_windows,
-                          config.batch_size, token_map, device, autocast, rank, world,
-                          reduce=lambda t: accelerator.reduce(t, reduction="sum"))  # fmt: skip
+        # The uncompiled module: evaluation windows vary in length (the last one of the
+        # split is short) and would make a compiled one recompile.
+        result = evaluate(
+            model, corpora, "valid", context, config.eval_windows, config.batch_size,
+            token_map, device, accelerator.autocast, rank, world,
+            reduce=lambda t: accelerator.reduce(t, reduction="sum"),
+        )  # fmt: skip
         return {f"val_{k}": v for k, v in result.items() if k not in ("tokens", "notes")}
 
     def save(step: int, val: dict | None, checkpoint: bool, is_best: bool) -> None:
-        from accelerate.utils import gather_object
-
         states = gather_object([_rng_state(sampler)])
         if not main:
             return
@@ -688,6 +778,7 @@ def train(
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "rng": states,
+            "base_sha256": base_sha,
         }
         torch.save(state, staging / STATE_FILE)
         with open(staging / STATE_FILE, "rb") as handle:
@@ -701,39 +792,47 @@ def train(
                (config.progress is None and not sys.stderr.isatty()))  # fmt: skip
     started = time.perf_counter()
     window_started, window_tokens = started, 0
+    loss_window = torch.zeros((), device=device)
+    steps_in_window = 0
     session_steps = 0
     last_row: dict = {}
     while step < max_steps:
-        loss_sum = torch.zeros((), device=device)
+        lr = scheduler.get_last_lr()[0]  # the rate this step uses
         for micro in range(config.grad_accum):
             batch = torch.from_numpy(sampler.batch(config.batch_size)).to(device)
             inputs, targets = token_map.to_model(batch[:, :-1]), token_map.to_model(batch[:, 1:])
             sync = micro == config.grad_accum - 1
-            with nullcontext() if sync else accelerator.no_sync(model), autocast():
+            with nullcontext() if sync else accelerator.no_sync(model):
                 logits = compiled(input_ids=inputs).logits
                 loss = cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                                       targets.reshape(-1))  # fmt: skip
+                                     targets.reshape(-1))  # fmt: skip
             accelerator.backward(loss / config.grad_accum)
-            loss_sum += loss.detach()
+            loss_window += loss.detach() / config.grad_accum
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
         session_steps += 1
+        steps_in_window += 1
         tokens_seen += tokens_per_step
         window_tokens += tokens_per_step
         bar.update(1)
 
-        if step % config.log_every == 0 or step % config.eval_every == 0 or step == max_steps:
-            train_loss = accelerator.reduce(loss_sum / config.grad_accum, reduction="mean")
+        evaluate_now = step % config.eval_every == 0 or step == max_steps
+        is_best = False
+        if step % config.log_every == 0 or evaluate_now:
+            # The mean training loss of the steps since the last row.
+            train_loss = accelerator.reduce(loss_window / steps_in_window, reduction="mean")
+            loss_window.zero_()
+            steps_in_window = 0
             now = time.perf_counter()
             tokens_per_s = window_tokens / max(now - window_started, 1e-9)
             window_started, window_tokens = now, 0
             row = {
                 "step": step,
                 "train_loss": float(train_loss),
-                "lr": scheduler.get_last_lr()[0],
+                "lr": lr,
                 "grad_norm": float(grad_norm),
                 "tokens_seen": tokens_seen,
                 "tokens_per_s": tokens_per_s,
@@ -741,32 +840,29 @@ def train(
             }
             if peak:
                 row["mfu"] = tokens_per_s * fpt / (peak * world)
-            is_best = False
-            if step % config.eval_every == 0 or step == max_steps:
-                val = run_eval()
-                row.update(val)
-                is_best = best is None or val["val_loss"] < best
+            if evaluate_now:
+                row.update(run_eval())
+                is_best = best is None or row["val_loss"] < best
                 if is_best:
-                    best = val["val_loss"]
+                    best = row["val_loss"]
                 window_started = time.perf_counter()  # evaluation time is not training speed
             if main:
                 metrics_log.write(row)
                 bar.set_postfix(loss=f"{row['train_loss']:.3f}",
                                 tok_s=f"{tokens_per_s:,.0f}")  # fmt: skip
-                if "val_loss" in row:
+                if evaluate_now:
                     plot_losses(metrics_log.rows, run / "loss.png")
                     if bar.disable:
+                        bpn = row.get("val_bits_per_note")
                         log(f"step {step}/{max_steps}: train {row['train_loss']:.4f}, "
-                            f"validation {row['val_loss']:.4f} "
-                            f"({row['val_bits_per_note']:.2f} bits per note), "
-                            f"{tokens_per_s:,.0f} tokens/s")  # fmt: skip
+                            f"validation {row['val_loss']:.4f}"
+                            + (f" ({bpn:.2f} bits per note)" if bpn else "")
+                            + f", {tokens_per_s:,.0f} tokens/s")  # fmt: skip
             last_row = row
-        else:
-            is_best = False
         checkpoint = step % config.save_every == 0 or step == max_steps
         if checkpoint or is_best:
-            val = {k: v for k, v in last_row.items() if k.startswith("val_")} if is_best else None
-            save(step, val, checkpoint, is_best)
+            val = {k: v for k, v in last_row.items() if k.startswith("val_")}
+            save(step, val if evaluate_now else None, checkpoint, is_best)
         if stop_after is not None and session_steps >= stop_after:
             break
     bar.close()

@@ -32,6 +32,7 @@ from music_lm.model import (
     model_config,
     new_model,
 )
+from music_lm.sources import CorpusError
 from music_lm.train import (
     METRICS_FILE,
     TrainConfig,
@@ -335,8 +336,24 @@ def test_finetune_a_text_gpt2_adds_the_music_tokens(
     assert tokenizer("the end")["input_ids"] != []  # still a text tokenizer
     logits = loaded.model(input_ids=torch.tensor([expected[:16]])).logits
     assert loaded.token_map.music_logits(logits).shape == (1, 16, len(VOCAB))
+    evaluated = [r["val_loss"] for r in rows(out) if "val_loss" in r]
+    assert evaluated[-1] < evaluated[0]  # it learns the music tokens
     figures = evaluate(loaded.model, [tiny_corpus], "valid", 64, token_map=loaded.token_map)
-    assert figures["loss"] < math.log(len(tokenizer)) + 1
+    assert figures["loss"] == pytest.approx(min(evaluated), rel=1e-4)
+    assert model.config.eos_token_id == loaded.token_map.model_ids[VOCAB.ids["end"]]
+
+    again = tmp_path / "again"  # fine-tuning that run keeps its tokenizer and token map
+    train(TrainConfig(data=(str(tiny_corpus.folder),), output=str(again), base=str(out),
+                      max_steps=2, eval_every=2, save_every=2, **_small()), log=quiet)  # fmt: skip
+    assert load_model(again).token_map == loaded.token_map
+    assert AutoTokenizer.from_pretrained(again)(tiny_corpus.text(0))["input_ids"] == expected
+
+
+def test_lora_on_a_text_gpt2_is_refused(text_gpt2: Path, tiny_corpus: Corpus, tmp_path: Path):
+    with pytest.raises(TrainError, match="new music-token embeddings must be trained in full"):
+        train(TrainConfig(data=(str(tiny_corpus.folder),), output=str(tmp_path / "x"),
+                          base=str(text_gpt2), lora_rank=4, max_steps=2, **_small()),
+              log=quiet)  # fmt: skip
 
 
 def test_lora_merge_gives_the_adapters_outputs(tmp_path: Path) -> None:
@@ -361,13 +378,18 @@ def test_lora_merge_gives_the_adapters_outputs(tmp_path: Path) -> None:
 def test_finetune_with_lora_trains_only_adapters_and_saves_merged(
     run: Path, tiny_corpus: Corpus, tmp_path: Path
 ) -> None:
-    out = tmp_path / "lora"
+    out, whole = tmp_path / "lora", tmp_path / "lora-whole"
     settings = {"max_steps": 6, "eval_every": 3, "save_every": 3, "lr": 1e-2, "lora_rank": 4}
-    train(TrainConfig(data=(str(tiny_corpus.folder),), output=str(out), base=str(run),
-                      **settings, **_small()), log=quiet, stop_after=4)  # fmt: skip
-    result = train(TrainConfig(data=(str(tiny_corpus.folder),), output=str(out),
-                               base=str(run), **settings, **_small()), log=quiet)  # fmt: skip
+    data = (str(tiny_corpus.folder),)
+    train(TrainConfig(data=data, output=str(out), base=str(run), **settings, **_small()),
+          log=quiet, stop_after=4)  # fmt: skip
+    result = train(TrainConfig(data=data, output=str(out), base=str(run), **settings,
+                               **_small()), log=quiet)  # fmt: skip
     assert result.resumed_from == 3
+    train(TrainConfig(data=data, output=str(whole), base=str(run), **settings, **_small()),
+          log=quiet)  # fmt: skip
+    losses = [(r["step"], r["train_loss"]) for r in rows(out)]
+    assert losses == [(r["step"], r["train_loss"]) for r in rows(whole)]
     weights = load_file(str(out / "checkpoint-6" / "model.safetensors"))
     assert not any("lora" in k for k in weights)
     base = load_file(str(run / "model.safetensors"))
@@ -402,3 +424,83 @@ def test_the_default_model_ships_with_the_package() -> None:
     assert loaded.token_map.identity
     assert loaded.context >= 1024
     assert next(loaded.model.parameters()).dtype == torch.float32  # computed in fp32 on CPU
+
+
+def test_finetune_dropout_reaches_every_dropout_module(run: Path, tiny_corpus: Corpus) -> None:
+    from music_lm.train import build_model
+
+    model, *_ = build_model(TrainConfig(data=("x",), output="y", base=str(run), dropout=0.25),
+                            quiet)  # fmt: skip
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.25}
+    assert model.config.resid_pdrop == 0.25
+
+
+def test_evaluated_checkpoints_carry_their_validation_figures(
+    tiny_corpus: Corpus, tmp_path: Path
+) -> None:
+    out = tmp_path / "figures"
+    train(config(tiny_corpus, out, max_steps=8, eval_every=4, save_every=2), log=quiet)
+    for step, folder in checkpoints(out):
+        training = json.loads((folder / "music_lm.json").read_text())["training"]
+        assert training["step"] == step
+        assert ("val_loss" in training) == (step % 4 == 0), step
+
+
+def test_bad_bases_and_settings_are_one_line_errors(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from music_lm.model import resolve_model_path
+
+    with pytest.raises(ModelError, match="no such model folder"):
+        resolve_model_path(f"{run.parent}/typo")
+    (tmp_path / "runs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelError, match="runs/typo: no such model folder"):
+        resolve_model_path("runs/typo")
+    with pytest.raises(TrainError, match=r"--weight shares must be >= 0 and not all 0"):
+        TrainConfig(data=("x",), output="y", weights={"bach": -1.0})
+    with pytest.raises(TrainError, match="--eval-windows must be >= 0, got -1"):
+        TrainConfig(data=("x",), output="y", eval_windows=-1)
+
+
+def test_a_failed_start_leaves_a_folder_that_runs_next_time(
+    tiny_corpus: Corpus, tmp_path: Path
+) -> None:
+    out = tmp_path / "restart"
+    with pytest.raises(CorpusError, match="no such corpus or MIDI folder"):
+        train(TrainConfig(data=(str(tmp_path / "nope"),), output=str(out), **TINY), log=quiet)
+    result = train(config(tiny_corpus, out, max_steps=2, eval_every=2), log=quiet)
+    assert result.step == 2
+
+
+def test_the_cli_trains_finetunes_and_evaluates(
+    tiny_corpus: Corpus, tune_folder: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from music_lm.cli import app
+
+    runner = CliRunner()
+    base = tmp_path / "base"
+    common = ["--context", "64", "--batch-size", "4", "--no-progress"]
+    result = runner.invoke(app, ["train", "-d", str(tiny_corpus.folder), "-o", str(base),
+                                 "--preset", "tiny", "--max-steps", "4", "--eval-every", "2",
+                                 *common])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "step 4, best validation loss" in result.output
+    tuned = tmp_path / "tuned"
+    finetune = ["finetune", "-b", str(base), "-d", str(tune_folder), "-o", str(tuned)]
+    result = runner.invoke(app, [*finetune, "--epochs", "2", "--eval-every", "1", *common])
+    assert result.exit_code == 0, result.output
+    settings = json.loads((tuned / "train_config.json").read_text())
+    assert (settings["epochs"], settings["max_steps"]) == (2, None)  # --epochs wins
+    assert (settings["dropout"], settings["lr"]) == (0.1, 2e-4)  # fine-tuning defaults
+    result = runner.invoke(app, ["evaluate", "-m", str(tuned), "-d", str(tiny_corpus.folder),
+                                 "--json", str(tmp_path / "eval.json")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for name in ("gpt2", "unigram", "markov-3"):
+        assert name in result.output
+    figures = json.loads((tmp_path / "eval.json").read_text())
+    assert figures["split"] == "test"
+    assert figures["results"]["gpt2"]["tokens"] == figures["results"]["unigram"]["tokens"]
