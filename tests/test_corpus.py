@@ -231,7 +231,12 @@ def test_a_folder_that_is_not_a_corpus_is_never_overwritten(midi_folder, tmp_pat
     assert (tmp_path / "mine.txt").read_text() == "my notes"
 
 
-def test_the_parallel_build_gives_the_same_corpus(built, midi_folder, tmp_path) -> None:
+def test_the_parallel_build_gives_the_same_corpus(built, midi_folder, tmp_path, monkeypatch):
+    """Two workers, replaced by fresh ones after every chunk (a real build: every 200), give
+    the corpus of one process, byte for byte."""
+    import music_lm.corpus
+
+    monkeypatch.setattr(music_lm.corpus, "TASKS_PER_WORKER", 1)
     _, corpus, _ = built
     config = BuildConfig((f"{midi_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
     build_corpus(config, tmp_path / "c", cache_dir=tmp_path / "cache", workers=2)
