@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := python3-venv fluidsynth fluid-soundfont-gm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system venv run corpus test lint format bench clean
+.PHONY: setup system venv run corpus default-model test lint format bench bench-train clean
 
 setup: system venv
 
@@ -47,6 +47,17 @@ corpus: setup
 	$(VENV)/bin/music-lm corpus build --source music21 -o data/corpus
 	$(VENV)/bin/music-lm corpus stats data/corpus
 
+# The shipped default model: trained on data/corpus with this recipe (about 40 minutes on
+# two CPU cores), then written in fp16 into music_lm/models/default/, evaluated on the test
+# split beside the baselines, and its card rendered into docs/model-card.md.
+DEFAULT_RECIPE := --preset small --n-layer 4 --n-embd 256 --n-head 4 --context 1024 \
+	--batch-size 8 --lr 1.5e-3 --warmup-steps 50 --max-steps 900 --eval-every 100 \
+	--eval-windows 32 --save-every 300
+default-model: setup
+	@[ -f data/corpus/manifest.json ] || $(MAKE) corpus
+	$(VENV)/bin/music-lm train -d data/corpus -o runs/default $(DEFAULT_RECIPE)
+	$(PY) scripts/release_model.py runs/default --data data/corpus
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -61,6 +72,11 @@ test: setup lint
 bench: setup
 	$(PY) bench/codec.py
 	$(PY) bench/corpus.py
+	$(PY) bench/train.py
+
+# On a GPU machine: the small and base presets, compiled bf16, with their MFU.
+bench-train: setup
+	$(PY) bench/train.py --presets small base
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

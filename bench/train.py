@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import sys
 import tempfile
@@ -151,7 +152,7 @@ def ours(preset: str, data: Path, batch: int, steps: int, warmup: int, compiled:
             max_steps=warmup + steps,
             eval_every=10**9,
             save_every=10**9,
-            log_every=1,
+            log_every=math.gcd(warmup, steps),  # rows at the warmup end and the timed end
             progress=False,
             compile="on" if compiled else "off",
             warmup_steps=10,
@@ -160,9 +161,13 @@ def ours(preset: str, data: Path, batch: int, steps: int, warmup: int, compiled:
             torch.cuda.reset_peak_memory_stats()
         train(config, log=lambda _m: None)
         rows = [json.loads(x) for x in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
-    timed = [r for r in rows if r["step"] > warmup and "val_loss" not in r]
-    seconds = sum(batch * CONTEXT / r["tokens_per_s"] for r in timed)
-    return {"tokens_per_s": len(timed) * batch * CONTEXT / seconds, **memory()}
+    # Each row's tokens/s covers the steps since the row before (measured before any
+    # evaluation that row triggers).
+    seconds, previous = 0.0, warmup
+    for row in (r for r in rows if r["step"] > warmup):
+        seconds += (row["step"] - previous) * batch * CONTEXT / row["tokens_per_s"]
+        previous = row["step"]
+    return {"tokens_per_s": steps * batch * CONTEXT / seconds, **memory()}
 
 
 def anchor(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> dict:
@@ -285,12 +290,14 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, default=32 if gpu else 8)
     parser.add_argument("--steps", type=int, default=30 if gpu else 8)
-    parser.add_argument("--warmup", type=int, default=10 if gpu else 2)
+    parser.add_argument("--warmup", type=int, default=10 if gpu else 2, help="at least 1")
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--render", action="store_true")
     args = parser.parse_args()
+    if args.warmup < 1 or args.steps < 1:
+        parser.error("--warmup and --steps must be at least 1")
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     if not args.render:
         compiled = args.compile == "on" or (args.compile == "auto" and gpu)

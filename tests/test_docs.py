@@ -69,3 +69,27 @@ def test_the_corpus_docs_name_every_music21_collection_and_its_style() -> None:
             composers = set(re.findall(r"`([\w-]+)`", rows[0][0]))
             assert style in composers, collection
             assert collection.startswith(style), collection
+
+
+def test_the_model_card_gives_the_shipped_models_measured_figures() -> None:
+    """The card's table is the evaluation of the shipped model, its verdict follows from
+    the figures (clearly: at least 15 % fewer bits per note than the order-3 Markov model),
+    and the model beats the unigram by far."""
+    import json
+
+    card = (ROOT / "docs" / "model-card.md").read_text(encoding="utf-8")
+    shipped = ROOT / "music_lm" / "models" / "default"
+    assert (shipped / "README.md").read_text(encoding="utf-8") == card
+    results = json.loads((shipped / "eval.json").read_text())["results"]
+    for label, name in (("this model", "gpt2"), ("order-3 Markov", "markov-3"),
+                        ("unigram", "unigram")):  # fmt: skip
+        row = re.search(rf"^\| {label} \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", card, re.M)
+        assert row, label
+        assert float(row[1]) == pytest.approx(results[name]["loss"], abs=1e-4)
+        assert float(row[3]) == pytest.approx(results[name]["bits_per_note"], abs=0.01)
+    gpt2 = results["gpt2"]["bits_per_note"]
+    clearly = gpt2 < 0.85 * results["markov-3"]["bits_per_note"]
+    assert ("beats both baselines clearly" in card) == clearly
+    assert ("but not the order-3 Markov model clearly" in card) == (not clearly)
+    assert gpt2 < 0.7 * results["unigram"]["bits_per_note"]
+    assert results["gpt2"]["tokens"] == results["markov-3"]["tokens"]
