@@ -32,6 +32,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ CONTEXT = 1024
 def synthetic_corpus(folder: Path, tokens: int = 600_000) -> Path:
     """A corpus folder of random pieces (a header, then bar/pos/track/dur/vel/pitch tokens):
     only its shape matters for speed."""
-    from music_lm.dataset import CORPUS_FORMAT
+    from music_lm.dataset import CORPUS_FORMAT, Piece
 
     if (folder / "manifest.json").is_file():
         return folder
@@ -82,28 +83,17 @@ def synthetic_corpus(folder: Path, tokens: int = 600_000) -> Path:
                 *body,
                 words["end"],
             ]
-            rows.append(
-                {
-                    "name": f"{split}{len(rows)}",
-                    "source": "synthetic",
-                    "style": "none",
-                    "split": split,
-                    "tokens": len(ids),
-                    "notes": 40,
-                    "transpose": [0, 0],
-                    "fingerprint": str(len(rows)),
-                    "shard": f"{split}-000.bin",
-                    "offset": offset,
-                }
-            )
+            name = f"{split}{len(rows)}"
+            rows.append(Piece(name, "synthetic", "none", split, len(ids), 40, (0, 0), name,
+                              f"{split}-000.bin", offset))  # fmt: skip
             parts.append(np.array(ids, dtype=np.uint16))
             offset += len(ids)
         shards[split] = np.concatenate(parts)
         shards[split].tofile(folder / f"{split}-000.bin")
-    (folder / "index.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "index.jsonl").write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
     splits = {
         s: {
-            "pieces": sum(r["split"] == s for r in rows),
+            "pieces": sum(r.split == s for r in rows),
             "notes": 0,
             "tokens": len(shards.get(s, [])),
         }
@@ -301,7 +291,9 @@ def main() -> None:
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     if not args.render:
         compiled = args.compile == "on" or (args.compile == "auto" and gpu)
-        data = args.data or synthetic_corpus(BENCH / ".cache" / "train-synthetic")
+        data = args.data or synthetic_corpus(
+            BENCH / ".cache" / f"train-synthetic-{VOCAB.sha256[:12]}"
+        )
         entry = {
             "date": time.strftime("%Y-%m-%d"),
             "torch": torch.__version__,

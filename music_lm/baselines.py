@@ -35,7 +35,6 @@ from music_lm.vocab import VOCAB
 
 BITS_PER_TOKEN = 11  # room for one token id in a packed n-gram key: ids < 2048
 MAX_ORDER = 63 // BITS_PER_TOKEN - 1  # an (order + 1)-gram must fit an int64 key: 4
-NOTE_FAMILIES = ("pitch", "drum")  # a note is one pitch or drum token (as in the codec)
 
 
 def _gram_keys(stream: np.ndarray, length: int) -> np.ndarray:
@@ -161,10 +160,7 @@ def evaluate_stream(log_probs: np.ndarray, targets: np.ndarray) -> dict[str, Any
     if len(targets) == 0:
         raise ValueError("no targets to evaluate")
     nats = -float(log_probs.sum())
-    is_note = np.zeros(len(VOCAB), dtype=bool)
-    for family in NOTE_FAMILIES:
-        is_note[VOCAB.ranges[family]] = True
-    notes = int(is_note[targets].sum())
+    notes = int(np.array(VOCAB.is_note)[targets].sum())
     loss = nats / len(targets)
     return {
         "tokens": len(targets),

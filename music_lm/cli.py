@@ -304,36 +304,10 @@ def _given(ctx: typer.Context) -> set[str]:
     """The options the user set on the command line (resuming may change only some)."""
     from click.core import ParameterSource
 
-    names = {
-        "batch_size",
-        "grad_accum",
-        "lr",
-        "context",
-        "max_steps",
-        "epochs",
-        "eval_every",
-        "eval_windows",
-        "save_every",
-        "log_every",
-        "seed",
-        "preset",
-        "n_layer",
-        "n_head",
-        "n_embd",
-        "dropout",
-        "transpose",
-        "compile",
-        "precision",
-        "lora_rank",
-        "lora_alpha",
-        "warmup_steps",
-        "weight_decay",
-        "progress",
-        "data",
-        "weights",
-        "base",
-    }
-    return {n for n in names if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE}
+    return {
+        p.name for p in ctx.command.params
+        if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
+    }  # fmt: skip
 
 
 def _weights(specs: list[str]) -> dict[str, float]:

@@ -19,6 +19,7 @@ Weights load from safetensors only and never with remote code.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -27,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, GenerationConfig, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-from music_lm.tokenizer import DEFAULT_CONTEXT, build_tokenizer, check_vocabulary
+from music_lm.tokenizer import DEFAULT_CONTEXT, build_tokenizer
 from music_lm.vocab import GRID_PER_QUARTER, VOCAB
 
 MODEL_FORMAT = "music_lm-model"
@@ -173,13 +174,8 @@ def save_model_folder(
     path.mkdir(parents=True, exist_ok=True)
     hf_logging.disable_progress_bar()  # "Writing model shards" at every checkpoint is noise
     if dtype is not None and dtype != next(model.parameters()).dtype:
-        state = {k: v.to(dtype) for k, v in model.state_dict().items()}
-        model.save_pretrained(path, state_dict=state)
-        config = json.loads((path / "config.json").read_text())
-        config["dtype"] = str(dtype).removeprefix("torch.")
-        (path / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    else:
-        model.save_pretrained(path)
+        model = copy.deepcopy(model).to(dtype)  # config.json then records the dtype too
+    model.save_pretrained(path)
     for file in path.iterdir():  # transformers writes weights through a private temp file
         file.chmod(0o644)
     (tokenizer or build_tokenizer(model.config.n_positions)).save_pretrained(path)
@@ -322,15 +318,6 @@ def load_model(
     return LoadedModel(model, path, meta, token_map)
 
 
-def generation_config() -> GenerationConfig:
-    """Stops `model.generate` at the `end` token."""
-    return GenerationConfig(
-        bos_token_id=VOCAB.ids["piece"],
-        eos_token_id=VOCAB.ids["end"],
-        pad_token_id=VOCAB.ids["<pad>"],
-    )
-
-
 def music_tokens_for(tokenizer) -> tuple[object, TokenMap]:
     """Add the music tokens to a foreign (text) tokenizer: each token is matched as a
     whole word, the space before it absorbed, so `tokenizer("piece style:bach")` gives
@@ -344,15 +331,7 @@ def music_tokens_for(tokenizer) -> tuple[object, TokenMap]:
     return tokenizer, TokenMap(tuple(int(i) for i in ids))
 
 
-def is_music_tokenizer(tokenizer) -> bool:
-    try:
-        check_vocabulary(tokenizer)
-    except ValueError:
-        return False
-    return True
-
-
-def window_token_families() -> np.ndarray:
+def loss_group_of_tokens() -> np.ndarray:
     """Loss group of every token id (index into LOSS_GROUPS)."""
     lookup = {family: g for g, (_, families) in enumerate(LOSS_GROUPS) for family in families}
     return np.array([lookup[f] for f in VOCAB.family_of], dtype=np.int64)
@@ -368,4 +347,3 @@ LOSS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("track", ("track",)),
     ("header", ("piece", "end", "style", "inst", "tempo", "ts", "key", "special")),
 )
-NOTE_FAMILIES = ("pitch", "drum")

@@ -50,12 +50,13 @@ from torch.nn.functional import cross_entropy
 from music_lm.dataset import Corpus, WindowSampler, sequential_windows
 from music_lm.model import (
     LOSS_GROUPS,
-    NOTE_FAMILIES,
     ModelError,
     TokenMap,
     count_parameters,
+    loss_group_of_tokens,
     model_config,
     model_meta,
+    music_tokens_for,
     new_model,
     publish_files,
     read_meta,
@@ -63,7 +64,6 @@ from music_lm.model import (
     resolve_model_path,
     save_model_folder,
     token_map_of,
-    window_token_families,
 )
 from music_lm.sources import CorpusError
 from music_lm.vocab import VOCAB
@@ -217,44 +217,30 @@ def has_split(corpora: Sequence[Corpus], split: str) -> bool:
 # ---- evaluation ----
 
 
-_GROUP_OF = None
-
-
-def _groups(device: torch.device) -> torch.Tensor:
-    global _GROUP_OF
-    if _GROUP_OF is None:
-        _GROUP_OF = torch.from_numpy(window_token_families())
-    return _GROUP_OF.to(device)
-
-
-def _note_mask(targets: torch.Tensor) -> torch.Tensor:
-    mask = torch.zeros(len(VOCAB), dtype=torch.bool)
-    for family in NOTE_FAMILIES:
-        mask[list(VOCAB.ranges[family])] = True
-    return mask.to(targets.device)[targets]
-
-
 class Tally:
     """Sums of a loss over tokens, by loss group, for one evaluation."""
 
     def __init__(self, device: torch.device) -> None:
         groups = len(LOSS_GROUPS)
         self.sums = torch.zeros(3 + 2 * groups, dtype=torch.float64, device=device)
+        # Per token id, on the device once: its loss group, and whether it is a note.
+        self.group_of = torch.from_numpy(loss_group_of_tokens()).to(device)
+        self.is_note = torch.tensor(VOCAB.is_note, device=device)
 
     def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         logits = logits.float().reshape(-1, logits.shape[-1])
         targets = targets.reshape(-1)
         nll = cross_entropy(logits, targets, reduction="none").double()
         correct = (logits.argmax(-1) == targets).double()
-        group = _groups(targets.device)[targets]
+        group = self.group_of[targets]
         n = len(LOSS_GROUPS)
         self.sums[0] += nll.sum()
         self.sums[1] += correct.sum()
-        self.sums[2] += _note_mask(targets).sum()
+        self.sums[2] += self.is_note[targets].sum()
         self.sums[3 : 3 + n] += torch.bincount(group, weights=nll, minlength=n)
         self.sums[3 + n :] += torch.bincount(group, minlength=n).double()
 
-    def result(self, tokens: int | None = None) -> dict:
+    def result(self) -> dict:
         n = len(LOSS_GROUPS)
         sums = self.sums.tolist()
         counts = sums[3 + n :]
@@ -274,7 +260,51 @@ class Tally:
         return out
 
 
+def split_windows(
+    corpora: Sequence[Corpus], split: str, context: int, max_windows: int = 0
+) -> list[np.ndarray]:
+    """A split as consecutive windows (each token predicted once, with up to `context - 1`
+    tokens before it, untransposed). `max_windows` takes that many windows spread evenly
+    over the split (0: all), so a quick evaluation still sees every style."""
+    windows = [w for c in corpora for w in sequential_windows(c, split, context)]
+    if not windows:
+        raise CorpusError(f"the {split!r} split is empty: nothing to evaluate")
+    if max_windows and len(windows) > max_windows:
+        picks = np.linspace(0, len(windows) - 1, max_windows).round().astype(int)
+        windows = [windows[i] for i in picks]
+    return windows
+
+
 @torch.no_grad()
+def score_windows(
+    model: torch.nn.Module,
+    windows: Sequence[np.ndarray],
+    batch_size: int = 8,
+    token_map: TokenMap = TokenMap(),
+    device: torch.device | str = "cpu",
+    autocast: Callable | None = None,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict:
+    """Loss, accuracy, perplexity, bits per note and loss per token group over `windows`
+    (`reduce` sums the tallies of several processes)."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    tally = Tally(device)
+    for start in range(0, len(windows), batch_size):
+        chunk = windows[start : start + batch_size]
+        for length in sorted({len(w) for w in chunk}):  # the split's last window is short
+            batch = torch.from_numpy(np.stack([w for w in chunk if len(w) == length]))
+            batch = batch.to(device)
+            with autocast() if autocast else nullcontext():
+                logits = model(input_ids=token_map.to_model(batch[:, :-1])).logits
+            tally.add(token_map.music_logits(logits), batch[:, 1:])
+    if reduce is not None:
+        tally.sums = reduce(tally.sums)
+    model.train(was_training)
+    return tally.result()
+
+
 def evaluate(
     model: torch.nn.Module,
     corpora: Sequence[Corpus],
@@ -284,40 +314,10 @@ def evaluate(
     batch_size: int = 8,
     token_map: TokenMap = TokenMap(),
     device: torch.device | str = "cpu",
-    autocast: Callable | None = None,
-    rank: int = 0,
-    world: int = 1,
-    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict:
-    """Loss, accuracy, perplexity, bits per note and loss per token group over a split.
-
-    The split is read as consecutive windows (each token predicted once, with up to
-    `context - 1` tokens before it, untransposed). `max_windows` takes that many windows
-    spread evenly over the split (0: all), so a quick evaluation still sees every style.
-    """
-    device = torch.device(device)
-    windows = [w for c in corpora for w in sequential_windows(c, split, context)]
-    if not windows:
-        raise CorpusError(f"the {split!r} split is empty: nothing to evaluate")
-    if max_windows and len(windows) > max_windows:
-        picks = np.linspace(0, len(windows) - 1, max_windows).round().astype(int)
-        windows = [windows[i] for i in picks]
-    windows = windows[rank::world]
-    was_training = model.training
-    model.eval()
-    tally = Tally(device)
-    for start in range(0, len(windows), batch_size):
-        for length in sorted({len(w) for w in windows[start : start + batch_size]}):
-            group = [w for w in windows[start : start + batch_size] if len(w) == length]
-            batch = torch.from_numpy(np.stack(group)).to(device)
-            inputs = token_map.to_model(batch[:, :-1])
-            with autocast() if autocast else nullcontext():
-                logits = model(input_ids=inputs).logits
-            tally.add(token_map.music_logits(logits), batch[:, 1:])
-    if reduce is not None:
-        tally.sums = reduce(tally.sums)
-    model.train(was_training)
-    return tally.result()
+    """`score_windows` over a split's windows (see `split_windows`)."""
+    windows = split_windows(corpora, split, context, max_windows)
+    return score_windows(model, windows, batch_size, token_map, device)
 
 
 # ---- the schedule and the optimizer ----
@@ -395,8 +395,6 @@ def build_model(config: TrainConfig, log: Callable[[str], None]):
             f"{config.base}: a text model; its new music-token embeddings must be trained in "
             "full, which LoRA does not do: fine-tune it without --lora-rank first"
         )
-    from music_lm.model import music_tokens_for
-
     tokenizer, token_map = music_tokens_for(tokenizer)
     model.resize_token_embeddings(len(tokenizer))
     # model.generate() through the Auto classes stops at the music `end`, not the text one.
@@ -740,12 +738,14 @@ def train(
         f"{tokens_per_step:,} tokens on {world} × {device.type}"
         f"{' bf16' if bf16 else ''}{' compiled' if compiled is not model else ''}")  # fmt: skip
 
+    # Read once: the same validation windows at every evaluation, each process its share.
+    val_windows = split_windows(corpora, "valid", context, config.eval_windows)[rank::world]
+
     def run_eval() -> dict:
         # The uncompiled module: evaluation windows vary in length (the last one of the
         # split is short) and would make a compiled one recompile.
-        result = evaluate(
-            model, corpora, "valid", context, config.eval_windows, config.batch_size,
-            token_map, device, accelerator.autocast, rank, world,
+        result = score_windows(
+            model, val_windows, config.batch_size, token_map, device, accelerator.autocast,
             reduce=lambda t: accelerator.reduce(t, reduction="sum"),
         )  # fmt: skip
         return {f"val_{k}": v for k, v in result.items() if k not in ("tokens", "notes")}

@@ -44,6 +44,7 @@ TEMPO_MIN_BPM = 20.0
 TEMPO_MAX_BPM = 400.0
 
 VELOCITY_BINS = 32
+NOTE_FAMILIES = ("pitch", "drum")  # one token per note: a pitch or a drum hit
 
 STYLES: tuple[str, ...] = (
     "none",
@@ -307,6 +308,12 @@ class Vocabulary:
     @cached_property
     def time_signatures(self) -> frozenset[tuple[int, int]]:
         return frozenset(self.values[i] for i in self.ranges["ts"])  # type: ignore[misc]
+
+    @cached_property
+    def is_note(self) -> tuple[bool, ...]:
+        """Whether each token id is a note (a pitch or a drum hit): what bits per note
+        count."""
+        return tuple(family in NOTE_FAMILIES for family in self.family_of)
 
 
 VOCAB = Vocabulary(_families())
