@@ -51,8 +51,8 @@ corpus: setup
 # two CPU cores), then written in fp16 into music_lm/models/default/, evaluated on the test
 # split beside the baselines, and its card rendered into docs/model-card.md.
 DEFAULT_RECIPE := --preset small --n-layer 4 --n-embd 256 --n-head 4 --context 1024 \
-	--batch-size 8 --lr 1.5e-3 --warmup-steps 50 --max-steps 900 --eval-every 100 \
-	--eval-windows 32 --save-every 300
+	--batch-size 8 --lr 1.5e-3 --warmup-steps 100 --max-steps 3000 --eval-every 250 \
+	--eval-windows 32 --save-every 500
 default-model: setup
 	@[ -f data/corpus/manifest.json ] || $(MAKE) corpus
 	$(VENV)/bin/music-lm train -d data/corpus -o runs/default $(DEFAULT_RECIPE)

@@ -193,11 +193,14 @@ def _drop_repeated_keys(ids: np.ndarray) -> np.ndarray:
     return np.delete(ids, drop) if drop else ids
 
 
-def piece_from_bar(ids: np.ndarray, start: int) -> np.ndarray:
+def piece_from_bar(ids: np.ndarray, start: int, keep_tracks: bool = False) -> np.ndarray:
     """The piece from its bar at token `start` on, as a piece of its own: a header with
     the style, the tempo, meter and key in force at that bar (a meter, tempo or key change
     at the bar's start moves into it), and the instruments that play from there on (the
-    tracks renumbered). Bars carry no notes' state over, so the rest is valid as it is."""
+    tracks renumbered). Bars carry no notes' state over, so the rest is valid as it is.
+
+    `keep_tracks` keeps every instrument and the track numbers as they are (the window a
+    generator feeds its model, whose new tokens must name the piece's own tracks)."""
     ids = np.asarray(ids, dtype=np.int64)
     if start == 0:
         return ids.copy()
@@ -228,16 +231,18 @@ def piece_from_bar(ids: np.ndarray, start: int) -> np.ndarray:
                                             or body[at] in _POS):  # fmt: skip
             drop.append(onset)  # the onset held nothing else
     body = np.delete(body, drop)
+    instruments = header[(header >= _INST.start) & (header < _INST.stop)]
+    head = [int(header[0]), int(header[1]), *tempo, *ts, *key]
+    if keep_tracks:
+        return np.concatenate([np.array(head, dtype=np.int64), instruments, body])
     # tracks that still play, renumbered in order
     tracks = body[(body >= _TRACK.start) & (body < _TRACK.stop)]
     playing = sorted(set((tracks - _TRACK.start).tolist()))
-    instruments = header[(header >= _INST.start) & (header < _INST.stop)]
     renumber = np.arange(len(_TRACK)) + _TRACK.start
     for new, old in enumerate(playing):
         renumber[old] = _TRACK.start + new
     is_track = (body >= _TRACK.start) & (body < _TRACK.stop)
     body[is_track] = renumber[body[is_track] - _TRACK.start]
-    head = [int(header[0]), int(header[1]), *tempo, *ts, *key]
     return np.concatenate([np.array(head, dtype=np.int64), instruments[playing], body])
 
 

@@ -148,10 +148,12 @@ def run_batch(
     job: Callable[[Path], list[Output]],
     result: BatchResult,
     force: bool = False,
+    errors: tuple[type[Exception], ...] = (),
 ) -> BatchResult:
     """Run `job` on each input and write its outputs once all of them pass the checks.
 
-    A bad input is recorded and the batch carries on; nothing of it is written.
+    A bad input (an error of INPUT_ERRORS or `errors`) is recorded and the batch carries
+    on; nothing of it is written.
     """
     for source in inputs:
         try:
@@ -164,7 +166,7 @@ def run_batch(
             raise  # the reader went away: not this input's fault
         except (OutputExistsError, OutputConflictError) as err:
             result.failed.append((source, str(err)))  # names the output, which is the problem
-        except (*INPUT_ERRORS, OSError) as err:
+        except (*INPUT_ERRORS, *errors, OSError) as err:
             result.failed.append((source, _with_name(source, err)))
         else:
             result.done += 1

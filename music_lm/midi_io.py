@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -525,8 +526,17 @@ def _chunk(events: list[tuple[int, bytes]]) -> bytes:
     return b"MTrk" + len(body).to_bytes(4, "big") + body
 
 
-def write_midi(score: Score, ticks_per_beat: int = DAW_TICKS_PER_BEAT) -> bytes:
-    """A DAW-ready Standard MIDI File (format 1) of `score`, as bytes."""
+def write_midi(
+    score: Score,
+    ticks_per_beat: int = DAW_TICKS_PER_BEAT,
+    markers: Sequence[tuple[int, str]] = (),
+    texts: Sequence[str] = (),
+) -> bytes:
+    """A DAW-ready Standard MIDI File (format 1) of `score`, as bytes.
+
+    `markers` are (tick in the score's resolution, name) marker events and `texts` text
+    events at tick 0, both in the conductor track (a generator marks where its
+    continuation starts and records its settings there)."""
     source_ppq = score.ticks_per_beat
 
     def at(tick: int) -> int:
@@ -543,10 +553,13 @@ def write_midi(score: Score, ticks_per_beat: int = DAW_TICKS_PER_BEAT) -> bytes:
     for tempo in score.tempos:
         microseconds = round(60_000_000 / tempo.bpm)
         conductor.append((at(tempo.tick), 2, _meta(0x51, microseconds.to_bytes(3, "big"))))
+    for tick, name in markers:
+        conductor.append((at(tick), 3, _meta(0x06, name.encode("utf-8"))))
     conductor.sort(key=lambda e: (e[0], e[1]))
     head = [(0, _meta(0x03, CONDUCTOR_NAME.encode("latin-1")))]
     if score.style != "none":
         head.append((0, _meta(0x01, f"{STYLE_TEXT_PREFIX}{score.style}".encode("latin-1"))))
+    head += [(0, _meta(0x01, text.encode("utf-8"))) for text in texts]
     chunks = [_chunk(head + [(tick, message) for tick, _, message in conductor])]
 
     names = track_display_names(score.tracks)

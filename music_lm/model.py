@@ -311,6 +311,9 @@ def load_model(
         from music_lm.tokenizer import load_tokenizer
 
         load_tokenizer(path)  # raises on a tokenizer of another vocabulary
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" on every command is noise
     model = AutoModelForCausalLM.from_pretrained(
         path, use_safetensors=True, dtype=dtype, attn_implementation="sdpa"
     )
