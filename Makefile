@@ -51,8 +51,11 @@ corpus: setup
 # two CPU cores), then written in fp16 into music_lm/models/default/, evaluated on the test
 # split beside the baselines, and its card rendered into docs/model-card.md.
 DEFAULT_RECIPE := --preset small --n-layer 4 --n-embd 256 --n-head 4 --context 1024 \
-	--batch-size 8 --lr 1.5e-3 --warmup-steps 100 --max-steps 3000 --eval-every 250 \
+	--batch-size 8 --lr 1.5e-3 --warmup-steps 100 --max-steps 2300 --eval-every 250 \
 	--eval-windows 32 --save-every 500
+# The shipped run trained 2,000 steps under --max-steps 3000, then resumed with
+# --max-steps 2300 to anneal within the session (its card says so); this one command gives
+# the 2,300-step schedule from the start.
 default-model: setup
 	@[ -f data/corpus/manifest.json ] || $(MAKE) corpus
 	$(VENV)/bin/music-lm train -d data/corpus -o runs/default $(DEFAULT_RECIPE)

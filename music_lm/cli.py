@@ -302,12 +302,15 @@ DEFAULT_RUN_DATA = [str(DEFAULT_CORPUS)]
 
 def _given(ctx: typer.Context) -> set[str]:
     """The options the user set on the command line (resuming may change only some)."""
-    from click.core import ParameterSource
 
-    return {
-        p.name for p in ctx.command.params
-        if ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE
-    }  # fmt: skip
+    # By name: typer >= 0.20 runs on its own copy of click, whose ParameterSource is
+    # another enum than click's (comparing with click's never matched: resuming with a new
+    # --max-steps kept the old one).
+    def source(name: str) -> str:
+        found = ctx.get_parameter_source(name)
+        return getattr(found, "name", "")
+
+    return {p.name for p in ctx.command.params if source(p.name) == "COMMANDLINE"}
 
 
 def _weights(specs: list[str]) -> dict[str, float]:
@@ -347,7 +350,7 @@ TRAIN_HELP = {
     "transpose": "Random transposition of each piece, within ± this many semitones.",
     "weights": "Mixing weight by source or style, NAME=SHARE (repeat), e.g. bach=0.3.",
     "compile": "torch.compile: auto (on a GPU), on or off.",
-    "precision": "auto (bf16 on a GPU that has it), bf16 or fp32.",
+    "precision": "auto (bf16 on a GPU or CPU that has it natively), bf16 or fp32.",
     "lora_rank": "Train LoRA adapters of this rank instead of all weights (merged on save).",
 }
 

@@ -73,7 +73,9 @@ def cpu_name() -> str:
     return platform.processor()
 
 
-def render_card(run: Path, target: Path, evaluation: dict, corpus: Corpus, hardware: str) -> str:
+def render_card(
+    run: Path, target: Path, evaluation: dict, corpus: Corpus, hardware: str, note: str = ""
+) -> str:
     config = json.loads((run / "train_config.json").read_text())
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     meta = json.loads((run / "music_lm.json").read_text())
@@ -88,6 +90,12 @@ def render_card(run: Path, target: Path, evaluation: dict, corpus: Corpus, hardw
     size = (target / "model.safetensors").stat().st_size
     model_config = json.loads((target / "config.json").read_text())
     on_cpu = "GPU" not in hardware and "NVIDIA" not in hardware
+    precision = config["precision"]
+    if precision == "auto":  # what auto took: the card is rendered where the run trained
+        from music_lm.train import native_bf16
+
+        precision = "bf16" if native_bf16(not on_cpu) else "fp32"
+    passes = last["tokens_seen"] / manifest["splits"]["train"]["tokens"]
     groups = [(k.removeprefix("loss_"), v) for k, v in gpt2.items() if k.startswith("loss_")]
     lines = [
         "# Model card: the default music_lm model",
@@ -110,8 +118,9 @@ def render_card(run: Path, target: Path, evaluation: dict, corpus: Corpus, hardw
         "(the grammar's).",
         (
             f"- **Trained on a CPU**: {hardware}. No GPU was lent to the training issue, so "
-            "this is a smaller model than the `small` preset (6 M), trained for about one pass "
-            "over the corpus. A GPU run of `small` or `base` (docs/training.md) would do better."
+            f"this is a smaller model than the `small` preset (6 M), trained for {passes:.1f} "
+            "passes over the corpus. A GPU run of `small` or `base` (docs/training.md) would "
+            "do better."
             if on_cpu
             else f"- Trained on {hardware}."
         ),
@@ -120,13 +129,15 @@ def render_card(run: Path, target: Path, evaluation: dict, corpus: Corpus, hardw
         f"{last['tokens_seen'] / 1e6:.1f} M tokens seen "
         f"({last['tokens_seen'] / splits['train']['tokens']:.2f} passes over the training "
         f"split), {last['tokens_per_s']:,.0f} tokens/s at the end.",
-        f"- Settings: AdamW (fused, β 0.9/0.95, weight decay {config['weight_decay']}), peak "
+        f"- Settings: AdamW ({'foreach' if on_cpu else 'fused'}, β 0.9/0.95, weight decay "
+        f"{config['weight_decay']}), peak "
         f"learning rate {config['lr']:g} after {config['warmup_steps']} warmup steps, cosine "
         f"decay to {config['min_lr_ratio']:g}× the peak, gradient clipping "
         f"{config['grad_clip']}, dropout {config['dropout']}, random transposition within "
         f"±{config['transpose']} semitones (inside each instrument's range), "
-        f"{'fp32' if on_cpu and config['precision'] != 'bf16' else 'bf16 autocast'}, seed "
+        f"{'bf16 autocast (fp32 weights)' if precision == 'bf16' else 'fp32'}, seed "
         f"{config['seed']}.",
+        *([f"- {note}"] if note else []),
         f"- The shipped weights are those of step {best_step:,}, the best validation loss "
         f"({training['val_loss']:.4f} nats per token on {config['eval_windows']} validation "
         "windows spread over the split).",
@@ -172,8 +183,9 @@ def render_card(run: Path, target: Path, evaluation: dict, corpus: Corpus, hardw
         "## Use and limits",
         "",
         "- Symbolic music only: token text of music_lm's codec (docs/token-format.md), on a grid "
-        "of 1/24 quarter note. Decoding is meant to be grammar-constrained (the generation "
-        "issue); unconstrained samples can be invalid token text.",
+        "of 1/24 quarter note. Sample it through `music-lm generate` (docs/generation.md), "
+        "whose grammar-constrained decoding makes every output valid; unconstrained samples "
+        "(`model.generate()` alone) can be invalid token text.",
         "- The corpus is mostly monophonic folk song (Essen, Irish, Scottish, American "
         "collections), then four-part chorales and Renaissance polyphony: the model knows those "
         "best. music21 writes most of it as piano or voice parts, so instruments other than "
@@ -223,13 +235,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "corpus")
     parser.add_argument("--target", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--hardware", default=None, help="Where the run trained (for the card).")
+    parser.add_argument("--note", default="", help="A line on the run's history, for the card.")
     args = parser.parse_args()
     ship(args.run, args.target)
     evaluation = evaluate_model(args.target, args.data, "test", baselines=True)
     evaluation["model"] = "default"
     (args.target / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     hardware = args.hardware or f"{cpu_name()}, {torch.get_num_threads()} threads"
-    card = render_card(args.run, args.target, evaluation, Corpus(args.data), hardware)
+    card = render_card(args.run, args.target, evaluation, Corpus(args.data), hardware, args.note)
     CARD.write_text(card)
     (args.target / "README.md").write_text(card)
     print(card)

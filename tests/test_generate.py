@@ -192,7 +192,7 @@ constraint_sets = st.builds(
             st.integers(0, 11),
             st.sampled_from(["major", "minor", "dorian", "pentatonic-minor", "blues"]),
         ),
-    ),  # fmt: skip
+    ),
     pitch_range=st.one_of(st.none(), st.just((48, 84)), st.just((60, 72))),
     max_polyphony=st.one_of(st.none(), st.integers(1, 3)),
     lock_tempo=st.booleans(),
@@ -297,7 +297,7 @@ def test_the_same_random_seed_gives_the_same_output(loaded) -> None:
             random_seed=7,
             loaded=loaded,
             models=["tiny"],
-        )  # fmt: skip
+        )
         for _ in range(2)
     ]
     assert [v.ids for v in runs[0].variants] == [v.ids for v in runs[1].variants]
@@ -324,7 +324,8 @@ def test_style_and_seed_bars_shape_the_seed(loaded) -> None:
                           models=["tiny"])  # fmt: skip
     variant = generation.variants[0]
     assert variant.ids[:2] == [VOCAB.ids["piece"], VOCAB.ids["style:bach"]]
-    assert variant.ids[variant.seed_length] == BAR and variant.continuation_bar == 2
+    assert variant.ids[variant.seed_length] == BAR
+    assert variant.continuation_bar == 2
     assert variant.ids.count(BAR) == 2
 
 
@@ -407,14 +408,17 @@ def test_generate_writes_midi_text_and_json_per_variant(tiny_model: Path, tmp_pa
         f"{stem}-{k}{s}" for k in (1, 2) for s in (".mid", ".txt", ".json")
     )
     record = json.loads((out / f"{stem}-1.json").read_text())
-    assert record["random_seed"] == 5 and record["constraints"]["scale"] == "C:major"
-    assert record["models"][0]["sha256"] and record["continuation_bar"] == 2
+    assert record["random_seed"] == 5
+    assert record["constraints"]["scale"] == "C:major"
+    assert record["models"][0]["sha256"]
+    assert record["continuation_bar"] == 2
     validate((out / f"{stem}-2.txt").read_text())
     # again without --force: refused, nothing changed
     before = (out / f"{stem}-1.mid").read_bytes()
     result = runner.invoke(app, ["generate", str(SEEDS[0]), "--model", str(tiny_model),
                                  "-o", str(out), "-n", "2", "--bars", "1"])  # fmt: skip
-    assert result.exit_code == 2 and "already exists" in result.output
+    assert result.exit_code == 2
+    assert "already exists" in result.output
     assert (out / f"{stem}-1.mid").read_bytes() == before
 
 
@@ -428,4 +432,5 @@ def test_continue_runs_over_a_folder_and_names_a_bad_file(tiny_model: Path, tmp_
                                       "--model", str(tiny_model)])  # fmt: skip
     assert result.exit_code == 2
     assert "broken.mid" in result.output
-    assert (out / "a-1.mid").is_file() and not list(out.glob("broken*"))
+    assert (out / "a-1.mid").is_file()
+    assert not list(out.glob("broken*"))

@@ -504,3 +504,23 @@ def test_the_cli_trains_finetunes_and_evaluates(
     figures = json.loads((tmp_path / "eval.json").read_text())
     assert figures["split"] == "test"
     assert figures["results"]["gpt2"]["tokens"] == figures["results"]["unigram"]["tokens"]
+
+
+def test_the_command_line_tells_train_which_options_were_given(monkeypatch) -> None:
+    """A resume may change only what the user typed: the CLI must report exactly that
+    (it once compared with another library's enum and reported nothing)."""
+    from typer.testing import CliRunner
+
+    import music_lm.train as train_module
+    from music_lm.cli import app
+
+    seen = {}
+
+    def fake_train(config, given=None, log=None):
+        seen["given"], seen["max_steps"] = set(given), config.max_steps
+        raise SystemExit(0)
+
+    monkeypatch.setattr(train_module, "train", fake_train)
+    CliRunner().invoke(app, ["train", "-o", "runs/x", "--max-steps", "2300", "--lr", "1e-3"])
+    assert seen["given"] == {"output", "base", "max_steps", "lr"}
+    assert seen["max_steps"] == 2300
