@@ -145,6 +145,9 @@ def ours(preset: str, data: Path, batch: int, steps: int, warmup: int, compiled:
             log_every=math.gcd(warmup, steps),  # rows at the warmup end and the timed end
             progress=False,
             compile="on" if compiled else "off",
+            precision="bf16"
+            if torch.cuda.is_available()
+            else "fp32",  # like for like with the Trainer anchor
             warmup_steps=10,
         )
         if torch.cuda.is_available():
