@@ -42,7 +42,6 @@ from music_lm.grammar import (
     AFTER_VEL,
     BAR,
     BAR_START,
-    END,
     INST,
     KEY_OR_INST,
     GrammarState,
@@ -313,10 +312,6 @@ def _intersect(a: Ranges, b: Ranges) -> Ranges:
         else:
             j += 1
     return out
-
-
-def _clip(ranges: Ranges, lo: int, hi: int) -> Ranges:
-    return [(max(a, lo), min(b, hi)) for a, b in ranges if max(a, lo) < min(b, hi)]
 
 
 @dataclass
@@ -807,7 +802,6 @@ def _program_name(program: int) -> str:
 
 
 __all__ = [
-    "END",
     "INSTRUMENT_GROUPS",
     "SCALES",
     "ConstraintError",

@@ -29,7 +29,6 @@ from music_lm.constraints import (
     Constraints,
     ContinuationState,
     key_signature_tonic,
-    scale_pitch_classes,
 )
 from music_lm.grammar import BAR, END, PIECE, GrammarError, GrammarState, located, words_to_ids
 from music_lm.vocab import GRID_PER_QUARTER, VOCAB, nearest_tempo
@@ -766,7 +765,3 @@ def variant_files(generation: Generation, variant: Variant, stem: str) -> dict[s
         ".txt": text.encode("utf-8"),
         ".json": (json.dumps(record, indent=2) + "\n").encode("utf-8"),
     }
-
-
-def pitch_classes_of(constraints: Constraints) -> frozenset[int] | None:
-    return None if constraints.scale is None else scale_pitch_classes(*constraints.scale)
