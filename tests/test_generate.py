@@ -434,3 +434,23 @@ def test_continue_runs_over_a_folder_and_names_a_bad_file(tiny_model: Path, tmp_
     assert "broken.mid" in result.output
     assert (out / "a-1.mid").is_file()
     assert not list(out.glob("broken*"))
+
+
+def test_the_masks_also_work_inside_transformers_generate() -> None:
+    from music_lm.generate import grammar_logits_processor
+    from music_lm.grammar import END
+
+    torch.manual_seed(0)
+    model = new_model(model_config("tiny", context=512)).eval()
+    seed = seed_from_text(MELODY)
+    processor = grammar_logits_processor(seed, Constraints(bars=2, scale=(7, "major")), 200)
+    out = model.generate(
+        input_ids=torch.tensor([seed] * 2),
+        attention_mask=torch.ones(2, len(seed), dtype=torch.long),
+        logits_processor=[processor], do_sample=True, max_new_tokens=200, eos_token_id=END,
+        pad_token_id=VOCAB.ids["<pad>"],
+    )  # fmt: skip
+    for row in out.tolist():
+        ids = row[: row.index(END, len(seed)) + 1]
+        validate(" ".join(VOCAB.tokens[t] for t in ids))
+        assert ids[len(seed) :].count(BAR) == 2
