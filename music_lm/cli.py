@@ -471,48 +471,20 @@ def evaluate(
 SEED_BARS = typer.Option(None, "--seed-bars", help="Use only the first M bars of the seed.")
 
 
-def _generation_options(
-    bars: int,
-    key: str | None,
-    scale: str | None,
-    pitch_range: str | None,
-    max_polyphony: int | None,
-    instruments: str | None,
-    instrument_ranges: bool,
-    lock_tempo: bool,
-    lock_meter: bool,
-    lock_key: bool,
-    temperature: str,
-    top_k: int,
-    top_p: float,
-    min_p: float,
-    mix_weights: str | None,
-):
-    """(Constraints, Sampling, instrument names, mix weights) from the command's options."""
-    from music_lm.constraints import (
-        SEED_KEY,
-        ConstraintError,
-        Constraints,
-        parse_instrument,
-        parse_key,
-        parse_range,
-    )
+def _generation_options(settings: dict):
+    """(Constraints, Sampling, instrument names, mix weights) from the command's options,
+    taking those options out of `settings` (what is left goes to `generate` as it is)."""
+    from music_lm.constraints import SEED_KEY, Constraints, parse_instrument, parse_key, parse_range
     from music_lm.generate import Sampling, parse_temperature
 
-    chosen_scale = None
-    if key is not None:
-        chosen_scale = parse_key(key)
-    if scale is not None:
-        from music_lm.constraints import SCALES
-
-        name = scale.strip().lower()
-        if name not in SCALES:
-            raise ConstraintError(f"unknown scale {scale!r} (scales: {', '.join(SCALES)})")
-        chosen_scale = (chosen_scale[0] if chosen_scale else SEED_KEY, name)
+    key, scale = settings.pop("key"), settings.pop("scale")
+    chosen_scale = parse_key(key) if key is not None else None
+    if scale is not None:  # Constraints checks the name
+        chosen_scale = (chosen_scale[0] if chosen_scale else SEED_KEY, scale.strip().lower())
+    instruments = settings.pop("instruments")
     names = [n for n in (instruments or "").split(",") if n.strip()]
-    programs = None
-    if names:
-        programs = frozenset(p for n in names for p in parse_instrument(n))
+    programs = frozenset(p for n in names for p in parse_instrument(n)) if names else None
+    mix_weights = settings.pop("mix_weights")
     weights = None
     if mix_weights:
         try:
@@ -521,18 +493,24 @@ def _generation_options(
             raise typer.BadParameter(
                 f"--mix-weights takes numbers such as 0.2,0.8, got {mix_weights!r}"
             ) from None
+    pitch_range = settings.pop("pitch_range")
     constraints = Constraints(
-        bars=bars,
+        bars=settings.pop("bars"),
         scale=chosen_scale,
         pitch_range=parse_range(pitch_range) if pitch_range else None,
-        instrument_ranges=instrument_ranges,
-        max_polyphony=max_polyphony,
+        instrument_ranges=settings.pop("instrument_ranges"),
+        max_polyphony=settings.pop("max_polyphony"),
         instruments=programs,
-        lock_tempo=lock_tempo,
-        lock_meter=lock_meter,
-        lock_key=lock_key,
+        lock_tempo=settings.pop("lock_tempo"),
+        lock_meter=settings.pop("lock_meter"),
+        lock_key=settings.pop("lock_key"),
     )
-    sampling = Sampling(parse_temperature(temperature), top_k, top_p, min_p)
+    sampling = Sampling(
+        parse_temperature(settings.pop("temperature")),
+        settings.pop("top_k"),
+        settings.pop("top_p"),
+        settings.pop("min_p"),
+    )
     return constraints, sampling, names, weights
 
 
@@ -644,14 +622,7 @@ DEVICE = Opt(None, help="cpu or cuda (default: cuda when there is one).")
 
 
 def _run_generation(seeds, output, name, force, model, device, settings: dict, verb: str):
-    constraints, sampling, names, weights = _generation_options(
-        settings.pop("bars"), settings.pop("key"), settings.pop("scale"),
-        settings.pop("pitch_range"), settings.pop("max_polyphony"), settings.pop("instruments"),
-        settings.pop("instrument_ranges"), settings.pop("lock_tempo"),
-        settings.pop("lock_meter"), settings.pop("lock_key"), settings.pop("temperature"),
-        settings.pop("top_k"), settings.pop("top_p"), settings.pop("min_p"),
-        settings.pop("mix_weights"),
-    )  # fmt: skip
+    constraints, sampling, names, weights = _generation_options(settings)
     header = settings.pop("header", None)
     if header is not None:
         header = _header(settings["style"], *header, constraints, names)

@@ -426,14 +426,10 @@ class ContinuationState:
         now = self.grammar.onset_tick
         return [e for e in self.voices[track] if e > now]
 
-    def _sounding_now(self, track: int) -> int:
-        now = self.grammar.onset_tick
-        return sum(1 for e in self.voices[track] if e > now)
-
     def _voice_free(self, track: int) -> bool:
         if self.polyphony is None or self.tracks[track].drums:
             return True
-        return self._sounding_now(track) < self.polyphony
+        return len(self._ends(track)) < self.polyphony
 
     def _saturation_ok(self, track: int, end: int) -> bool:
         """Whether a new note of `track` ending at `end` leaves some allowed track a free

@@ -13,6 +13,7 @@ ids uniformly.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -367,12 +368,19 @@ class Generation:
 
 def model_fingerprint(path: str | Path) -> str:
     """sha256 of a model folder's weights (the first 16 hex digits)."""
+    files = sorted(Path(path).glob("*.safetensors"))
+    # Kept per file size and time: a `continue` over a folder records it for every file,
+    # and a run that saves again gets a new one.
+    return _fingerprint(tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+@functools.lru_cache(maxsize=16)
+def _fingerprint(files: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
-    for name in sorted(os.listdir(path)):
-        if name.endswith(".safetensors"):
-            with open(Path(path) / name, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
+    for name, _size, _mtime in files:
+        with open(name, "rb") as handle:
+            for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()[:16]
 
 
@@ -506,7 +514,7 @@ def generate(
                 index=slot + 1,
                 ids=row_ids,
                 seed_length=len(ids),
-                continuation_tick=_first_new_bar_tick(ids),
+                continuation_tick=state.first_new_bar_tick,
                 continuation_bar=ids.count(BAR) + 1,
                 retries=tries[slot],
                 seconds=seconds,
@@ -582,16 +590,6 @@ def _mix_weights(mix: str | None, weights: Sequence[float] | None, count: int) -
         )
     total = sum(weights)
     return [w / total for w in weights]
-
-
-def _first_new_bar_tick(ids: Sequence[int]) -> int:
-    """Grid tick where the bar after the seed starts."""
-    state = GrammarState()
-    for token in ids:
-        state.advance(token)
-    if not state.bar_index:
-        return 0
-    return state.bar_start + state.bar_length
 
 
 def _eager_attention(model) -> None:
