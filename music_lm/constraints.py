@@ -331,8 +331,8 @@ class ContinuationState:
     `advance(id)` takes one. `needed()` is the fewest tokens that can still end the piece.
     """
 
-    # Each new bar costs at most 6 tokens on the shortest way to the end
-    # (bar @p tN d: v: NOTE), as does a track that must still play (@p tN d: v: NOTE).
+    # On the shortest way to the end, a new bar costs at most 6 tokens (bar @p tN d: v:
+    # NOTE) and a track that must still play at most 5 (@p tN d: v: NOTE).
     BAR_COST = 6
     TRACK_COST = 5
 
@@ -453,13 +453,16 @@ class ContinuationState:
             return True
         return sum(1 for e in self._ends(track) if e >= final) + extra < self.polyphony
 
-    def _min_duration(self, track: int) -> int:
-        """Shortest duration that leaves one of the track's allowed pitches playable."""
+    def _min_duration(self, track: int, at: int | None = None) -> int:
+        """Shortest duration that leaves one of the track's allowed pitches playable, at
+        the current onset or at a later tick `at` (as the notes sounding now leave it)."""
         g = self.grammar
         info = self.tracks[track]
-        if info.drums:
+        if info.drums and at is None:
             return g._min_duration(track)
-        now = g.onset_tick
+        now = g.onset_tick if at is None else at
+        if info.drums:
+            return 1 if g.track_max_end[track] <= now else g._min_duration(track)
         if g.track_max_end[track] <= now and not g.onset_notes:
             return 1  # nothing of this track sounds
         ends = dict(g.track_ends[track])
@@ -515,23 +518,36 @@ class ContinuationState:
         bars_left = self.constraints.bars - self.bars_started
         if self.bars_started == 0:
             # bar, then in it @p tN d: v: NOTE (or the tracks still to play), the other
-            # bars, the end
-            return 1 + max(unused, 1) * self.TRACK_COST + (bars_left - 1) * self.BAR_COST + 1
+            # bars, the end; the last bar's note may need more duration words
+            extra = self._extra_duration_words(self.final_end_tick() - bar_steps(*g.ts))
+            return (
+                1 + max(unused, 1) * self.TRACK_COST + (bars_left - 1) * self.BAR_COST + 1 + extra
+            )
         if phase in (BAR_START, AFTER_TS):
             held = self._bar_content() and not self.final_bar()
             content = 0 if unused or held else self.TRACK_COST
-            return content + unused * self.TRACK_COST + bars_left * self.BAR_COST + 1
+            if self.final_bar():
+                extra = self._extra_duration_words(g.bar_start) if not unused else 0
+            else:
+                extra = self._extra_duration_words(self.final_end_tick() - bar_steps(*g.ts))
+            return content + unused * self.TRACK_COST + bars_left * self.BAR_COST + 1 + extra
         group = self._group_cost(phase, unused)
         if group is None:
             return UNREACHABLE
         if phase in (AFTER_POS, AFTER_TEMPO, AFTER_KEY) and group and unused:
             unused -= 1  # the part the onset gets is a track still to play
-        return group + unused * self.TRACK_COST + bars_left * self.BAR_COST + 1
+        extra = 0
+        if bars_left:
+            extra = self._extra_duration_words(self.final_end_tick() - bar_steps(*g.ts))
+        return group + unused * self.TRACK_COST + bars_left * self.BAR_COST + 1 + extra
 
-    def _needs_part(self) -> bool:
-        """Must the onset still get a part? (After POS: the onset needs a tempo, a key or a
-        part, and the first two can be locked.)"""
-        return self.grammar.phase is AFTER_POS
+    def _extra_duration_words(self, tick: int) -> int:
+        """Duration words beyond the one that BAR_COST and TRACK_COST count, that a note
+        starting at `tick` may need: when every allowed pitch of a track still sounds then,
+        the new note must outlast one of them (a long duration is several words). The
+        dearest allowed track, so that the count holds whichever track plays."""
+        words = [self._duration_tokens(j, at=tick) for j, t in enumerate(self.tracks) if t.allowed]
+        return max(max(words, default=1) - 1, 0)
 
     def _group_cost(self, phase, unused: int) -> int | None:
         g = self.grammar
@@ -579,11 +595,16 @@ class ContinuationState:
         return self._duration_tokens(track)
 
     def _duration_tokens(
-        self, track: int, pending: int = 0, below: int | None = None, later: bool = False
+        self,
+        track: int,
+        pending: int = 0,
+        below: int | None = None,
+        later: bool = False,
+        at: int | None = None,
     ) -> int:
-        """Fewest duration words that finish a duration long enough for `track` here:
-        long parts (largest first, each below the last) and one short part."""
-        lowest = self._min_duration(track)
+        """Fewest duration words that finish a duration long enough for `track` here (or
+        at tick `at`): long parts (largest first, each below the last) and one short part."""
+        lowest = self._min_duration(track, at)
         if later:
             lowest = max(lowest, (self.grammar.durations[track] or 0) + 1)
         remaining = lowest - pending
@@ -635,7 +656,7 @@ class ContinuationState:
         for lo, hi in g.allowed_ranges():
             family = _FAM[lo]
             if family == "bar":
-                if self.bars_started < c.bars and self._bar_content() and not self._needs_part():
+                if self.bars_started < c.bars and self._bar_content():
                     out.append((lo, hi))
             elif family == "end":
                 if self.final_bar() and self.bar_has_note:
@@ -732,13 +753,19 @@ class ContinuationState:
             return out
         if family == "dur_long":
             long_steps = g.pending_long if g.phase is AFTER_DUR_LONG else 0
+            # A later group of the onset must outlast the one before it (the grammar's rule).
+            first = g.group_is_first if g.phase is AFTER_DUR_LONG else g._first_group()
+            if not first:
+                min_dur = max(min_dur, (g.durations[track] or 0) + 1)
             out = []
             for token in range(lo, hi):
                 value = _VAL[token]
-                # the totals this long part can still lead to: from it plus one step up to
-                # it plus every smaller long part plus the longest short one
+                # the totals this long part can still lead to: from it plus one step (or
+                # the shortest total allowed) up to it plus every smaller long part plus the
+                # longest short one
                 reach = long_steps + value + _LONG_BELOW[value] + SHORT_DURATION_STEPS
-                if reach >= min_dur and self._saturation_ok(track, now + long_steps + value + 1):
+                shortest = max(long_steps + value + 1, min_dur)
+                if reach >= min_dur and self._saturation_ok(track, now + shortest):
                     _append(out, token)
             return out
         # vel: the group keeps the current duration unless it states one first

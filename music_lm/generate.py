@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from music_lm.constraints import (
+    SEED_KEY,
     ConstraintError,
     Constraints,
     ContinuationState,
@@ -53,7 +54,7 @@ class Sampling:
 
     temperature: tuple[float, float] = (1.0, 1.0)
     top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1: off
+    top_p: float = 0.95  # 1: off (0.95 for the API, the CLI and the page alike)
     min_p: float = 0.0  # 0: off
 
     def __post_init__(self) -> None:
@@ -97,6 +98,22 @@ class Header:
     time_signature: tuple[int, int] = (4, 4)
     key: tuple[int, str] | None = None  # (sharps, mode) of the key signature, or none
     programs: tuple[int, ...] = (0,)  # GM programs, -1 for drums
+
+    def __post_init__(self) -> None:
+        try:
+            self.words()
+        except KeyError:  # a style or meter the vocabulary has no token for
+            raise GenerationError(self._problem()) from None
+
+    def _problem(self) -> str:
+        for family, value, option in (("style", self.style, "--style"),
+                                      ("ts", tuple(self.time_signature), "--ts")):  # fmt: skip
+            try:
+                VOCAB.word_of(family, value)
+            except KeyError:
+                shown = value if family == "style" else "/".join(map(str, value))
+                return f"{option} {shown} is not in the vocabulary"
+        return f"this header cannot be written: {self}"
 
     def words(self) -> list[str]:
         words = ["piece", VOCAB.word_of("style", self.style)]
@@ -458,8 +475,18 @@ def generate(
     if len(names) > 1 and mix not in ("weights", "schedule"):
         raise GenerationError("several models need --mix weights or --mix schedule")
     weights = _mix_weights(mix, mix_weights, len(names))
+    if mix == "schedule" and constraints.bars < len(names):
+        raise GenerationError(
+            f"--mix schedule gives each model at least one bar: {len(names)} models need "
+            f"--bars {len(names)} or more, got {constraints.bars}"
+        )
     if random_seed is None:
         random_seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+    if loaded is not None:
+        if len(loaded) != len(names):
+            raise GenerationError(f"{len(loaded)} loaded models for {len(names)} model names")
+        # Models passed in run where they are: the inputs go to their device.
+        device = next(loaded[0].model.parameters()).device
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     # the seed: ids of a header and whole bars
@@ -499,6 +526,7 @@ def generate(
     tries = [0] * variants
     bump = 1.0
     made_tokens = 0
+    sampling_started = time.perf_counter()  # tokens/s: the sampling alone, not the loading
     while pending:
         rows = _sample_rows(runners, state, ids, len(pending), budget, constraints, sampling,
                             weights, mix, generator, bump, progress)  # fmt: skip
@@ -524,6 +552,7 @@ def generate(
         pending = again
         bump *= 1.1  # a retry samples a little hotter
     elapsed = time.perf_counter() - started
+    sampling_seconds = time.perf_counter() - sampling_started
     settings = {
         "seed": seed_name,
         "seed_bars": seed_bars,
@@ -532,7 +561,7 @@ def generate(
         "constraints": constraints.to_json(),
         "sampling": asdict(sampling),
         "mix": mix,
-        "mix_weights": weights if len(names) > 1 else None,
+        "mix_weights": weights if mix == "weights" else None,
         "random_seed": random_seed,
         "variants": variants,
         "max_new_tokens": budget,
@@ -549,7 +578,7 @@ def generate(
         variants=[v for v in results if v is not None],
         settings=settings,
         seconds=elapsed,
-        tokens_per_s=made_tokens / elapsed if elapsed > 0 else 0.0,
+        tokens_per_s=made_tokens / sampling_seconds if sampling_seconds > 0 else 0.0,
         models=model_info,
     )
 
@@ -571,7 +600,9 @@ def _default_programs(constraints: Constraints) -> tuple[int, ...]:
 
 
 def _implied_key(constraints: Constraints) -> tuple[int, str] | None:
-    if constraints.scale is None:
+    """The key signature of a header made from nothing: the one --key implies; none for
+    --scale alone (its tonic is then C, as with a seed without a key)."""
+    if constraints.scale is None or constraints.scale[0] == SEED_KEY:
         return None
     return key_signature_of(*constraints.scale)
 
@@ -579,7 +610,9 @@ def _implied_key(constraints: Constraints) -> tuple[int, str] | None:
 def _mix_weights(mix: str | None, weights: Sequence[float] | None, count: int) -> list[float]:
     if mix not in (None, "weights", "schedule"):
         raise GenerationError(f"--mix must be weights or schedule, got {mix!r}")
-    if weights is None or mix != "weights":
+    if weights is not None and mix != "weights":
+        raise GenerationError("--mix-weights goes with --mix weights")
+    if weights is None:
         return [1.0 / count] * count
     weights = [float(w) for w in weights]
     if len(weights) != count:
@@ -621,11 +654,15 @@ def _sample_rows(
     finished_at = [0.0] * rows
     # Room to generate before the next re-window: each one re-reads a whole window.
     reserve = max(1, min(r.context for r in runners) // 4)
-    windows = [window_of(seq, min(r.context for r in runners) - 1) for seq in sequences]
+    limit = min(r.context for r in runners) - reserve
+    windows = [window_of(seq, limit) for seq in sequences]
     logits = [r.prefill([w for w, _ in windows]) for r in runners]
-    mask = torch.zeros((rows, V), dtype=torch.bool)
+    keys = _key_offsets(windows, sequences)
+    # The mask is filled on the CPU (from id ranges) and sent to the model's device whole.
+    device = runners[0].device
+    mask = torch.zeros((rows, V), dtype=torch.bool, pin_memory=device.type == "cuda")
     temperature = torch.ones(rows)
-    captured: list[list[torch.Tensor]] = [[] for _ in range(rows)]
+    captured: list[list[tuple[torch.Tensor, int]]] = [[] for _ in range(rows)]
     done = [False] * rows
     for step in range(budget):
         ranges = []
@@ -641,19 +678,22 @@ def _sample_rows(
             bar = max(state.bars_started - 1, 0)
             temperature[row] = sampling.temperature_at(bar, constraints.bars) * bump
         allowed_mask(ranges, mask)
-        scores, heated = _combine(logits, states, weights, mix, constraints.bars, temperature)
+        heat = temperature.to(device)
+        scores, heated = _combine(logits, states, weights, mix, constraints.bars, heat)
         probs = filtered_probabilities(
-            scores, mask, torch.ones(rows) if heated else temperature,
+            scores, mask.to(device, non_blocking=True), torch.ones_like(heat) if heated else heat,
             sampling.top_k, sampling.top_p, sampling.min_p,
         )  # fmt: skip
-        tokens = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        # Drawn on the CPU with the run's generator (the states need the ids there anyway).
+        # The copy of the pinned mask above is done by now: .cpu() waits for the device.
+        tokens = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0]
         for row, token in enumerate(tokens.tolist()):
             if done[row]:
                 continue
             states[row].advance(token)
             sequences[row].append(token)
             if runners[0].attention:
-                captured[row].append(_attention_row(runners[0], row))
+                captured[row].append(_attention_row(runners[0], row, keys[row]))
             if states[row].done:
                 done[row] = True
                 finished_at[row] = time.perf_counter() - started
@@ -662,9 +702,9 @@ def _sample_rows(
         if all(done):
             break
         if any(r.full for r in runners):
-            limit = min(r.context for r in runners) - reserve
             windows = [window_of(seq, limit) for seq in sequences]
             logits = [r.prefill([w for w, _ in windows]) for r in runners]
+            keys = _key_offsets(windows, sequences)
         else:
             logits = [r.step(tokens) for r in runners]
     if not all(done):  # cannot happen: the budget check keeps a way to the end open
@@ -705,25 +745,36 @@ def _combine(
     return torch.log(probs), True
 
 
-def _attention_row(runner: _Runner, row: int) -> torch.Tensor:
-    """The attention [layers, heads, keys] of the query that predicted the row's new token,
-    over the row's window (its left padding cut off)."""
+def _key_offsets(
+    windows: list[tuple[list[int], int]], sequences: list[list[int]]
+) -> list[tuple[int, int]]:
+    """Per row, how the cache's keys map onto the sequence: (length of the restated header
+    at the window's start, index in the sequence of the first body token after it). Keys
+    from there on are the sequence's tokens in order."""
+    return [
+        (len(window) - (len(seq) - first), first)
+        for (window, first), seq in zip(windows, sequences, strict=True)
+    ]
+
+
+def _attention_row(runner: _Runner, row: int, keys: tuple[int, int]) -> tuple[torch.Tensor, int]:
+    """The attention [layers, heads, keys] of the query that predicted the row's new token
+    over the sequence's own tokens (left padding and a restated header cut off), and the
+    index in the sequence of the first of those keys."""
+    header, first = keys
     attentions = runner.last_attentions  # per layer [rows, heads, 1 or more, cache length]
     stacked = torch.stack([a[row, :, -1, :] for a in attentions]).float().cpu()
-    return stacked[..., runner.pads[row] :]
+    return stacked[..., runner.pads[row] + header :], first
 
 
-def _stack_attention(rows: list[torch.Tensor], total: int) -> np.ndarray:
+def _stack_attention(rows: list[tuple[torch.Tensor, int]], total: int) -> np.ndarray:
     """[layers, heads, new tokens, tokens]: row i is what predicted new token i (at index
-    total - len(rows) + i) attended to. A window holds the latest tokens, so each row is
-    aligned on its right end; what lies before the window (past a re-window) stays 0."""
-    layers, heads = rows[0].shape[:2]
+    total - len(rows) + i) attended to, placed on the tokens it read; what lay outside its
+    window (before a re-window, or a header restated there) stays 0."""
+    layers, heads = rows[0][0].shape[:2]
     out = np.zeros((layers, heads, len(rows), total), dtype=np.float16)
-    start = total - len(rows)
-    for i, weights in enumerate(rows):
-        end = start + i  # keys: the tokens before new token i
-        span = min(weights.shape[-1], end)
-        out[:, :, i, end - span : end] = weights[..., weights.shape[-1] - span :].numpy()
+    for i, (weights, first) in enumerate(rows):
+        out[:, :, i, first : first + weights.shape[-1]] = weights.numpy()
     return out
 
 
@@ -751,7 +802,8 @@ def variant_files(generation: Generation, variant: Variant, stem: str) -> dict[s
         "seconds": round(variant.seconds, 3),
         "notes": score.note_count,
     }
-    summary = (f"music_lm generate: model {generation.models[0]['sha256']}, random seed "
+    hashes = "+".join(m["sha256"] for m in generation.models)
+    summary = (f"music_lm generate: model {hashes}, random seed "
                f"{generation.settings['random_seed']}, variant {variant.index}")  # fmt: skip
     midi = write_midi(
         score,

@@ -88,6 +88,7 @@ class MidiRead:
     midi_track_count: int
     dropped: Counter[str] = field(default_factory=Counter)  # kind -> count
     remarks: Counter[str] = field(default_factory=Counter)  # repairs made while reading
+    markers: list[tuple[int, str]] = field(default_factory=list)  # (tick, text) marker events
 
 
 def _load_bytes(source: str | Path | bytes) -> tuple[bytes, str]:
@@ -299,7 +300,9 @@ def _read_track(
             if i > stop:
                 raise IndexError
             _read_meta(meta_type, payload, tick, score, dropped, remarks)
-            if meta_type == 0x03:
+            if meta_type == 0x06:  # kept for the piano roll; the codec still drops it
+                result.markers.append((tick, payload.decode("utf-8", "replace")))
+            elif meta_type == 0x03:
                 track_name = payload.decode("latin-1")
         elif status == 0xF0 or status == 0xF7:
             length, i = _read_varlen(data, i)

@@ -8,17 +8,17 @@ logits push invalid tokens far up.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from pathlib import Path
 from unittest.mock import patch
 
-import mido
+import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
+from midi_checker import check_constraints
 from typer.testing import CliRunner
 
 from music_lm.api import midi_to_text
@@ -47,9 +47,8 @@ from music_lm.generate import (
     variant_files,
 )
 from music_lm.grammar import BAR, validate
-from music_lm.instruments import pitch_range
 from music_lm.model import load_model, model_config, model_meta, new_model, save_model_folder
-from music_lm.vocab import VOCAB
+from music_lm.vocab import GRID_PER_QUARTER, VOCAB
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "midi_in"
 SEEDS = sorted(EXAMPLES.glob("*.mid"))
@@ -78,97 +77,24 @@ def adversarial_forward(original):
 
     def forward(self, ids, positions):
         logits = original(self, ids, positions)
-        push = torch.rand(logits.shape, generator=torch.Generator().manual_seed(ids.numel()))
+        # a different half at every step: seeded by the ids and positions themselves
+        step_seed = int(ids.sum()) * 1_000_003 + int(positions.sum())
+        push = torch.rand(logits.shape, generator=torch.Generator().manual_seed(step_seed))
         return logits + 50.0 * (push < 0.5)
 
     return forward
 
 
-# ---- an independent checker: reads the MIDI file back with mido ----
-
-
-def midi_facts(data: bytes) -> dict:
-    """Notes per channel with (onset, end, pitch) in quarter notes, the tempo and meter
-    events, programs by channel, and the marker, from the MIDI bytes alone."""
-    midi = mido.MidiFile(file=io.BytesIO(data))
-    ppq = midi.ticks_per_beat
-    facts = {"notes": {}, "tempos": [], "meters": [], "keys": [], "programs": {}, "markers": []}
-    for track in midi.tracks:
-        tick = 0
-        sounding: dict[tuple[int, int], list[int]] = {}
-        for message in track:
-            tick += message.time
-            beat = tick / ppq
-            if message.type == "set_tempo":
-                facts["tempos"].append((beat, round(mido.tempo2bpm(message.tempo), 2)))
-            elif message.type == "time_signature":
-                facts["meters"].append((beat, (message.numerator, message.denominator)))
-            elif message.type == "key_signature":
-                facts["keys"].append((beat, message.key))
-            elif message.type == "marker":
-                facts["markers"].append((beat, message.text))
-            elif message.type == "program_change":
-                facts["programs"][message.channel] = message.program
-            elif message.type == "note_on" and message.velocity > 0:
-                sounding.setdefault((message.channel, message.note), []).append(beat)
-            elif message.type in ("note_off", "note_on"):
-                onset = sounding[(message.channel, message.note)].pop(0)
-                facts["notes"].setdefault(message.channel, []).append((onset, beat, message.note))
-    return facts
-
-
-def bar_lines(facts: dict, start_beat: float, bars: int) -> list[float]:
-    """The beats where the new bars start, and where the last one ends, by the meters."""
-    meters = sorted(facts["meters"])
-    lines = [start_beat]
-    for _ in range(bars):
-        here = lines[-1]
-        numerator, denominator = [m for beat, m in meters if beat <= here + 1e-9][-1]
-        lines.append(here + 4 * numerator / denominator)
-    return lines
-
-
-def check_constraints(data: bytes, constraints: Constraints, start_beat: float):
-    """Every constraint, read from the MIDI: new notes only (from `start_beat` on)."""
-    facts = midi_facts(data)
-    assert facts["markers"] == [(start_beat, "music_lm continuation")]
-    lines = bar_lines(facts, start_beat, constraints.bars)
-    end_beat = lines[-1]
-    classes = None if constraints.scale is None else scale_pitch_classes(*constraints.scale)
-    new_bars_with_onsets = set()
-    for channel, notes in facts["notes"].items():
-        drums = channel == 9
-        program = None if drums else facts["programs"].get(channel, 0)
-        new = [n for n in notes if n[0] >= start_beat - 1e-9]
-        for onset, _end, pitch in new:
-            assert onset < end_beat - 1e-9, f"a note at beat {onset} after the last bar"
-            new_bars_with_onsets.add(max(i for i, line in enumerate(lines) if line <= onset))
-            if constraints.instruments is not None:
-                assert (-1 if drums else program) in constraints.instruments
-            if drums:
-                continue
-            if classes is not None:
-                assert pitch % 12 in classes, f"pitch {pitch} outside the scale"
-            low, high = constraints.pitch_range or (
-                pitch_range(program) if constraints.instrument_ranges else (0, 127)
-            )
-            assert low <= pitch <= high, f"pitch {pitch} outside {low}..{high}"
-        if constraints.max_polyphony is not None and not drums:
-            for onset, _end, _pitch in new:
-                sounding = sum(1 for o, e, _p in notes if o <= onset < e)
-                assert sounding <= constraints.max_polyphony, f"{sounding} notes at beat {onset}"
-    # the last bar has a note (the others may be held through)
-    assert constraints.bars - 1 in new_bars_with_onsets
-    if constraints.lock_tempo:
-        assert all(beat < start_beat for beat, _ in facts["tempos"][1:])
-    if constraints.lock_meter:
-        assert all(beat < start_beat for beat, _ in facts["meters"][1:])
-
-
 # ---- the mask factor: random walks choosing among the allowed tokens ----
 
 
-def walk(seed_ids, constraints, budget_slack, rng) -> list[int]:
+LONG_PARTS = range(VOCAB.ranges["dur_long"].start, VOCAB.ranges["dur_long"].stop)
+
+
+def walk(seed_ids, constraints, budget_slack, rng, long_bias: float = 0.0) -> list[int]:
+    """Choose among the allowed tokens until the end; with `long_bias`, a long duration
+    part whenever one is allowed, that often (chords of long notes, as a trained model
+    writes them, are rare in a uniform walk)."""
     state = ContinuationState(seed_ids, constraints)
     budget = state.needed() + budget_slack
     out: list[int] = []
@@ -176,7 +102,8 @@ def walk(seed_ids, constraints, budget_slack, rng) -> list[int]:
         ranges = state.allowed_ranges(budget - len(out))
         assert ranges, f"a dead end after {[VOCAB.tokens[t] for t in out[-8:]]}"
         choices = [t for lo, hi in ranges for t in range(lo, hi)]
-        token = rng.choice(choices)
+        longs = [t for t in choices if t in LONG_PARTS]
+        token = rng.choice(longs if longs and rng.random() < long_bias else choices)
         state.advance(token)
         out.append(token)
         assert len(out) <= budget
@@ -195,8 +122,11 @@ constraint_sets = st.builds(
     ),
     pitch_range=st.one_of(st.none(), st.just((48, 84)), st.just((60, 72))),
     max_polyphony=st.one_of(st.none(), st.integers(1, 3)),
+    instruments=st.one_of(st.none(), st.just(frozenset(range(128))), st.just(frozenset({-1, 0}))),
+    instrument_ranges=st.booleans(),
     lock_tempo=st.booleans(),
     lock_meter=st.booleans(),
+    lock_key=st.booleans(),
 )
 
 
@@ -207,15 +137,31 @@ constraint_sets = st.builds(
     constraints=constraint_sets,
     slack=st.sampled_from([0, 1, 3, 12, 300]),
     walk_seed=st.integers(0, 2**16),
+    long_bias=st.sampled_from([0.0, 0.7]),
 )
 def test_every_walk_over_the_allowed_tokens_ends_valid_within_budget(
-    seed_file, seed_bars, constraints, slack, walk_seed
+    seed_file, seed_bars, constraints, slack, walk_seed, long_bias
 ) -> None:
     ids = cut_seed(validate(midi_to_text(seed_file))[:-1], seed_bars)
-    out = walk(ids, constraints, slack, random.Random(walk_seed))
+    try:
+        ContinuationState(ids, constraints)
+    except ConstraintError:  # e.g. a seed track that has not played is not allowed
+        reject()
+    out = walk(ids, constraints, slack, random.Random(walk_seed), long_bias)
     text = " ".join(VOCAB.tokens[t] for t in ids + out)
     validate(text)
     assert out.count(BAR) == constraints.bars
+
+
+@pytest.mark.xfail(
+    reason="known limit: in a 13-pitch range, chords of notes hundreds of quarters long can "
+    "hold every pitch through the last bar; a note there then needs more duration words than "
+    "the budget kept (the sampler stops with GenerationError, never an invalid output)",
+    raises=AssertionError,
+)
+def test_a_walk_of_very_long_chords_in_a_narrow_range_ends_within_budget() -> None:
+    ids = cut_seed(validate(midi_to_text(EXAMPLES / "folk_tune.mid"))[:-1], 2)
+    walk(ids, Constraints(bars=2, pitch_range=(60, 72)), 300, random.Random(1257), 0.9)
 
 
 def test_a_budget_smaller_than_the_shortest_ending_is_refused(loaded) -> None:
@@ -275,6 +221,10 @@ def test_temperature_ramps_across_the_new_bars() -> None:
 def test_generated_midi_keeps_every_constraint(
     loaded, seed_file, constraints, variants, random_seed
 ) -> None:
+    try:
+        ContinuationState(cut_seed(validate(midi_to_text(seed_file))[:-1], 2), constraints)
+    except ConstraintError:  # e.g. a seed track that has not played is not allowed
+        reject()
     with patch.object(_Runner, "_forward", adversarial_forward(_Runner._forward)):
         generation = generate(
             seed_file, seed_bars=2, constraints=constraints, variants=variants,
@@ -284,7 +234,7 @@ def test_generated_midi_keeps_every_constraint(
     for variant in generation.variants:
         validate(variant.text)
         files = variant_files(generation, variant, "x")
-        check_constraints(files[".mid"], constraints, variant.continuation_tick / 24)
+        check_constraints(files[".mid"], constraints, variant.continuation_tick / GRID_PER_QUARTER)
 
 
 def test_the_same_random_seed_gives_the_same_output(loaded) -> None:
@@ -329,6 +279,25 @@ def test_style_and_seed_bars_shape_the_seed(loaded) -> None:
     assert variant.ids.count(BAR) == 2
 
 
+def test_mixed_distributions_follow_the_weights_and_the_schedule() -> None:
+    from music_lm.generate import _combine
+
+    first, second = torch.zeros(2, len(VOCAB)), torch.zeros(2, len(VOCAB))
+    first[:, 10], second[:, 20] = 30.0, 30.0  # each model sure of its own id
+    states = [ContinuationState(seed_from_text(MELODY), Constraints(bars=9)) for _ in range(2)]
+    scores, heated = _combine([first, second], states, [0.25, 0.75], "weights", 9, torch.ones(2))
+    probs = torch.softmax(scores, -1)
+    assert heated
+    assert torch.allclose(probs[:, 10], torch.tensor(0.25), atol=1e-4)
+    assert torch.allclose(probs[:, 20], torch.tensor(0.75), atol=1e-4)
+    # schedule: 9 bars over 2 models, the first model for bars 1..5, the second from bar 6
+    for bar, expected in ((1, 10), (5, 10), (6, 20), (9, 20)):
+        states[0].bars_started = bar
+        scores, heated = _combine([first, second], states, [0.5, 0.5], "schedule", 9, torch.ones(2))
+        assert not heated
+        assert int(scores[0].argmax()) == expected
+
+
 def test_checkpoints_mix_by_weights_and_by_schedule(loaded, tiny_model: Path) -> None:
     two = loaded * 2
     for mix, weights in (("weights", [0.3, 0.7]), ("schedule", None)):
@@ -339,6 +308,35 @@ def test_checkpoints_mix_by_weights_and_by_schedule(loaded, tiny_model: Path) ->
         assert len(generation.models) == 2
     with pytest.raises(GenerationError, match="--mix"):
         generate(seed_from_text(MELODY), models=[tiny_model, tiny_model], loaded=two)
+    with pytest.raises(GenerationError, match="--mix-weights goes with --mix weights"):
+        generate(seed_from_text(MELODY), models=[tiny_model] * 2, loaded=two, mix="schedule",
+                 mix_weights=[1, 2])  # fmt: skip
+    with pytest.raises(GenerationError, match="2 weights for 3 models"):
+        generate(seed_from_text(MELODY), models=[tiny_model] * 3, loaded=loaded * 3,
+                 mix="weights", mix_weights=[1, 2])  # fmt: skip
+    with pytest.raises(GenerationError, match="need --bars 3 or more, got 2"):
+        generate(seed_from_text(MELODY), models=[tiny_model] * 3, loaded=loaded * 3,
+                 mix="schedule", constraints=Constraints(bars=2))  # fmt: skip
+
+
+def test_a_header_from_options_alone(loaded) -> None:
+    from music_lm.constraints import SEED_KEY
+    from music_lm.generate import Header
+
+    # --scale without --key: the tonic is C, and the header states no key
+    generation = generate(constraints=Constraints(bars=1, scale=(SEED_KEY, "dorian")),
+                          loaded=loaded, models=["tiny"], random_seed=1)  # fmt: skip
+    assert generation.settings["constraints"]["scale"] == "C:dorian"
+    assert "key:" not in generation.variants[0].text.split(" bar ")[0]
+    generation = generate(constraints=Constraints(bars=1, scale=(2, "minor")),
+                          loaded=loaded, models=["tiny"], random_seed=1)  # fmt: skip
+    assert "key:D:minor" in generation.variants[0].text.split()
+    for header, message in ((Header(), None), ({"style": "nope"}, "--style nope"),
+                            ({"time_signature": (4, 0)}, "--ts 4/0")):  # fmt: skip
+        if message is None:
+            continue
+        with pytest.raises(GenerationError, match=message):
+            Header(**header)
 
 
 def test_attention_of_the_new_tokens_is_captured(tiny_model: Path) -> None:
@@ -348,9 +346,18 @@ def test_attention_of_the_new_tokens_is_captured(tiny_model: Path) -> None:
     variant = generation.variants[0]
     layers, heads = model[0].model.config.n_layer, model[0].model.config.n_head
     assert variant.attention.shape == (layers, heads, variant.new_tokens, len(variant.ids))
-    # each new token's query attends over what came before it, summing to one in the window
-    sums = variant.attention.astype("float32").sum(-1)
-    assert abs(float(sums.mean()) - 1.0) < 1e-2
+    weights = variant.attention.astype("float32")
+    sums = weights.sum(-1)
+    # Before the first re-window (a 64-token context here) each query's weights sum to one
+    # over the tokens before it; after one, the restated header's share is left out.
+    assert np.allclose(sums[:, :, 0], 1.0, atol=1e-3)
+    assert (sums <= 1.0 + 1e-3).all()
+    assert (sums[:, :, -1] < 0.999).all()
+    for i in range(variant.new_tokens):  # causal: nothing on the token itself or later
+        assert not weights[:, :, i, variant.seed_length + i :].any()
+    # the last query's window no longer holds the seed's first bar
+    first_bar = variant.ids.index(BAR)
+    assert not weights[:, :, -1, first_bar : first_bar + 8].any()
 
 
 def test_a_copy_of_the_seed_or_silence_is_redrawn() -> None:
