@@ -5,9 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-# System parts the project needs: venv support for a stock Debian python3, and
-# FluidSynth with a GM soundfont for rendering.
-APT_PACKAGES := python3-venv fluidsynth fluid-soundfont-gm
+# System parts the project needs: venv support for a stock Debian python3, FluidSynth
+# with a GM soundfont for rendering, and MuseScore 3 (headless) to check the exports.
+APT_PACKAGES := python3-venv fluidsynth fluid-soundfont-gm musescore3
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system venv run corpus default-model test lint format bench bench-train clean
@@ -76,6 +76,8 @@ bench: setup
 	$(PY) bench/codec.py
 	$(PY) bench/corpus.py
 	$(PY) bench/train.py
+	$(PY) bench/generate.py
+	$(PY) bench/render.py
 
 # On a GPU machine: the small and base presets, compiled bf16, with their MFU.
 bench-train: setup

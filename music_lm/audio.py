@@ -33,6 +33,7 @@ SAMPLE_RATES = (22050, 32000, 44100, 48000, 96000)
 FORMATS = ("wav", "flac", "ogg")
 HEADROOM_DB = -1.0  # the peak after normalising
 TAIL_FLOOR_DB = -60.0  # relative to the peak: quieter than this at the end is silence
+SILENCE = 1e-4  # a peak below this (-80 dBFS) is silence, not quiet music
 MAX_TAIL_S = 6.0  # release and reverb rendered after the last note-off, at most
 _BLOCK = 512  # frames per synthesis call while rendering the tail
 DEBIAN_SOUNDFONTS = (
@@ -210,7 +211,7 @@ def render_score(
     font = find_soundfont(soundfont)
     events, setup = _events(score, sample_rate)
     last_frame = int(events[-1, 0]) if len(events) else 0
-    max_frames = last_frame + int(MAX_TAIL_S * sample_rate)
+    max_frames = last_frame + int(MAX_TAIL_S * sample_rate) if len(events) else 0
     out = np.zeros((max_frames + _BLOCK, 2), dtype=np.float32)
     synth = _Synth(font, sample_rate)
     try:
@@ -244,7 +245,9 @@ def render_score(
     samples = out[:frame]
     peak = float(np.abs(samples).max()) if frame else 0.0
     gain = 1.0
-    if peak > 0:
+    if peak < SILENCE:  # no note sounded: nothing to normalise (only the synth's noise)
+        samples = samples[:0]
+    else:
         floor = peak * 10 ** (TAIL_FLOOR_DB / 20)
         loud = np.flatnonzero(np.abs(samples).max(axis=1) > floor)
         samples = samples[: loud[-1] + 1] if len(loud) else samples[:0]

@@ -534,8 +534,11 @@ def write_midi(
     ticks_per_beat: int = DAW_TICKS_PER_BEAT,
     markers: Sequence[tuple[int, str]] = (),
     texts: Sequence[str] = (),
+    midi_format: int = 1,
 ) -> bytes:
-    """A DAW-ready Standard MIDI File (format 1) of `score`, as bytes.
+    """A DAW-ready Standard MIDI File (format 1) of `score`, as bytes; `midi_format=0` puts
+    the same events in one track, for tools that want a single track (each instrument
+    keeps its channel and program change).
 
     `markers` are (tick in the score's resolution, name) marker events and `texts` text
     events at tick 0, both in the conductor track (a generator marks where its
@@ -563,7 +566,7 @@ def write_midi(
     if score.style != "none":
         head.append((0, _meta(0x01, f"{STYLE_TEXT_PREFIX}{score.style}".encode("latin-1"))))
     head += [(0, _meta(0x01, text.encode("utf-8"))) for text in texts]
-    chunks = [_chunk(head + [(tick, message) for tick, _, message in conductor])]
+    tracks = [head + [(tick, message) for tick, _, message in conductor]]
 
     names = track_display_names(score.tracks)
     channels = default_channel_layout(score.tracks)
@@ -582,7 +585,21 @@ def write_midi(
             (0, _meta(0x03, name.encode("latin-1"))),
             (0, bytes((0xC0 | channel, track.program))),
         ]
-        chunks.append(_chunk(body + [(e[0], e[4]) for e in events]))
-    header = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big")
+        tracks.append(body + [(e[0], e[4]) for e in events])
+    if midi_format == 0:
+        # One track: the conductor's events first on a tick, then each instrument's in
+        # order (a stable sort keeps note-offs before note-ons); the first name names it.
+        merged = [
+            (tick, index, message)
+            for index, events in enumerate(tracks)
+            for tick, message in events
+            if index == 0 or message[:2] != b"\xff\x03"
+        ]
+        merged.sort(key=lambda e: (e[0], e[1]))
+        tracks = [[(tick, message) for tick, _, message in merged]]
+    elif midi_format != 1:
+        raise ValueError(f"midi_format must be 0 or 1, got {midi_format}")
+    chunks = [_chunk(events) for events in tracks]
+    header = b"MThd" + (6).to_bytes(4, "big") + midi_format.to_bytes(2, "big")
     header += len(chunks).to_bytes(2, "big") + ticks_per_beat.to_bytes(2, "big")
     return header + b"".join(chunks)

@@ -1,0 +1,373 @@
+"""Hear it, see it, take it to a DAW: FluidSynth audio, piano rolls, DAW-ready exports.
+
+Audio is checked by measuring it (level, length, clipping, what drums change); piano
+rolls by reading pixels where the notes and the seed are drawn; exports by reading them
+back with mido, pretty_midi, music21 and, where installed, MuseScore 3.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import threading
+import wave
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import build_midi, note_events
+from music_lm.audio import (
+    AudioError,
+    encode_audio,
+    find_soundfont,
+    render_midi,
+    render_score,
+    tick_seconds,
+)
+from music_lm.cli import app
+from music_lm.export import daw_midi, export_midi, musicxml
+from music_lm.midi_io import read_midi, write_midi
+from music_lm.pianoroll import (
+    SEED_SHADE,
+    bar_tick,
+    continuation_tick,
+    midi_pianoroll,
+    pianoroll_axes,
+    pianoroll_figure,
+    track_colour,
+)
+from music_lm.score import Note, Score, TempoChange, TimeSignature, Track
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "midi_in"
+TIM = Path(__import__("pretty_midi").__file__).parent / "TimGM6mb.sf2"
+PPQ = 480
+
+
+def phrase(is_drum: bool = False, program: int = 0, bpm: float = 120.0) -> Score:
+    """Four quarter notes (or snare hits) at `bpm`: 2 s of music at 120."""
+    pitch = 38 if is_drum else 60
+    notes = [Note(i * PPQ, PPQ, pitch + (0 if is_drum else 2 * i), 100) for i in range(4)]
+    return Score(PPQ, [Track(program, is_drum, notes)], [TempoChange(0, bpm)],
+                 [TimeSignature(0, 4, 4)])  # fmt: skip
+
+
+def wav_samples(data: bytes) -> tuple[np.ndarray, int]:
+    with wave.open(io.BytesIO(data)) as w:
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
+        return frames, w.getframerate()
+
+
+# ---- audio ----
+
+
+def test_a_phrase_renders_audible_at_its_length_with_headroom() -> None:
+    rendered = render_score(phrase(program=0))
+    frames, rate = wav_samples(encode_audio(rendered))
+    seconds = len(frames) / rate
+    assert rate == 44100
+    assert 2.0 <= seconds <= 2.0 + 6.0  # the notes, then at most the release tail
+    peak = np.abs(frames).max() / 32768
+    assert 0.85 < peak < 0.9  # normalised to -1 dBFS: loud, never clipped
+    rms = np.sqrt(np.mean((frames / 32768.0) ** 2))
+    assert rms > 0.02  # really sounding, not a click
+    # every quarter note sounds: each half second has energy
+    for k in range(4):
+        part = frames[int(k * 0.5 * rate) : int((k + 0.5) * rate)]
+        assert np.abs(part).max() > 0.05 * 32768
+    # the tail is trimmed: the last 10 ms are not digital silence
+    assert np.abs(frames[-int(0.01 * rate) :]).max() > 0
+
+
+def test_the_length_follows_the_tempo_map() -> None:
+    slow = render_score(phrase(bpm=60.0))  # 4 s of notes
+    assert 4.0 <= slow.seconds <= 10.0
+    score = phrase()
+    score.tempos = [TempoChange(0, 120.0), TempoChange(2 * PPQ, 60.0)]
+    to_seconds = tick_seconds(score)
+    assert to_seconds(2 * PPQ) == pytest.approx(1.0)
+    assert to_seconds(4 * PPQ) == pytest.approx(3.0)
+
+
+def test_drums_sound_as_drums_and_programs_as_their_instruments() -> None:
+    snare = render_score(phrase(is_drum=True)).samples
+    melodic = render_score(Score(PPQ, [Track(0, False, phrase(True).tracks[0].notes)])).samples
+    flute = render_score(phrase(program=73)).samples
+    piano = render_score(phrase(program=0)).samples
+    n = min(len(snare), len(melodic))
+    assert not np.allclose(snare[:n], melodic[:n], atol=0.05)
+    # a piano's D2 puts much of its energy on its 73 Hz fundamental; a snare drum does not
+    def share_near_d2(x: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.rfft(x[:22050, 0])) ** 2
+        freqs = np.fft.rfftfreq(22050, 1 / 44100)
+        return float(spectrum[(freqs >= 60) & (freqs < 90)].sum() / spectrum.sum())
+
+    assert share_near_d2(melodic) > 0.2
+    assert share_near_d2(snare) < 0.02
+    n = min(len(flute), len(piano))
+    assert not np.allclose(flute[:n], piano[:n], atol=0.05)
+
+
+def test_renders_are_reproducible_and_independent_across_threads() -> None:
+    first = render_score(phrase(program=40)).samples
+    render_score(phrase(is_drum=True))  # something else in between
+    results: list[np.ndarray] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(render_score(phrase(program=40)).samples))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3
+    assert all(np.array_equal(first, r) for r in results)
+
+
+def test_an_empty_score_renders_silence_without_error() -> None:
+    rendered = render_score(Score(PPQ, [Track(0, False, [])]))
+    assert rendered.seconds < 0.1
+
+
+def test_flac_and_ogg_and_other_rates() -> None:
+    soundfile = pytest.importorskip("soundfile")
+    rendered = render_score(phrase(), sample_rate=22050)
+    for fmt in ("flac", "ogg"):
+        data, rate = soundfile.read(io.BytesIO(encode_audio(rendered, fmt)))
+        assert rate == 22050
+        assert abs(len(data) - len(rendered.samples)) < 2048
+        assert np.abs(data).max() > 0.5
+    with pytest.raises(AudioError, match="--sample-rate"):
+        render_score(phrase(), sample_rate=12345)
+    with pytest.raises(AudioError, match="--format"):
+        encode_audio(rendered, "mp3")
+
+
+def test_the_soundfont_bundled_with_pretty_midi_works_alone(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("MUSIC_LM_SOUNDFONT", str(TIM))
+    assert find_soundfont() == TIM
+    rendered = render_score(phrase())
+    assert rendered.soundfont == str(TIM)
+    assert np.abs(rendered.samples).max() > 0.5
+    with pytest.raises(AudioError, match="nope.sf2: soundfont not found"):
+        find_soundfont(tmp_path / "nope.sf2")
+
+
+# ---- piano rolls ----
+
+
+def _pixel(png: bytes, xy) -> np.ndarray:
+    import matplotlib.image as mpimg
+
+    image = mpimg.imread(io.BytesIO(png), format="png")
+    x, y = xy
+    return image[image.shape[0] - int(round(y)), int(round(x)), :3]
+
+
+def test_a_piano_roll_has_its_size_a_colour_per_track_and_the_seed_shaded() -> None:
+    score = Score(
+        PPQ,
+        [
+            Track(73, False, [Note(0, 4 * PPQ, 72, 127), Note(8 * PPQ, 4 * PPQ, 72, 127)]),
+            Track(33, False, [Note(0, 4 * PPQ, 40, 127), Note(8 * PPQ, 4 * PPQ, 40, 127)]),
+            Track(0, True, [Note(i * PPQ, PPQ // 2, 36, 127) for i in range(12)]),
+        ],
+        [TempoChange(0, 120.0)],
+        [TimeSignature(0, 4, 4)],
+    )
+    fig, ax_pitch, ax_drum = pianoroll_axes(score, continuation_at=4 * PPQ)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    png = png.getvalue()
+    import matplotlib.image as mpimg
+
+    assert mpimg.imread(io.BytesIO(png)).shape[:2] == (900, 1600)
+    from matplotlib.colors import to_rgb
+
+    to_px = lambda ax, x, y: ax.transData.transform((x, y))  # noqa: E731
+    for ax, (x, y), colour in (
+        (ax_pitch, (10, 72), track_colour(0)),  # flute, in the new bars
+        (ax_pitch, (10, 40), track_colour(1)),  # bass
+        (ax_drum, (9.1, 0), track_colour(2)),  # drums, in their own lane
+    ):
+        assert np.allclose(_pixel(png, to_px(ax, x, y)), to_rgb(colour), atol=0.03)
+    # the seed (bar 1) is shaded grey, the new bars are white, where no note is drawn
+    shade = np.array(SEED_SHADE[:3]) * SEED_SHADE[3] + (1 - SEED_SHADE[3])
+    assert np.allclose(_pixel(png, to_px(ax_pitch, 2, 56)), shade, atol=0.03)
+    assert np.allclose(_pixel(png, to_px(ax_pitch, 6, 56)), 1.0, atol=0.01)
+    # the continuation line is red
+    assert _pixel(png, to_px(ax_pitch, 4, 56))[0] > 0.7
+
+
+def test_the_continuation_is_read_from_the_generation_marker(tmp_path) -> None:
+    score = phrase()
+    data = write_midi(score, markers=[(2 * PPQ, "music_lm continuation")])
+    read = read_midi(data)
+    assert continuation_tick(read) == 2 * PPQ
+    assert bar_tick(read.score, 1) == 0
+    png = midi_pianoroll(data, width_px=800, height_px=450)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    fig = pianoroll_figure(read.score, continuation_tick(read))
+    assert {t.name for t in fig.data} == {"1 Acoustic Grand Piano"}
+    assert any(s.type == "rect" for s in fig.layout.shapes)
+
+
+# ---- exports ----
+
+
+def _readers_agree(data: bytes, score: Score) -> None:
+    """mido, pretty_midi and music21 see the score's notes, programs, tempi and meters."""
+    import music21
+    import pretty_midi
+
+    midi = mido.MidiFile(file=io.BytesIO(data))
+    assert midi.ticks_per_beat == 480
+    ons = sum(1 for t in midi.tracks for m in t if m.type == "note_on" and m.velocity)
+    assert ons == score.note_count
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
+    expected = sorted((t.program, t.is_drum, len(t.notes)) for t in score.tracks)
+    assert sorted((i.program, i.is_drum, len(i.notes)) for i in pm.instruments) == expected
+    times, bpms = pm.get_tempo_changes()
+    assert [round(b, 3) for b in bpms] == [round(t.bpm, 3) for t in score.tempos]
+    assert [(s.numerator, s.denominator) for s in pm.time_signature_changes] == [
+        (t.numerator, t.denominator) for t in score.time_signatures
+    ]
+    parsed = music21.converter.parse(data, format="midi")
+    meters = {ts.ratioString for ts in parsed.recurse().getElementsByClass("TimeSignature")}
+    assert meters == {f"{t.numerator}/{t.denominator}" for t in score.time_signatures}
+
+
+def band() -> Score:
+    return Score(
+        PPQ,
+        [
+            Track(73, False, [Note(i * PPQ, PPQ, 72 + i % 5, 90) for i in range(14)]),
+            Track(33, False, [Note(i * 2 * PPQ, 2 * PPQ, 40, 90) for i in range(7)]),
+            Track(0, True, [Note(i * PPQ, PPQ // 2, 36 + 2 * (i % 2), 100) for i in range(14)]),
+        ],
+        [TempoChange(0, 100.0), TempoChange(8 * PPQ, 140.0)],
+        [TimeSignature(0, 4, 4), TimeSignature(8 * PPQ, 3, 4)],
+    )
+
+
+def test_daw_exports_read_back_alike_in_format_1_and_0() -> None:
+    score = band()
+    data, read = export_midi(write_midi(score, markers=[(4 * PPQ, "music_lm continuation")]))
+    assert mido.MidiFile(file=io.BytesIO(data)).type == 1
+    _readers_agree(data, score)
+    assert continuation_tick(read_midi(data)) == 4 * PPQ  # the marker survives
+    zero = daw_midi(read, midi_format=0)
+    midi0 = mido.MidiFile(file=io.BytesIO(zero))
+    assert midi0.type == 0
+    assert len(midi0.tracks) == 1
+    _readers_agree(zero, score)
+    tracks = {(m.channel, m.program) for m in midi0.tracks[0] if m.type == "program_change"}
+    assert tracks == {(0, 73), (1, 33), (9, 0)}
+
+
+def test_musicxml_has_a_part_per_instrument_and_a_percussion_part() -> None:
+    import music21
+
+    xml = musicxml(write_midi(band()))
+    parsed = music21.converter.parse(xml, format="musicxml")
+    programs = [p.getInstrument().midiProgram for p in parsed.parts]
+    assert programs[:2] == [73, 33]
+    assert len(parsed.parts) == 3
+    assert list(parsed.parts[2].recurse().getElementsByClass("Unpitched"))
+    meters = [t.ratioString for t in parsed.parts[0].recurse().getElementsByClass("TimeSignature")]
+    assert meters == ["4/4", "3/4"]
+
+
+MSCORE = shutil.which("mscore3") or shutil.which("musescore3")
+
+
+@pytest.mark.skipif(MSCORE is None, reason="MuseScore 3 is not installed (apt: musescore3)")
+def test_musescore_imports_the_export_intact(tmp_path) -> None:
+    """A third-party reader: MuseScore 3 turns our DAW-ready MIDI into MusicXML with the
+    parts, instruments, percussion, tempo changes and meters intact."""
+    import music21
+
+    midi = tmp_path / "band.mid"
+    midi.write_bytes(export_midi(write_midi(band()))[0])
+    out = tmp_path / "band.musicxml"
+    subprocess.run(
+        [MSCORE, "-o", str(out), str(midi)],
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    parsed = music21.converter.parse(out)
+    parts = list(parsed.parts)
+    assert len(parts) == 3
+    assert [p.getInstrument().midiProgram for p in parts[:2]] == [73, 33]
+    assert parts[2].getInstrument().midiChannel == 9
+    assert list(parts[2].recurse().getElementsByClass("Unpitched"))
+    marks = [round(m.number) for m in parts[0].recurse().getElementsByClass("MetronomeMark")]
+    assert marks == [100, 140]
+    meters = [t.ratioString for t in parts[0].recurse().getElementsByClass("TimeSignature")]
+    assert meters == ["4/4", "3/4"]
+
+
+# ---- the commands ----
+
+
+def test_render_pianoroll_and_export_commands(tmp_path) -> None:
+    runner = CliRunner()
+    song = tmp_path / "song.mid"
+    song.write_bytes(write_midi(band()))
+    result = runner.invoke(app, ["render", str(song), "-o", str(tmp_path / "song.wav")])
+    assert result.exit_code == 0, result.output
+    frames, rate = wav_samples((tmp_path / "song.wav").read_bytes())
+    assert len(frames) / rate > 8 * 60 / 100 + 6 * 60 / 140 - 0.1
+    result = runner.invoke(app, ["pianoroll", str(song), "-o", str(tmp_path / "roll.png"),
+                                 "--continuation-from", "2"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "roll.png").read_bytes()[:4] == b"\x89PNG"
+    result = runner.invoke(app, ["export", str(song), "-o", str(tmp_path / "daw.mid"),
+                                 "--type0", "--musicxml", str(tmp_path / "song.musicxml")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert mido.MidiFile(tmp_path / "daw.mid").type == 0
+    assert b"<score-partwise" in (tmp_path / "song.musicxml").read_bytes()
+    # nothing is overwritten without --force
+    before = (tmp_path / "song.wav").stat().st_mtime_ns
+    result = runner.invoke(app, ["render", str(song), "-o", str(tmp_path / "song.wav")])
+    assert result.exit_code == 2
+    assert "already exists" in result.output
+    assert (tmp_path / "song.wav").stat().st_mtime_ns == before
+
+
+def test_a_bad_file_is_one_line_and_no_output(tmp_path) -> None:
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"MThd\x00\x00")
+    good = tmp_path / "good.mid"
+    good.write_bytes(build_midi([(0, mido.MetaMessage("set_tempo", tempo=500000))],
+                                note_events(0, 480, 60)))  # fmt: skip
+    runner = CliRunner()
+    for command, suffix in (("render", ".wav"), ("pianoroll", ".png"), ("export", ".mid")):
+        out = tmp_path / command
+        result = runner.invoke(app, [command, str(tmp_path), "-o", str(out)])
+        assert result.exit_code == 2
+        assert f"{bad}: truncated MIDI file" in result.output
+        assert not (out / f"bad{suffix}").exists()
+        assert (out / f"good{suffix}").exists()
+    result = runner.invoke(app, ["render", str(good), "--soundfont", str(tmp_path / "x.sf2"),
+                                 "-o", str(tmp_path / "x.wav")])  # fmt: skip
+    assert result.exit_code == 2
+    assert "x.sf2: soundfont not found" in result.output
+
+
+def test_the_examples_render_at_a_sane_level() -> None:
+    """Listen-check by measurement: every bundled example is audible, unclipped, and as
+    long as its notes."""
+    for path in sorted(EXAMPLES.glob("*.mid")):
+        read = read_midi(path, sustain=True)
+        rendered = render_midi(path)
+        notes_end = tick_seconds(read.score)(read.score.end_tick)
+        assert notes_end - 0.05 <= rendered.seconds <= notes_end + 6.0, path.name
+        rms = float(np.sqrt(np.mean(rendered.samples**2)))
+        assert 0.02 < rms < 0.5, path.name
+        assert np.abs(rendered.samples).max() <= 0.8913, path.name
