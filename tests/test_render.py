@@ -17,9 +17,9 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
+from conftest import build_midi, note_events
 from typer.testing import CliRunner
 
-from conftest import build_midi, note_events
 from music_lm.audio import (
     AudioError,
     encode_audio,
@@ -99,6 +99,7 @@ def test_drums_sound_as_drums_and_programs_as_their_instruments() -> None:
     piano = render_score(phrase(program=0)).samples
     n = min(len(snare), len(melodic))
     assert not np.allclose(snare[:n], melodic[:n], atol=0.05)
+
     # a piano's D2 puts much of its energy on its 73 Hz fundamental; a snare drum does not
     def share_near_d2(x: np.ndarray) -> float:
         spectrum = np.abs(np.fft.rfft(x[:22050, 0])) ** 2
@@ -152,7 +153,7 @@ def test_the_soundfont_bundled_with_pretty_midi_works_alone(monkeypatch, tmp_pat
     rendered = render_score(phrase())
     assert rendered.soundfont == str(TIM)
     assert np.abs(rendered.samples).max() > 0.5
-    with pytest.raises(AudioError, match="nope.sf2: soundfont not found"):
+    with pytest.raises(AudioError, match=r"nope\.sf2: soundfont not found"):
         find_soundfont(tmp_path / "nope.sf2")
 
 
@@ -164,7 +165,7 @@ def _pixel(png: bytes, xy) -> np.ndarray:
 
     image = mpimg.imread(io.BytesIO(png), format="png")
     x, y = xy
-    return image[image.shape[0] - int(round(y)), int(round(x)), :3]
+    return image[image.shape[0] - round(y), round(x), :3]
 
 
 def test_a_piano_roll_has_its_size_a_colour_per_track_and_the_seed_shaded() -> None:
@@ -230,7 +231,7 @@ def _readers_agree(data: bytes, score: Score) -> None:
     pm = pretty_midi.PrettyMIDI(io.BytesIO(data))
     expected = sorted((t.program, t.is_drum, len(t.notes)) for t in score.tracks)
     assert sorted((i.program, i.is_drum, len(i.notes)) for i in pm.instruments) == expected
-    times, bpms = pm.get_tempo_changes()
+    _times, bpms = pm.get_tempo_changes()
     assert [round(b, 3) for b in bpms] == [round(t.bpm, 3) for t in score.tempos]
     assert [(s.numerator, s.denominator) for s in pm.time_signature_changes] == [
         (t.numerator, t.denominator) for t in score.time_signatures
@@ -327,8 +328,11 @@ def test_render_pianoroll_and_export_commands(tmp_path) -> None:
                                  "--continuation-from", "2"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "roll.png").read_bytes()[:4] == b"\x89PNG"
-    result = runner.invoke(app, ["export", str(song), "-o", str(tmp_path / "daw.mid"),
-                                 "--type0", "--musicxml", str(tmp_path / "song.musicxml")])  # fmt: skip
+    xml = tmp_path / "song.musicxml"
+    result = runner.invoke(
+        app,
+        ["export", str(song), "-o", str(tmp_path / "daw.mid"), "--type0", "--musicxml", str(xml)],
+    )
     assert result.exit_code == 0, result.output
     assert mido.MidiFile(tmp_path / "daw.mid").type == 0
     assert b"<score-partwise" in (tmp_path / "song.musicxml").read_bytes()
