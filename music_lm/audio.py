@@ -21,8 +21,10 @@ import ctypes
 import io
 import os
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -151,7 +153,7 @@ class _Synth:
 # ---- rendering ----
 
 
-def tick_seconds(score: Score) -> callable:
+def tick_seconds(score: Score) -> Callable[[Any], Any]:
     """A function tick -> seconds, by the score's tempo map (120 bpm before the first)."""
     ppq = score.ticks_per_beat
     points = [(0, 0.0, 120.0)]  # (tick, seconds at it, bpm from it)
@@ -173,9 +175,9 @@ def tick_seconds(score: Score) -> callable:
     return convert
 
 
-def _events(score: Score, sample_rate: int) -> tuple[np.ndarray, list[tuple[int, bool]]]:
+def _events(score: Score, sample_rate: int) -> tuple[np.ndarray, list[tuple[int, bool, int]]]:
     """Note events as rows (frame, on?, channel, pitch, velocity), sorted: offs before
-    ons on the same frame; and the channel setup (channel, drums?) per track."""
+    ons on the same frame; and the channel setup (channel, drums?, program) per track."""
     to_seconds = tick_seconds(score)
     rows = []
     setup = []

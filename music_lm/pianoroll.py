@@ -107,11 +107,12 @@ def opacity(velocity: int) -> float:
 
 
 def _pitch_ticks(low: int, high: int) -> list[int]:
-    """Note names on the axis: every C, and every note when the span is narrow."""
+    """Note names on the axis: every note of a narrow span, C E G of a middling one, and
+    every C of a wide one."""
     if high - low <= 14:
         return list(range(low, high + 1))
-    step = 12 if high - low > 36 else 1
-    return [p for p in range(low, high + 1) if p % 12 == 0 or (step == 1 and p % 12 in (4, 7))]
+    classes = (0,) if high - low > 36 else (0, 4, 7)
+    return [p for p in range(low, high + 1) if p % 12 in classes]
 
 
 def _bar_labels(score: Score, end_tick: int) -> tuple[list[float], list[float], list[str]]:
