@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 # System parts the project needs: venv support for a stock Debian python3, FluidSynth
-# with a GM soundfont for rendering, and MuseScore 3 (headless) to check the exports.
-APT_PACKAGES := python3-venv fluidsynth fluid-soundfont-gm musescore3
+# with a GM soundfont for rendering, MuseScore 3 (headless) to check the exports, and
+# Chromium, which Playwright drives for the page's browser tests (tests/browser.py).
+APT_PACKAGES := python3-venv fluidsynth fluid-soundfont-gm musescore3 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system venv run corpus default-model test lint format bench bench-train clean

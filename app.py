@@ -1,89 +1,632 @@
-"""music_lm's page (minimal until the page issue): a MIDI file in, its token text, its
-round-trip report, and the text edited and turned back into MIDI.
+"""music_lm's page: a seed in, constrained continuations out, to hear, see, compare, edit
+and download.
 
-UI only: every piece of work is a music_lm function the CLI also calls.
-Run with `streamlit run app.py`.
+UI only: the work is done by music_lm functions the CLI also calls; the session's state
+(seed, takes, undo, the background job) lives in `music_lm.session`.
+Run with `streamlit run app.py` (`make run`).
+
+MUSIC_LM_MODEL names the model offered as the default (the tests put a tiny one there);
+MUSIC_LM_RUNS the folder searched for trained runs (default: runs/).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import streamlit as st
 
-from music_lm import GrammarError, MidiError, encode_midi, text_to_midi
-from music_lm.codec import CodecError
-from music_lm.report import format_report, format_summary, verify_round_trip
+from music_lm.constraints import (
+    GM_PROGRAMS,
+    PITCH_CLASS_NAMES,
+    SCALES,
+    SEED_KEY,
+    ConstraintError,
+    Constraints,
+    parse_instrument,
+    parse_range,
+)
+from music_lm.generate import GenerationError, Header, Sampling
+from music_lm.session import (
+    LIMITS,
+    GenerationJob,
+    History,
+    Seed,
+    SeedError,
+    Take,
+    check_text,
+    daw_files,
+    edited_take,
+    generate_takes,
+    model_choices,
+    render_wav,
+    run_metrics,
+    seed_from_header,
+    seed_from_midi,
+    seed_summary,
+)
+from music_lm.vocab import VOCAB
 
-EXAMPLES = Path(__file__).parent / "midi_in"
-MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # also server.maxUploadSize in .streamlit/config.toml
+ROOT = Path(__file__).parent
+EXAMPLES = ROOT / "midi_in"
+RUNS = Path(os.environ.get("MUSIC_LM_RUNS", ROOT / "runs"))
+DEFAULT_MODEL = os.environ.get("MUSIC_LM_MODEL", "default")
+STYLES = [VOCAB.values[i] for i in VOCAB.ranges["style"]]
+METERS = ["4/4", "3/4", "2/4", "6/8", "9/8", "12/8", "5/4", "7/8", "2/2", "3/8"]
+KEYS = [VOCAB.tokens[i][4:] for i in VOCAB.ranges["key"]]  # "C:major", "F#:minor", ...
+INSTRUMENTS = ["drums", *GM_PROGRAMS]
+SEED_KEY_LABEL = "the seed's key"
+POLL_S = 0.5
 
 
-def choose_source() -> tuple[str, bytes] | None:
-    """The MIDI file to work on: an upload or one of the bundled examples."""
-    uploaded = st.file_uploader("Upload a MIDI file", type=["mid", "midi"])
-    if uploaded is not None:
-        data = uploaded.getvalue()
-        if len(data) > MAX_UPLOAD_BYTES:
-            st.error(f"{uploaded.name}: {len(data):,} bytes is over the 5 MB limit")
+# ---- session state ----
+
+
+def history() -> History:
+    """This browser session's history (Streamlit keeps session_state per session)."""
+    if "history" not in st.session_state:
+        st.session_state.history = History()
+    return st.session_state.history
+
+
+def running_job() -> GenerationJob | None:
+    return st.session_state.get("job")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def loaded_model(path: str, attention: bool):
+    """A model shared by the sessions; one with attention weights is kept apart, because
+    capturing attention switches its kernel."""
+    from music_lm.model import load_model
+
+    return load_model(path)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def seed_audio(midi: bytes, name: str) -> bytes:
+    return render_wav(midi, name)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def example_seed(name: str) -> Seed:
+    return seed_from_midi((EXAMPLES / name).read_bytes(), name, "example")
+
+
+def model_path(choice: str) -> str:
+    return DEFAULT_MODEL if choice == "default" else choice
+
+
+# ---- the seed ----
+
+
+def seed_widgets() -> Seed | None:
+    """The seed the user chose: an example, an upload, or settings only."""
+    source = st.radio("Seed", ["Example", "Upload", "Settings only"], horizontal=True)
+    if source == "Example":
+        names = sorted(p.name for p in EXAMPLES.glob("*.mid"))
+        if not names:
+            st.info("No examples in midi_in/: upload a MIDI file.")
             return None
-        return uploaded.name, data
-    examples = sorted(p.name for p in EXAMPLES.glob("*.mid"))
-    if not examples:
-        st.info("No examples in midi_in/: upload a MIDI file.")
+        return example_seed(st.selectbox("Example seed", names))
+    if source == "Upload":
+        uploaded = st.file_uploader(
+            f"MIDI file (up to {LIMITS.upload_bytes // 2**20} MB, {LIMITS.seed_bars} bars)",
+            type=["mid", "midi"],
+        )
+        if uploaded is None:
+            return None
+        try:
+            # Kept in memory only: nothing of an upload is written to disk.
+            return seed_from_midi(uploaded.getvalue(), uploaded.name)
+        except SeedError as err:
+            st.error(str(err))
+            return None
+    return settings_seed()
+
+
+def settings_seed() -> Seed | None:
+    cols = st.columns(5)
+    style = cols[0].selectbox("Style", STYLES, index=STYLES.index("none"))
+    tempo = cols[1].number_input("Tempo (BPM)", 20.0, 300.0, 110.0, step=1.0)
+    meter = cols[2].selectbox("Meter", METERS)
+    key = cols[3].selectbox("Key", ["none", *KEYS], index=1 + KEYS.index("C:major"))
+    names = cols[4].multiselect("Instruments", INSTRUMENTS, default=["acoustic-grand-piano"])
+    if not names:
+        st.info("Choose at least one instrument.")
         return None
-    name = st.selectbox("…or pick an example from midi_in/", examples)
-    return name, (EXAMPLES / name).read_bytes()
-
-
-def show_encoding(name: str, data: bytes, sustain: bool) -> str | None:
-    """Summary, round-trip report and token text of a MIDI file; returns the text."""
+    numerator, denominator = (int(x) for x in meter.split("/"))
+    key_value = None
+    if key != "none":
+        key_value = VOCAB.values[VOCAB.ids[f"key:{key}"]]
+    programs = tuple(-1 if n == "drums" else GM_PROGRAMS.index(n) for n in names)
     try:
-        encoded = encode_midi(data, name=name, sustain=sustain)
-    except (MidiError, CodecError) as err:
+        header = Header(style, tempo, (numerator, denominator), key_value, programs)
+    except GenerationError as err:
         st.error(str(err))
         return None
-    st.subheader("Summary")
-    st.code("\n".join(format_summary(encoded)), language=None)
-    st.subheader("Round-trip report")
-    st.code("\n".join(format_report(encoded, verify_round_trip(encoded))), language=None)
-    return encoded.text
+    return seed_from_header(header)
 
 
-def show_editor(name: str, text: str) -> None:
-    """An editable token text, validated on submit, downloadable as MIDI."""
-    st.subheader("Token text")
-    with st.form("editor"):
-        edited = st.text_area("Edit the text, then decode it", text, height=300, key=f"text-{name}")
-        submitted = st.form_submit_button("Validate and decode")
+def seed_section() -> Seed | None:
+    """Choose the seed and its bars; show its summary, piano roll and audio."""
+    st.header("Seed")
+    hist = history()
+    if hist.seed is not None:
+        st.info(f"Continuing from {hist.seed.name}.")
+        if st.button("Back to the seed of my choice"):
+            hist.forget_seed()
+            st.rerun()
+        seed = hist.seed
+    else:
+        seed = seed_widgets()
+    if seed is None:
+        return None
+    if seed.bars:
+        keep = st.number_input(
+            "Seed bars to keep",
+            min_value=0,
+            max_value=seed.bars,
+            value=seed.bars if seed.origin == "take" else min(seed.bars, 4),
+            help="The continuation starts after these bars (0: the header only).",
+            key=f"seed-bars-{seed.name}",
+        )
+        seed = seed.cut(int(keep))
+    show_seed(seed)
+    return seed
+
+
+def show_seed(seed: Seed) -> None:
+    summary = seed_summary(seed)
+    cols = st.columns(6)
+    cols[0].metric("Bars", summary["bars"])
+    cols[1].metric("Notes", summary["notes"])
+    cols[2].metric("Tempo", f"{summary['tempo_bpm']:g} BPM")
+    cols[3].metric("Meter", summary["meter"])
+    cols[4].metric("Key", summary["key"])
+    cols[5].metric("Length", f"{summary['seconds']:g} s")
+    st.caption("Tracks: " + ", ".join(summary["tracks"]) + f" · style: {summary['style']}")
+    if summary["notes"]:
+        from music_lm.midi_io import write_midi
+        from music_lm.pianoroll import pianoroll_figure
+
+        with st.expander("Seed: piano roll and audio", expanded=True):
+            st.plotly_chart(pianoroll_figure(seed.score, title=seed.name), key="seed-roll")
+            try:
+                st.audio(seed_audio(write_midi(seed.score), seed.name), format="audio/wav")
+            except Exception as err:  # an AudioError (no soundfont) must not hide the page
+                st.warning(f"No audio: {err}")
+
+
+# ---- the options ----
+
+
+def options_form(seed: Seed) -> dict | None:
+    """The generation options, in a form: changing one never aborts a running generation.
+    Returns the arguments of `generate_takes` when Generate was pressed."""
+    choices = model_choices([RUNS])
+    labels = {c.label: c.path for c in choices}
+    seed_tracks = [
+        "drums" if t.is_drum else t.instrument_name for t in seed.score.tracks
+    ] or INSTRUMENTS[:1]
+    with st.form("options"):
+        st.header("Options")
+        top = st.columns([3, 1, 1, 1])
+        models = top[0].multiselect(
+            "Models",
+            list(labels),
+            default=[choices[0].label],
+            help="The shipped model, a run or its checkpoints. Several are mixed.",
+        )
+        mix = top[1].selectbox("Mix", ["weights", "schedule"], help="With several models.")
+        style = top[2].selectbox("Style", ["(the seed's)", *STYLES])
+        bars = top[3].number_input("Bars to generate", 1, 64, 4)
+        row = st.columns(4)
+        variants = row[0].number_input("Variants", 1, 4, 2)
+        temperature = row[1].slider("Temperature (first → last new bar)", 0.1, 2.0, (1.0, 1.0))
+        top_k = row[2].number_input("Top-k (0: off)", 0, len(VOCAB), 0)
+        top_p = row[3].slider("Top-p", 0.05, 1.0, 0.95)
+        row = st.columns(4)
+        min_p = row[0].slider("Min-p", 0.0, 0.5, 0.0)
+        random = row[1].checkbox("Random seed", value=True, help="Off: use the number.")
+        number = row[2].number_input("Seed number", 0, 2**31 - 1, 1234)
+        attention = row[3].checkbox(
+            "Keep attention", help="For the Attention view (first variant; a little slower)."
+        )
+        st.subheader("Constraints")
+        row = st.columns(4)
+        key = row[0].selectbox("Keep to a key", ["off", SEED_KEY_LABEL, *KEYS])
+        scale = row[1].selectbox("Scale", ["(the key's)", *SCALES])
+        instruments = row[2].multiselect(
+            "Instruments that may play", sorted(set(seed_tracks)), help="Empty: all of them."
+        )
+        polyphony = row[3].number_input("Most notes at once (0: any)", 0, 64, 0)
+        row = st.columns(4)
+        pitch_range = row[0].text_input("Pitch range", "", placeholder="C3-C6")
+        instrument_ranges = row[1].checkbox("Playable ranges", value=True)
+        lock_tempo = row[2].checkbox("Lock tempo", value=True)
+        lock_meter = row[3].checkbox("Lock meter", value=True)
+        submitted = st.form_submit_button("Generate", type="primary")
     if not submitted:
-        edited = text
+        return None
+    if not models:
+        st.error("Choose a model.")
+        return None
     try:
-        midi = text_to_midi(edited)
-    except GrammarError as err:
-        st.error(f"Invalid token text: {err}")
+        chosen_scale = None
+        if key != "off" or scale != "(the key's)":
+            if key in ("off", SEED_KEY_LABEL):
+                tonic = SEED_KEY
+                mode = "major"
+            else:
+                tonic_name, mode = key.split(":")
+                tonic = PITCH_CLASS_NAMES.index(_sharp_name(tonic_name))
+            chosen_scale = (tonic, mode if scale == "(the key's)" else scale)
+        programs = None
+        if instruments:
+            programs = frozenset(p for n in instruments for p in parse_instrument(n))
+        constraints = Constraints(
+            bars=int(bars),
+            scale=chosen_scale,
+            pitch_range=parse_range(pitch_range) if pitch_range.strip() else None,
+            instrument_ranges=instrument_ranges,
+            max_polyphony=int(polyphony) or None,
+            instruments=programs,
+            lock_tempo=lock_tempo,
+            lock_meter=lock_meter,
+        )
+        sampling = Sampling(tuple(temperature), int(top_k), float(top_p), float(min_p))
+    except (ConstraintError, GenerationError) as err:
+        st.error(str(err))
+        return None
+    paths = [model_path(labels[m]) for m in models]
+    return {
+        "models": paths,
+        "mix": mix if len(paths) > 1 else None,
+        "style": None if style == "(the seed's)" else style,
+        "constraints": constraints,
+        "sampling": sampling,
+        "variants": int(variants),
+        "random_seed": None if random else int(number),
+        "attention": attention,
+    }
+
+
+def _sharp_name(name: str) -> str:
+    """C# stays; a flat key's tonic (Eb) is named by its sharp (D#), as the table has it."""
+    flats = {"Cb": "B", "Db": "C#", "Eb": "D#", "Fb": "E", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
+    return flats.get(name, name)
+
+
+def start_job(seed: Seed, options: dict) -> None:
+    hist = history()
+    try:
+        loaded = [loaded_model(p, options["attention"]) for p in options["models"]]
+    except Exception as err:  # ModelError and friends: one line
+        st.error(f"Cannot load the model: {err}")
         return
-    st.success(f"Valid: {len(edited.split())} tokens")
-    stem = Path(name).stem
-    st.download_button("Download MIDI", midi, file_name=f"{stem}-music_lm.mid", mime="audio/midi")
-    st.download_button("Download token text", edited, file_name=f"{stem}.txt", mime="text/plain")
+    first = hist.reserve(options["variants"])
+    st.session_state.job = GenerationJob(
+        generate_takes,
+        seed=seed,
+        first_number=first,
+        run=hist.new_run(),
+        parent=seed.take,
+        loaded=loaded,
+        **options,
+    )
+
+
+# ---- the running job ----
+
+
+def collect_job() -> None:
+    """Move a finished job's takes into the history (or show why it ended)."""
+    job = running_job()
+    if job is None or not job.done:
+        return
+    del st.session_state["job"]
+    if job.takes is not None:
+        history().add_run(job.takes)
+        st.session_state.last_message = None
+    else:
+        st.session_state.last_message = ("stopped" if job.stopped else "error", job.error)
+
+
+def progress_panel() -> None:
+    """Progress of the running job, refreshed every POLL_S; a Stop button."""
+    job = running_job()
+    if job is None:
+        return
+    if job.done:
+        st.rerun()  # the whole page: the results are ready
+    progress = job.progress
+    if progress is None:
+        st.progress(0.0, text=f"{job.stage}…")
+    else:
+        fraction = progress.bars_done / max(progress.bars, 1)
+        st.progress(
+            fraction,
+            text=f"{job.stage}: {progress.bars_done} of {progress.bars} bars · "
+            f"{progress.new_tokens} tokens · {progress.tokens_per_s:,.0f} tokens/s",
+        )
+    if st.button("Stop", disabled=job.stop_requested):
+        job.stop()
+
+
+# ---- the results ----
+
+
+def show_takes(takes: list[Take]) -> None:
+    if not takes:
+        st.info("Press Generate: the takes appear here, side by side.")
+        return
+    columns = st.columns(len(takes))
+    for column, take in zip(columns, takes, strict=True):
+        with column:
+            show_take(take)
+
+
+def show_take(take: Take) -> None:
+    from music_lm.pianoroll import pianoroll_figure
+    from music_lm.player import midi_player_html, player_available
+
+    st.subheader(take.label)
+    record = take.record
+    st.caption(
+        f"{len(take.ids) - take.seed_length} new tokens from bar {take.continuation_bar}"
+        + (f" · {record.get('retries')} retries" if record.get("retries") else "")
+        + (
+            f" · kept although it {record['post_check']}"
+            if record.get("post_check", "ok") != "ok"
+            else ""
+        )
+    )
+    st.plotly_chart(
+        pianoroll_figure(take.score, continuation_at=take.continuation_tick or None),
+        key=f"roll-{take.number}",
+        on_select="rerun",
+        selection_mode="points",
+    )
+    if take.wav is not None:
+        st.audio(take.wav, format="audio/wav")
+    elif take.audio_error:
+        st.warning(f"No audio: {take.audio_error}")
+    if player_available():
+        st.iframe(midi_player_html(take.files[".mid"]), height=260)
+    downloads(take)
+    if st.button("Continue from this", key=f"continue-{take.number}"):
+        history().continue_from(take.number)
+        st.rerun()
+
+
+def downloads(take: Take) -> None:
+    """Six downloads; MusicXML is made only when it is asked for (music21 takes a while)."""
+    daw, make_musicxml = daw_files(take)
+    files = [
+        ("MIDI", take.files[".mid"], ".mid", "audio/midi"),
+        ("DAW MIDI", daw, "-daw.mid", "audio/midi"),
+        ("WAV", take.wav, ".wav", "audio/wav"),
+        ("MusicXML", make_musicxml, ".musicxml", "application/vnd.recordare.musicxml+xml"),
+        ("Token text", take.files[".txt"], ".txt", "text/plain"),
+        ("Settings JSON", take.files[".json"], ".json", "application/json"),
+    ]
+    columns = st.columns(3)
+    for index, (label, data, suffix, mime) in enumerate(files):
+        if data is None:  # no audio without a soundfont
+            continue
+        columns[index % 3].download_button(
+            label,
+            data,
+            file_name=f"{take.stem}{suffix}",
+            mime=mime,
+            key=f"{label}-{take.number}",
+            on_click="ignore",  # a download does not re-run the page
+        )
+
+
+# ---- the token text view ----
+
+
+def token_view() -> None:
+    hist = history()
+    if not hist.takes:
+        st.info("Generate first: each take's token text can be read and edited here.")
+        return
+    numbers = sorted(hist.takes, reverse=True)
+    shown = hist.shown[0] if hist.shown else numbers[0]
+    number = st.selectbox(
+        "Take", numbers, index=numbers.index(shown), format_func=lambda n: hist.takes[n].label
+    )
+    take = hist.takes[number]
+    text = st.text_area(
+        "Token text of the take",
+        take.text,
+        height=320,
+        key=f"text-{number}",
+        help="Checked against the grammar as you go (Ctrl+Enter or click away to check).",
+    )
+    problem = check_text(text)
+    if problem is not None:
+        st.error(f"Invalid token text: {problem}")
+        return
+    if text.split() == take.text.split():
+        st.success(f"Valid: {len(text.split())} tokens (unchanged)")
+        return
+    edited = edited_take(take, text, number=0)  # numbered when saved
+    st.success(f"Valid: {len(text.split())} tokens; the edit is rendered below")
+    from music_lm.pianoroll import pianoroll_figure
+
+    figure = pianoroll_figure(edited.score, continuation_at=edited.continuation_tick or None)
+    st.plotly_chart(figure, key=f"edit-roll-{number}")
+    try:
+        st.audio(seed_audio(edited.files[".mid"], f"edit of take {number}"), format="audio/wav")
+    except Exception as err:
+        st.warning(f"No audio: {err}")
+    if st.button("Save the edit as a new take"):
+        saved = edited_take(take, text, number=hist.reserve(1))
+        saved.wav = seed_audio(saved.files[".mid"], saved.stem)
+        hist.add_edit(saved)
+        st.rerun()
+
+
+# ---- the attention view ----
+
+
+def attention_view() -> None:
+    from music_lm.attention import (
+        attention_figure,
+        attention_summary_figure,
+        generated_notes,
+        note_attention,
+    )
+
+    hist = history()
+    takes = [t for t in hist.takes.values() if t.attention is not None]
+    if not takes:
+        st.info(
+            "Tick “Keep attention” in the options and generate: the first variant's "
+            "attention is kept for this view."
+        )
+        return
+    numbers = [t.number for t in takes][::-1]
+    label = hist.takes.__getitem__
+    number = st.selectbox("Take with attention", numbers, format_func=lambda n: label(n).label)
+    take = hist.takes[number]
+    notes = generated_notes(take.ids, take.seed_length)
+    if not notes:
+        st.info("This take has no new notes.")
+        return
+    picked = _note_picked_on_roll(take, notes)
+    index = st.selectbox(
+        "Generated note",
+        range(len(notes)),
+        index=picked if picked is not None else 0,
+        format_func=lambda i: notes[i].label,
+        help="Or click a note on the take's piano roll in Results.",
+        key=f"attention-note-{take.number}",
+    )
+    note = notes[index]
+    weights = note_attention(take.attention, take.ids, take.seed_length, note)
+    st.plotly_chart(attention_summary_figure(weights, note), key="attention-summary")
+    st.plotly_chart(attention_figure(weights, note), key="attention-heads")
+
+
+def _note_picked_on_roll(take: Take, notes) -> int | None:
+    """The generated note clicked on the take's piano roll, if any."""
+    from music_lm.pianoroll import roll_notes
+
+    selection = st.session_state.get(f"roll-{take.number}")
+    points = (selection or {}).get("selection", {}).get("points", [])
+    if not points:
+        return None
+    point = points[0]
+    track_notes: dict[int, list] = {}
+    for n in roll_notes(take.score):
+        track_notes.setdefault(n.track, []).append(n)
+    tracks = sorted(track_notes)
+    curve, index = point.get("curve_number", 0), point.get("point_index", 0)
+    if curve >= len(tracks) or index >= len(track_notes[tracks[curve]]):
+        return None
+    chosen = track_notes[tracks[curve]][index]
+    for i, n in enumerate(notes):
+        onset_beats = n.onset_tick / take.score.ticks_per_beat
+        if (
+            n.track == chosen.track
+            and n.pitch == chosen.pitch
+            and abs(onset_beats - chosen.onset_beats) < 1e-6
+        ):
+            return i
+    return None
+
+
+# ---- the training view ----
+
+
+def training_view() -> None:
+    import plotly.graph_objects as go
+
+    choices = model_choices([RUNS])
+    choice = st.selectbox("Run", choices, format_func=lambda c: c.label)
+    rows = run_metrics(model_path(choice.path))
+    if not rows:
+        st.info(f"{choice.label}: no metrics.jsonl (it was not trained by music-lm train).")
+        return
+    fig = go.Figure()
+    for column, name in (("train_loss", "train loss"), ("val_loss", "validation loss")):
+        points = [(r["step"], r[column]) for r in rows if r.get(column) is not None]
+        if points:
+            steps, values = zip(*points, strict=True)
+            mode = "lines" if column == "train_loss" else "lines+markers"
+            fig.add_trace(go.Scatter(x=steps, y=values, name=name, mode=mode))
+    fig.update_layout(xaxis_title="step", yaxis_title="loss (nats per token)", height=380)
+    st.plotly_chart(fig, key="loss-curves")
+    last = rows[-1]
+    shown = {k: v for k, v in last.items() if isinstance(v, (int, float))}
+    st.caption(f"Last logged step: {last.get('step')}")
+    st.dataframe([{"metric": k, "value": v} for k, v in shown.items()], hide_index=True)
+    folder = Path(model_path(choice.path))
+    if folder.is_dir() and (folder / "eval.json").is_file():
+        with st.expander("Evaluation on the test split (eval.json)"):
+            st.json(json.loads((folder / "eval.json").read_text(encoding="utf-8")))
+
+
+# ---- the history ----
+
+
+def history_sidebar() -> None:
+    hist = history()
+    st.sidebar.header("History")
+    if st.sidebar.button("Undo", disabled=not hist.can_undo, help="Back to what was shown before."):
+        hist.undo()
+        st.rerun()
+    if not hist.takes:
+        st.sidebar.caption("The takes of this session appear here.")
+    for number in sorted(hist.takes, reverse=True):
+        take = hist.takes[number]
+        mark = " ◀" if number in hist.shown else ""
+        if st.sidebar.button(take.label + mark, key=f"show-{number}"):
+            hist.show(number)
+            st.rerun()
+
+
+# ---- the page ----
 
 
 def main() -> None:
     st.set_page_config(page_title="music_lm", layout="wide")
     st.title("music_lm")
-    st.caption("MIDI ⇄ token text, exactly at the grid. Generation arrives with the model.")
-    source = choose_source()
-    if source is None:
-        return
-    name, data = source
-    sustain = st.checkbox(
-        "Apply the sustain pedal", help="Notes sound on while the pedal (CC64) is down."
+    st.caption(
+        "Continue a seed with a GPT-2 whose every output keeps the grammar and your "
+        "constraints; hear it, see it, edit its token text, take it to your DAW."
     )
-    text = show_encoding(name, data, sustain)
-    if text is not None:
-        show_editor(name, text)
+    collect_job()
+    history_sidebar()
+    seed = seed_section()
+    if seed is not None:
+        options = options_form(seed)
+        if options is not None:
+            if running_job() is not None:
+                st.warning("A generation is running: stop it or wait for it first.")
+            else:
+                start_job(seed, options)
+    job = running_job()
+    st.fragment(progress_panel, run_every=POLL_S if job is not None else None)()
+    message = st.session_state.get("last_message")
+    if message:
+        kind, text = message
+        (st.warning if kind == "stopped" else st.error)(text)
+    results, tokens, attention, training = st.tabs(
+        ["Results", "Token text", "Attention", "Training"]
+    )
+    with results:
+        show_takes(history().shown_takes)
+    with tokens:
+        token_view()
+    with attention:
+        attention_view()
+    with training:
+        training_view()
 
 
-if __name__ == "__main__":
-    main()
+main()

@@ -469,10 +469,11 @@ _DECODE_ACTION = [
 ]
 
 
-def decode(text: str) -> Score:
+def decode(text: str, partial: bool = False) -> Score:
     """Parse token text (validated by the grammar) into a grid score.
 
     Raises GrammarError naming the token index, the token and what was expected.
+    partial: the text may stop before `end` (a seed: a header and whole bars, or less).
     """
     ids = words_to_ids(text.split())
     score = Score(GRID_PER_QUARTER)
@@ -494,7 +495,8 @@ def decode(text: str) -> Score:
             )  # fmt: skip
         elif action is not None:
             action(score, state, values[token_id], notes)
-    check_complete(state, len(ids))
+    if not partial:
+        check_complete(state, len(ids))
     for track_notes in notes:
         track_notes.sort()
     return score

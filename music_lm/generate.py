@@ -45,6 +45,26 @@ class GenerationError(ValueError):
     """Settings or a seed that generation cannot use."""
 
 
+class GenerationStoppedError(GenerationError):
+    """The caller asked generation to stop (the page's Stop button)."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a generation is, reported after every sampling step."""
+
+    tokens: int  # steps taken in this batch of variants
+    budget: int  # the most steps a batch can take
+    bars_done: int  # new bars finished by the slowest variant of the batch
+    bars: int  # new bars asked for
+    seconds: float  # since sampling started (retries included)
+    new_tokens: int  # new tokens made so far, over every variant
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
 # ---- settings ----
 
 
@@ -448,7 +468,9 @@ def generate(
     attention: bool = False,
     device: str | torch.device | None = None,
     loaded: Sequence | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+    time_limit_s: float | None = None,
 ) -> Generation:
     """Continue `seed` (a MIDI or token-text path, or ids; None: start from `header`) by
     exactly `constraints.bars` bars, `variants` times.
@@ -459,6 +481,9 @@ def generate(
     already loaded (`load_model`), in the same order, to skip loading them again.
     max_new_tokens: the budget of new tokens per variant (default: 256 per new bar);
     every variant ends within it. attention: keep the attention weights of the new tokens.
+    progress: called after every step with a `Progress`. stop: asked after every step;
+    when it answers True, GenerationStoppedError is raised. time_limit_s: GenerationError when
+    the sampling takes longer (the page's limit on one generation).
     """
     from music_lm.model import load_model
 
@@ -520,19 +545,20 @@ def generate(
     if attention:
         _eager_attention(runners[0].model)
 
+    if time_limit_s is not None and time_limit_s <= 0:
+        raise GenerationError(f"the time limit must be positive, got {time_limit_s} s")
     generator = torch.Generator().manual_seed(random_seed)
     results: list[Variant | None] = [None] * variants
     pending = list(range(variants))
     tries = [0] * variants
     bump = 1.0
-    made_tokens = 0
     sampling_started = time.perf_counter()  # tokens/s: the sampling alone, not the loading
+    watch = _Watch(progress, stop, time_limit_s, constraints.bars, budget)
     while pending:
         rows = _sample_rows(runners, state, ids, len(pending), budget, constraints, sampling,
-                            weights, mix, generator, bump, progress)  # fmt: skip
+                            weights, mix, generator, bump, watch)  # fmt: skip
         again = []
         for slot, (row_ids, seconds, attn) in zip(pending, rows, strict=True):
-            made_tokens += len(row_ids) - len(ids)
             verdict = post_check(row_ids, len(ids))
             if verdict != "ok" and tries[slot] < retries:
                 tries[slot] += 1
@@ -578,7 +604,7 @@ def generate(
         variants=[v for v in results if v is not None],
         settings=settings,
         seconds=elapsed,
-        tokens_per_s=made_tokens / sampling_seconds if sampling_seconds > 0 else 0.0,
+        tokens_per_s=watch.new_tokens / sampling_seconds if sampling_seconds > 0 else 0.0,
         models=model_info,
     )
 
@@ -633,6 +659,34 @@ def _eager_attention(model) -> None:
         model.config._attn_implementation = "eager"
 
 
+class _Watch:
+    """The caller's hooks on a run: progress reports, the stop question and the time limit."""
+
+    def __init__(self, progress, stop, time_limit_s: float | None, bars: int, budget: int):
+        self.progress, self.stop, self.time_limit_s = progress, stop, time_limit_s
+        self.bars, self.budget = bars, budget
+        self.started = time.perf_counter()
+        self.new_tokens = 0  # over every batch, retries included
+
+    def step(self, tokens: int, made: int, states: Sequence[ContinuationState]) -> None:
+        """After each step: `made` new tokens were drawn, `tokens` steps taken in this batch."""
+        self.new_tokens += made
+        seconds = time.perf_counter() - self.started
+        if self.progress is not None:
+            bars_done = min(self.bars if s.done else max(s.bars_started - 1, 0) for s in states)
+            self.progress(Progress(tokens, self.budget, bars_done, self.bars, seconds,
+                                   self.new_tokens))  # fmt: skip
+        if self.stop is not None and self.stop():
+            raise GenerationStoppedError(
+                f"stopped after {self.new_tokens} new tokens ({seconds:.1f} s)"
+            )
+        if self.time_limit_s is not None and seconds > self.time_limit_s:
+            raise GenerationError(
+                f"generation ran past its limit of {self.time_limit_s:g} s "
+                f"({self.new_tokens} new tokens made); ask for fewer bars or variants"
+            )
+
+
 def _sample_rows(
     runners: list[_Runner],
     seed_state: ContinuationState,
@@ -645,7 +699,7 @@ def _sample_rows(
     mix: str | None,
     generator: torch.Generator,
     bump: float,
-    progress: Callable[[int, int], None] | None,
+    watch: _Watch,
 ) -> list[tuple[list[int], float, np.ndarray | None]]:
     """Sample `rows` continuations of the seed as one batch."""
     started = time.perf_counter()
@@ -687,9 +741,11 @@ def _sample_rows(
         # Drawn on the CPU with the run's generator (the states need the ids there anyway).
         # The copy of the pinned mask above is done by now: .cpu() waits for the device.
         tokens = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0]
+        made = 0
         for row, token in enumerate(tokens.tolist()):
             if done[row]:
                 continue
+            made += 1
             states[row].advance(token)
             sequences[row].append(token)
             if runners[0].attention:
@@ -697,8 +753,7 @@ def _sample_rows(
             if states[row].done:
                 done[row] = True
                 finished_at[row] = time.perf_counter() - started
-        if progress is not None:
-            progress(step + 1, budget)
+        watch.step(step + 1, made, states)
         if all(done):
             break
         if any(r.full for r in runners):

@@ -154,3 +154,15 @@ def tiny_corpus(tune_folder: Path, tmp_path_factory: pytest.TempPathFactory):
     config = BuildConfig((f"{tune_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
     build_corpus(config, root / "corpus", cache_dir=root / "cache", workers=1)
     return Corpus(root / "corpus")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained music GPT-2 of the "tiny" preset (context 64), saved as a model folder:
+    fast, and its output is valid only because of the grammar's masks."""
+    torch = pytest.importorskip("torch")
+    from music_lm.model import model_config, model_meta, new_model, save_model_folder
+
+    torch.manual_seed(0)
+    model = new_model(model_config("tiny", context=64))
+    return save_model_folder(model, tmp_path_factory.mktemp("tiny-model"), model_meta())

@@ -1,45 +1,350 @@
-"""The minimal page, driven through Streamlit's AppTest (no browser)."""
+"""The page, driven through Streamlit's AppTest (no browser): every control path, with a tiny
+untrained model patched in through MUSIC_LM_MODEL (the grammar's masks make its output valid).
+The generation runs on the page's worker thread; a test waits for it, then runs the page
+again, as the page's poll would."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("streamlit")
+pytest.importorskip("torch")
+from midi_checker import check_constraints
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+from music_lm.constraints import Constraints, parse_range
+from music_lm.session import PageLimits
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+EXAMPLES = sorted(p.name for p in (ROOT / "midi_in").glob("*.mid"))
 
 
-def _run() -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=60)
+@pytest.fixture
+def page(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("MUSIC_LM_MODEL", str(tiny_model))
+    monkeypatch.setenv("MUSIC_LM_RUNS", str(tmp_path / "runs"))
+    app = AppTest.from_file(APP, default_timeout=120)
     app.run()
     assert not app.exception
     return app
 
 
-def test_example_shows_summary_report_and_valid_text() -> None:
-    app = _run()
-    assert app.selectbox[0].value.endswith(".mid")
-    code = "\n".join(block.value for block in app.code)
-    assert "round trip verified" in code
-    assert "kept exactly" in code
-    assert app.text_area[0].value.startswith("piece ")
-    assert any("Valid:" in s.value for s in app.success)
+def widget(elements, label: str):
+    """The one widget of a kind with this label."""
+    found = [w for w in elements if w.label == label]
+    assert len(found) == 1, f"{label!r}: {[w.label for w in elements]}"
+    return found[0]
 
 
-def test_edited_invalid_text_names_the_bad_token() -> None:
-    app = _run()
-    app.text_area[0].set_value("piece style:none tempo:120 ts:4/4 inst:flute bar @0 C4 end")
-    app.button[0].click().run()
+def button(app: AppTest, label: str):
+    return widget(app.button, label)
+
+
+def generate(app: AppTest, wait: bool = True, **numbers) -> AppTest:
+    """Set number inputs of the options form by label, press Generate, wait for the job."""
+    defaults = {"Bars to generate": 1, "Variants": 1}
+    for label, value in {**defaults, **numbers}.items():
+        widget(app.number_input, label).set_value(value)
+    button(app, "Generate").click().run()
     assert not app.exception
-    assert any("token 7 'C4'" in e.value for e in app.error)
+    assert not app.error, [e.value for e in app.error]
+    if wait:
+        finish(app)
+    return app
 
 
-def test_every_example_can_be_chosen() -> None:
-    app = _run()
-    for option in app.selectbox[0].options:
-        app.selectbox[0].select(option).run()
-        assert not app.exception
-        assert not app.error, option
+def finish(app: AppTest) -> AppTest:
+    job = app.session_state["job"]
+    assert job.wait(120), "the generation did not end"
+    app.run()
+    assert not app.exception
+    return app
+
+
+def takes(app: AppTest) -> list:
+    return app.session_state["history"].shown_takes
+
+
+def messages(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+# ---- the seed ----
+
+
+def test_an_example_seed_shows_its_summary_roll_and_audio(page: AppTest) -> None:
+    assert widget(page.selectbox, "Example seed").value == EXAMPLES[0]
+    metrics = {m.label: m.value for m in page.metric}
+    assert metrics["Bars"] == "4"  # the first four bars are kept by default
+    assert {"Notes", "Tempo", "Meter", "Key", "Length"} <= set(metrics)
+    assert len(page.get("plotly_chart")) == 1
+    assert len(page.get("audio")) == 1
+
+
+def test_every_example_can_be_chosen_and_cut(page: AppTest) -> None:
+    for name in EXAMPLES:
+        widget(page.selectbox, "Example seed").select(name).run()
+        assert not page.exception, name
+        assert not page.error, name
+        bars = widget(page.number_input, "Seed bars to keep")
+        bars.set_value(2).run()
+        assert {m.label: m.value for m in page.metric}["Bars"] == "2", name
+
+
+def test_an_uploaded_midi_is_the_seed(page: AppTest, make_midi, note) -> None:
+    data = make_midi([*note(0, 480, 60), *note(480, 480, 64), *note(960, 960, 67)])
+    widget(page.radio, "Seed").set_value("Upload").run()
+    page.file_uploader[0].set_value(("mine.mid", data, "audio/midi")).run()
+    assert not page.exception
+    assert not page.error
+    assert {m.label: m.value for m in page.metric}["Notes"] == "3"
+    generate(page)
+    assert len(takes(page)) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", "mine.mid:"),
+        (b"MThd\x00\x00\x00\x06\x00\x01\x00\x01\x01\xe0MTrk\x00\x00\x10\x00", "mine.mid:"),
+        (bytes(range(256)) * 4, "mine.mid:"),
+    ],
+    ids=["empty", "truncated", "random bytes"],
+)
+def test_a_bad_upload_gets_one_line_naming_the_file(page: AppTest, data: bytes, expected: str):
+    widget(page.radio, "Seed").set_value("Upload").run()
+    page.file_uploader[0].set_value(("mine.mid", data, "audio/midi")).run()
+    assert not page.exception
+    errors = messages(page.error)
+    assert len(errors) == 1
+    assert errors[0].startswith(expected)
+    assert "\n" not in errors[0]
+    assert not [b for b in page.button if b.label == "Generate"]  # nothing to generate from
+
+
+def test_settings_alone_start_a_piece(page: AppTest) -> None:
+    widget(page.radio, "Seed").set_value("Settings only").run()
+    widget(page.selectbox, "Meter").select("3/4").run()
+    widget(page.multiselect, "Instruments").set_value(["flute", "drums"]).run()
+    assert not page.error
+    generate(page, **{"Bars to generate": 2})
+    take = takes(page)[0]
+    assert take.text.startswith("piece style:none tempo:")
+    assert "ts:3/4" in take.text.split("\n")[0]
+    assert "inst:flute inst:drums" in take.text.split("\n")[0]
+    assert take.text.count("bar") == 2
+
+
+# ---- generating ----
+
+
+def test_two_variants_side_by_side_with_audio_player_and_downloads(page: AppTest) -> None:
+    generate(page, **{"Variants": 2, "Bars to generate": 2})
+    made = takes(page)
+    assert [t.number for t in made] == [1, 2]
+    labels = [s.value for s in page.subheader]
+    assert "Take 1 (run 1, variant 1, seed" in " ".join(labels)
+    assert len(page.get("audio")) == 3  # the seed's and one per take
+    assert all(t.wav[:4] == b"RIFF" for t in made)
+    assert len(page.get("iframe")) == 2  # the MIDI player of each take
+    downloads = [b.label for b in page.download_button]
+    for label in ("MIDI", "DAW MIDI", "WAV", "MusicXML", "Token text", "Settings JSON"):
+        assert downloads.count(label) == 2, label
+    record = json.loads(made[0].files[".json"])
+    assert record["variants"] == 2
+    assert record["constraints"]["bars"] == 2
+    for take in made:  # exactly the bars asked for, after the seed's four
+        assert take.text.count("bar") == 4 + 2
+
+
+def test_a_fixed_random_seed_gives_the_same_take_again(page: AppTest) -> None:
+    widget(page.checkbox, "Random seed").uncheck()
+    widget(page.number_input, "Seed number").set_value(77)
+    generate(page)
+    first = takes(page)[0]
+    generate(page)
+    second = takes(page)[0]
+    assert first.number != second.number
+    assert first.random_seed == second.random_seed == 77
+    assert first.ids == second.ids
+
+
+def test_constraints_hold_in_the_take(page: AppTest) -> None:
+    widget(page.selectbox, "Keep to a key").select("D:major")
+    widget(page.text_input, "Pitch range").input("D4-D5")
+    generate(page, **{"Bars to generate": 2})
+    take = takes(page)[0]
+    constraints = Constraints(bars=2, scale=(2, "major"), pitch_range=parse_range("D4-D5"))
+    start_beat = take.record["continuation_beat"]
+    check_constraints(take.files[".mid"], constraints, start_beat)
+
+
+def test_a_bad_option_is_one_line_and_starts_nothing(page: AppTest) -> None:
+    widget(page.text_input, "Pitch range").input("C9-C1")
+    button(page, "Generate").click().run()
+    errors = messages(page.error)
+    assert (len(errors) == 1 and "C9-C1" in errors[0]) or "range" in errors[0]
+    assert "job" not in page.session_state
+
+
+def test_a_model_that_cannot_load_is_named(page: AppTest, tmp_path: Path, monkeypatch) -> None:
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    monkeypatch.setenv("MUSIC_LM_MODEL", str(broken))
+    page.run()
+    button(page, "Generate").click().run()
+    errors = messages(page.error)
+    assert len(errors) == 1
+    assert "Cannot load the model" in errors[0]
+    assert str(broken) in errors[0]
+
+
+def test_stop_ends_a_running_generation(page: AppTest) -> None:
+    generate(page, wait=False, **{"Bars to generate": 64, "Variants": 4})
+    page.run()
+    button(page, "Stop").click().run()
+    finish(page)
+    assert not takes(page)
+    warnings = messages(page.warning)
+    assert any(w.startswith("stopped after") for w in warnings), warnings
+
+
+def test_a_generation_past_its_time_limit_stops_with_a_message(page: AppTest, monkeypatch):
+    monkeypatch.setattr("music_lm.session.LIMITS", PageLimits(generation_seconds=0.05))
+    generate(page, **{"Bars to generate": 64, "Variants": 4})
+    errors = messages(page.error)
+    assert any("ran past its limit of 0.05 s" in e for e in errors), errors
+    assert not takes(page)
+
+
+def test_progress_shows_while_the_job_runs(page: AppTest) -> None:
+    generate(page, wait=False, **{"Bars to generate": 32, "Variants": 2})
+    page.run()
+    assert page.get("progress"), "no progress bar while generating"
+    button(page, "Stop").click().run()
+    finish(page)
+
+
+# ---- continuing, undo, history ----
+
+
+def test_continue_from_a_take_then_undo(page: AppTest) -> None:
+    generate(page, **{"Variants": 2})
+    first = takes(page)[0]
+    page.button(key=f"continue-{first.number}").click().run()
+    assert any("Continuing from Take 1" in i.value for i in page.info)
+    bars = {m.label: m.value for m in page.metric}["Bars"]
+    assert bars == "5"  # the whole take: four seed bars and the new one
+    generate(page)
+    newest = takes(page)[0]
+    assert newest.parent == first.number
+    assert newest.ids[: len(first.ids) - 1] == first.ids[:-1]  # the take, continued
+    button(page, "Undo").click().run()  # back to the two takes and the continuing seed
+    assert [t.number for t in takes(page)] == [1, 2]
+    button(page, "Undo").click().run()  # back to the example seed
+    assert not any("Continuing from" in i.value for i in page.info)
+    assert widget(page.selectbox, "Example seed").value == EXAMPLES[0]
+    assert len(page.session_state["history"].takes) == 3  # undo hides, never deletes
+
+
+def test_an_earlier_take_can_be_shown_again_from_the_history(page: AppTest) -> None:
+    generate(page)
+    generate(page)
+    assert [t.number for t in takes(page)] == [2]
+    page.button(key="show-1").click().run()
+    assert [t.number for t in takes(page)] == [1]
+
+
+# ---- the token text view ----
+
+
+def test_an_invalid_edit_names_the_token_and_what_was_expected(page: AppTest) -> None:
+    generate(page)
+    area = widget(page.text_area, "Token text of the take")
+    area.input(area.value.replace("bar", "bar C4", 1)).run()
+    errors = messages(page.error)
+    assert len(errors) == 1
+    assert errors[0].startswith("Invalid token text: token ")
+    assert "'C4'" in errors[0]
+    assert "expected" in errors[0]
+
+
+def test_a_valid_edit_is_rendered_and_saved_as_a_new_take(page: AppTest) -> None:
+    generate(page)
+    take = takes(page)[0]
+    area = widget(page.text_area, "Token text of the take")
+    assert area.value == take.text
+    assert any(s.value.startswith("Valid:") for s in page.success)
+    edited = take.text.replace("tempo:", "tempo:", 1)
+    header, rest = edited.split("\n", 1)
+    words = header.split()
+    words[2] = "tempo:60"
+    area.input(" ".join(words) + "\n" + rest).run()
+    assert any("rendered below" in s.value for s in page.success)
+    button(page, "Save the edit as a new take").click().run()
+    saved = takes(page)[0]
+    assert saved.edited
+    assert saved.parent == take.number
+    assert saved.number == 2
+    assert "tempo:60" in saved.text
+    assert saved.wav[:4] == b"RIFF"
+
+
+# ---- the attention and training views ----
+
+
+def test_the_attention_of_a_generated_note_is_shown_per_layer_and_head(page: AppTest) -> None:
+    widget(page.checkbox, "Keep attention").check()
+    generate(page)
+    take = takes(page)[0]
+    assert take.attention is not None
+    choice = widget(page.selectbox, "Generated note")
+    assert len(choice.options) >= 1
+    choice.select_index(len(choice.options) - 1).run()
+    assert not page.exception
+    charts = page.get("plotly_chart")
+    # seed roll, the take's roll, then the summary and the per-layer heatmaps
+    assert len(charts) == 4
+
+
+def test_the_training_view_plots_a_runs_losses(page: AppTest, tiny_model: Path, tmp_path: Path):
+    run = tmp_path / "runs" / "my-run"
+    shutil.copytree(tiny_model, run)
+    rows = [{"step": 10, "train_loss": 3.0}, {"step": 20, "train_loss": 2.5, "val_loss": 2.7}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"cut')
+    page.run()
+    widget(page.selectbox, "Run").select_index(1).run()
+    assert not page.exception
+    figure = json.loads(page.get("plotly_chart")[-1].proto.spec)
+    names = [trace["name"] for trace in figure["data"]]
+    assert names == ["train loss", "validation loss"]
+    assert figure["data"][0]["y"] == [3.0, 2.5]
+
+
+def test_a_run_is_a_model_choice_and_two_models_mix(page: AppTest, tiny_model, tmp_path):
+    shutil.copytree(tiny_model, tmp_path / "runs" / "my-run")
+    page.run()
+    models = widget(page.multiselect, "Models")
+    models.set_value([models.options[0], "runs/my-run"])
+    generate(page)
+    record = takes(page)[0].record
+    assert record["mix"] == "weights"
+    assert len(record["models"]) == 2
+
+
+# ---- sessions ----
+
+
+def test_two_sessions_do_not_see_each_others_takes(page: AppTest, tiny_model: Path) -> None:
+    other = AppTest.from_file(APP, default_timeout=120)
+    other.run()
+    generate(page)
+    other.run()
+    assert "job" not in other.session_state
+    assert not other.session_state["history"].takes
+    assert len(page.session_state["history"].takes) == 1

@@ -47,7 +47,7 @@ from music_lm.generate import (
     variant_files,
 )
 from music_lm.grammar import BAR, validate
-from music_lm.model import load_model, model_config, model_meta, new_model, save_model_folder
+from music_lm.model import load_model, model_config, new_model
 from music_lm.vocab import GRID_PER_QUARTER, VOCAB
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "midi_in"
@@ -57,13 +57,6 @@ MELODY = """piece style:none tempo:96 ts:4/4 key:G:major inst:flute
 bar @0 t1 d:1 v:80 D4 @1 d:1+1/2 G4 @2+1/2 d:1/2 A4 @3 d:1 B4
 bar @0 t1 d:1 v:80 G4 @1 d:1/3 C5 @1+1/3 B4 @1+2/3 A4 @2 d:1 B4 @3 d:2 A4
 end"""
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = new_model(model_config("tiny", context=64))
-    return save_model_folder(model, tmp_path_factory.mktemp("tiny-model"), model_meta())
 
 
 @pytest.fixture(scope="module")

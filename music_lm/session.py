@@ -1,0 +1,511 @@
+"""The page's model of one browser session: the seed, the takes, undo, and the generation
+that runs in the background. No Streamlit here: app.py draws what this module holds, and
+the tests drive it directly.
+
+A *seed* is a header and whole bars (token ids, no `end`). A *take* is one variant of one
+generation (or an edit of a take): the whole piece, its files and its audio. Every change
+the user can undo (a new run, "continue from this", a saved edit) records a snapshot of
+what the page showed before it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+from music_lm.grammar import GrammarError, validate, words_to_ids
+from music_lm.score import Score
+from music_lm.vocab import VOCAB
+
+BAR = VOCAB.ids["bar"]
+END = VOCAB.ids["end"]
+
+
+class SeedError(ValueError):
+    """A seed the page cannot use; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class PageLimits:
+    """What one upload or one generation on the page may take."""
+
+    upload_bytes: int = 5 * 1024 * 1024  # also server.maxUploadSize in .streamlit/config.toml
+    seed_tokens: int = 60_000  # a long orchestral file; more would not fit any context anyway
+    seed_bars: int = 512
+    generation_seconds: float = 300.0  # one generation, all of its variants
+
+
+LIMITS = PageLimits()
+
+
+# ---- seeds ----
+
+
+@dataclass(frozen=True)
+class Seed:
+    """Where a continuation starts: the header and whole bars, as token ids."""
+
+    name: str  # the file, "settings" or the take's label
+    ids: tuple[int, ...]
+    origin: str  # "example", "upload", "settings" or "take"
+    take: int | None = None  # the take's number when origin is "take"
+
+    @property
+    def bars(self) -> int:
+        return self.ids.count(BAR)
+
+    @property
+    def text(self) -> str:
+        """The seed as a whole piece (with its `end`), one bar a line."""
+        words = [VOCAB.tokens[t] for t in (*self.ids, END)]
+        return " ".join(words).replace(" bar ", "\nbar ")
+
+    def cut(self, bars: int) -> Seed:
+        """The header and the first `bars` bars."""
+        starts = [i for i, t in enumerate(self.ids) if t == BAR]
+        if bars >= len(starts):
+            return self
+        return replace(self, ids=self.ids[: starts[bars]])
+
+    @cached_property
+    def score(self) -> Score:
+        """The seed as a score (a header alone: tracks without notes)."""
+        from music_lm.codec import decode
+
+        return decode(" ".join(VOCAB.tokens[t] for t in self.ids), partial=True)
+
+
+def _seed_ids(text: str, name: str) -> tuple[int, ...]:
+    from music_lm.generate import GenerationError, seed_from_text
+
+    try:
+        return tuple(seed_from_text(text, name))
+    except GenerationError as err:
+        raise SeedError(str(err)) from None
+
+
+def seed_from_midi(
+    data: bytes, name: str, origin: str = "upload", limits: PageLimits = LIMITS
+) -> Seed:
+    """The seed of a MIDI file's bytes; SeedError names the file and what is wrong."""
+    from music_lm.api import encode_midi
+
+    if len(data) > limits.upload_bytes:
+        raise SeedError(
+            f"{name}: {len(data):,} bytes is over the limit of {limits.upload_bytes:,} bytes"
+        )
+    try:
+        encoded = encode_midi(data, name=name)
+    except (ValueError, OSError) as err:  # MidiError and CodecError are ValueErrors
+        message = str(err)
+        raise SeedError(message if name in message else f"{name}: {message}") from None
+    if encoded.grid.note_count == 0:
+        raise SeedError(f"{name}: no notes to continue")
+    if encoded.token_count > limits.seed_tokens:
+        raise SeedError(
+            f"{name}: {encoded.token_count:,} tokens is over the page's limit of "
+            f"{limits.seed_tokens:,}; cut the file or use `music-lm continue`"
+        )
+    seed = Seed(name, _seed_ids(encoded.text, name), origin)
+    if seed.bars > limits.seed_bars:
+        raise SeedError(f"{name}: {seed.bars} bars is over the page's limit of {limits.seed_bars}")
+    return seed
+
+
+def seed_from_header(header) -> Seed:
+    """A seed of a header only (`music_lm.generate.Header`): start from settings."""
+    return Seed("settings", tuple(words_to_ids(header.words())), "settings")
+
+
+def seed_summary(seed: Seed) -> dict:
+    """Tracks, tempo, meter, key, bars, notes and length of a seed, for the page."""
+    from music_lm.report import seconds
+
+    score = seed.score
+    first = score.time_signatures[0] if score.time_signatures else None
+    key = score.key_signatures[0] if score.key_signatures else None
+    return {
+        "tracks": [
+            "drums" if t.is_drum else t.instrument_name.replace("-", " ") for t in score.tracks
+        ],
+        "tempo_bpm": round(score.tempos[0].bpm, 2) if score.tempos else 120.0,
+        "meter": f"{first.numerator}/{first.denominator}" if first else "4/4",
+        "key": str(key).split(" at ")[0] if key else "none",
+        "bars": seed.bars,
+        "notes": score.note_count,
+        "seconds": round(seconds(score, score.end_tick), 1),
+        "style": score.style,
+    }
+
+
+# ---- takes ----
+
+
+@dataclass(eq=False)  # a take is itself (its arrays do not compare)
+class Take:
+    """One piece the session made: a variant of a run, or an edit of a take."""
+
+    number: int  # 1, 2, ... in the order the session made them
+    run: int  # the run that made it (edits keep their take's run)
+    variant: int
+    ids: tuple[int, ...]  # the whole piece, `end` included
+    seed_length: int
+    continuation_tick: int  # grid tick where the new bars start
+    continuation_bar: int
+    record: dict  # the settings JSON (what `variant_files` writes)
+    files: dict[str, bytes]  # ".mid", ".txt", ".json"
+    parent: int | None = None  # the take it continued or edited
+    edited: bool = False
+    attention: object = None  # np.ndarray [layers, heads, new tokens, tokens] or None
+    wav: bytes | None = None
+    audio_error: str | None = None
+
+    @property
+    def random_seed(self) -> int | None:
+        return self.record.get("random_seed")
+
+    @property
+    def label(self) -> str:
+        how = "edit" if self.edited else f"run {self.run}, variant {self.variant}"
+        seed = "" if self.random_seed is None else f", seed {self.random_seed}"
+        return f"Take {self.number} ({how}{seed})"
+
+    @property
+    def stem(self) -> str:
+        return f"take-{self.number}"
+
+    @property
+    def text(self) -> str:
+        return self.files[".txt"].decode("utf-8")
+
+    @cached_property
+    def score(self) -> Score:
+        from music_lm.codec import decode
+
+        return decode(self.text)
+
+
+def render_wav(midi: bytes, name: str) -> bytes:
+    """WAV bytes of a MIDI file (FluidSynth, the GM soundfont); AudioError says why not."""
+    from music_lm.audio import encode_audio, render_midi
+
+    return encode_audio(render_midi(midi, name=name), "wav")
+
+
+def daw_files(take: Take) -> tuple[bytes, Callable[[], bytes]]:
+    """(DAW-ready MIDI, a function making MusicXML): MusicXML takes music21 a while, so the
+    page makes it only when it is downloaded."""
+    from music_lm.export import export_midi, musicxml
+
+    daw, _read = export_midi(take.files[".mid"], name=f"{take.stem}.mid")
+    return daw, lambda: musicxml(daw, f"{take.stem}.mid")
+
+
+def takes_of(generation, first_number: int, run: int, parent: int | None) -> list[Take]:
+    """The takes of a finished generation, numbered from `first_number`."""
+    from music_lm.generate import variant_files
+
+    takes = []
+    for offset, variant in enumerate(generation.variants):
+        number = first_number + offset
+        files = variant_files(generation, variant, f"take-{number}")
+        takes.append(
+            Take(
+                number=number,
+                run=run,
+                variant=variant.index,
+                ids=tuple(variant.ids),
+                seed_length=variant.seed_length,
+                continuation_tick=variant.continuation_tick,
+                continuation_bar=variant.continuation_bar,
+                record=json.loads(files[".json"]),
+                files=files,
+                parent=parent,
+                attention=variant.attention,
+            )
+        )
+    return takes
+
+
+def edited_take(take: Take, text: str, number: int) -> Take:
+    """A new take of edited token text; GrammarError names the first bad token."""
+    from music_lm.codec import decode, encode
+    from music_lm.midi_io import write_midi
+
+    ids = validate(text)
+    canonical = encode(decode(text))  # the text as the codec writes it
+    seed_length = min(take.seed_length, len(ids))
+    unchanged = tuple(ids[:seed_length]) == take.ids[:seed_length]
+    tick = take.continuation_tick if unchanged else None
+    record = {**take.record, "edited_from": take.number, "file": f"take-{number}"}
+    markers = [] if tick is None else [(tick, "music_lm continuation")]
+    midi = write_midi(decode(canonical), markers=markers)
+    files = {
+        ".mid": midi,
+        ".txt": canonical.encode("utf-8"),
+        ".json": (json.dumps(record, indent=2) + "\n").encode("utf-8"),
+    }
+    return Take(
+        number=number,
+        run=take.run,
+        variant=take.variant,
+        ids=tuple(ids),
+        seed_length=seed_length if unchanged else 0,
+        continuation_tick=tick if tick is not None else 0,
+        continuation_bar=take.continuation_bar if unchanged else 1,
+        record=record,
+        files=files,
+        parent=take.number,
+        edited=True,
+    )
+
+
+def check_text(text: str) -> str | None:
+    """None when `text` is one valid piece, else the grammar's message (it names the token,
+    its index and what was expected there)."""
+    try:
+        validate(text)
+    except GrammarError as err:
+        return str(err)
+    return None
+
+
+# ---- the history ----
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the page showed: the seed taken from a take (or None: the seed widgets) and the
+    takes in the results."""
+
+    seed: Seed | None
+    shown: tuple[int, ...]
+
+
+@dataclass
+class History:
+    """Every take of the session, what is shown now, and the undo stack."""
+
+    takes: dict[int, Take] = field(default_factory=dict)
+    seed: Seed | None = None  # set by "continue from this"; None: the seed widgets decide
+    shown: tuple[int, ...] = ()
+    runs: int = 0
+    undo_stack: list[Snapshot] = field(default_factory=list)
+
+    reserved: int = 0  # take numbers handed out (a running job holds some)
+
+    def reserve(self, count: int) -> int:
+        """The first of `count` new take numbers: a job numbers its takes when it starts,
+        so an edit saved while it runs cannot take the same number."""
+        first = max(self.reserved, max(self.takes, default=0)) + 1
+        self.reserved = first + count - 1
+        return first
+
+    def new_run(self) -> int:
+        self.runs += 1
+        return self.runs
+
+    def _push(self) -> None:
+        self.undo_stack.append(Snapshot(self.seed, self.shown))
+
+    def add_run(self, takes: Sequence[Take]) -> None:
+        self._push()
+        for take in takes:
+            self.takes[take.number] = take
+        self.shown = tuple(t.number for t in takes)
+
+    def add_edit(self, take: Take) -> None:
+        self._push()
+        self.takes[take.number] = take
+        self.shown = (take.number,)
+
+    def continue_from(self, number: int) -> Seed:
+        take = self.takes[number]
+        self._push()
+        ids = take.ids[:-1] if take.ids and take.ids[-1] == END else take.ids
+        self.seed = Seed(take.label, tuple(ids), "take", take=number)
+        return self.seed
+
+    def show(self, number: int) -> None:
+        """Show an earlier take from the history (undoable, too)."""
+        self._push()
+        self.shown = (number,)
+
+    def forget_seed(self) -> None:
+        """Back to the seed widgets (the user chose another example or upload)."""
+        if self.seed is not None:
+            self._push()
+            self.seed = None
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self.undo_stack)
+
+    def undo(self) -> None:
+        """Back to what the page showed before the last change (the takes stay in the
+        history: undo hides, it never deletes)."""
+        if self.undo_stack:
+            snapshot = self.undo_stack.pop()
+            self.seed, self.shown = snapshot.seed, snapshot.shown
+
+    @property
+    def shown_takes(self) -> list[Take]:
+        return [self.takes[n] for n in self.shown if n in self.takes]
+
+
+# ---- the background job ----
+
+
+class GenerationJob:
+    """One generation on a worker thread, so the page stays responsive and a widget change
+    (which re-runs the script) never aborts it. The page polls `progress`/`done`; Stop sets
+    an event that `generate` checks after every step."""
+
+    def __init__(self, work: Callable[..., list[Take]], **kwargs) -> None:
+        self._stop = threading.Event()
+        self.progress = None  # music_lm.generate.Progress of the last step
+        self.stage = "loading the model"
+        self.takes: list[Take] | None = None
+        self.error: str | None = None
+        self.stopped = False
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self.generation = None  # music_lm.generate.Generation once made
+        self._thread = threading.Thread(
+            target=self._run, args=(work, kwargs), name="music_lm-generation", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, work: Callable[..., list[Take]], kwargs: dict) -> None:
+        from music_lm.generate import GenerationStoppedError
+
+        try:
+            self.takes = work(job=self, **kwargs)
+        except GenerationStoppedError as err:
+            self.stopped, self.error = True, str(err)
+        except Exception as err:  # the page shows every failure as one line
+            self.error = str(err) or type(err).__name__
+        finally:
+            self.finished = time.monotonic()
+
+    def report(self, progress) -> None:
+        self.progress = progress
+        self.stage = "generating"
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self.finished is not None
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        self._thread.join(timeout_s)
+        return self.done
+
+
+def generate_takes(
+    job: GenerationJob,
+    seed: Seed,
+    first_number: int,
+    run: int,
+    parent: int | None,
+    limits: PageLimits | None = None,
+    **options,
+) -> list[Take]:
+    """The work of a page generation: `generate` with the job's progress, Stop and time
+    limit, then the takes and their audio. `options` go to `generate` as they are."""
+    from music_lm.audio import AudioError
+    from music_lm.generate import generate
+
+    generation = generate(
+        list(seed.ids),
+        progress=job.report,
+        stop=lambda: job.stop_requested,
+        time_limit_s=(limits or LIMITS).generation_seconds,
+        **options,
+    )
+    takes = takes_of(generation, first_number, run, parent)
+    job.stage = "rendering the audio"
+    for take in takes:
+        try:
+            take.wav = render_wav(take.files[".mid"], f"{take.stem}.mid")
+        except AudioError as err:  # no soundfont: the page still shows the rest
+            take.audio_error = str(err)
+    job.generation = generation
+    return takes
+
+
+# ---- models and runs ----
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    label: str
+    path: str  # "default" or a folder
+
+
+def model_choices(roots: Sequence[Path]) -> list[ModelChoice]:
+    """The shipped model, then every model folder (a run and its checkpoints) under `roots`."""
+    from music_lm.model import META_FILE
+
+    choices = [ModelChoice("default (shipped)", "default")]
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for meta in sorted(root.glob(f"*/{META_FILE}")) + sorted(root.glob(f"*/*/{META_FILE}")):
+            folder = meta.parent
+            label = str(folder.relative_to(root.parent) if root.parent != folder else folder)
+            choices.append(ModelChoice(label, str(folder)))
+    return choices
+
+
+def run_metrics(path: str | Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl (a checkpoint reads its run's); [] when none."""
+    from music_lm.model import resolve_model_path
+
+    folder = Path(resolve_model_path(path))
+    for candidate in (folder, folder.parent):
+        file = candidate / "metrics.jsonl"
+        if file.is_file():
+            rows = []
+            for line in file.read_text(encoding="utf-8").splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    continue  # a line cut by a kill
+            return rows
+    return []
+
+
+__all__ = [
+    "LIMITS",
+    "GenerationJob",
+    "History",
+    "ModelChoice",
+    "PageLimits",
+    "Seed",
+    "SeedError",
+    "Snapshot",
+    "Take",
+    "check_text",
+    "daw_files",
+    "edited_take",
+    "generate_takes",
+    "model_choices",
+    "render_wav",
+    "run_metrics",
+    "seed_from_header",
+    "seed_from_midi",
+    "seed_summary",
+    "takes_of",
+]
