@@ -37,10 +37,11 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e ".[all,dev]"
 	@touch $(STAMP)
 
-# Until the page exists: encode the midi_in/ examples, decode them into
-# midi_out/ and print each round-trip report.
+# The page, on the shipped model and the midi_in/ examples: open http://localhost:8501
+# (PORT=... to change it). Stop it with Ctrl+C.
+PORT ?= 8501
 run: setup
-	$(VENV)/bin/music-lm roundtrip midi_in/ -o midi_out/ --force
+	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT)
 
 # The training corpus from music21's bundled corpus (about 15,000 pieces; the first
 # build takes half an hour on two cores, a second one only what changed).
@@ -79,6 +80,7 @@ bench: setup
 	$(PY) bench/train.py
 	$(PY) bench/generate.py
 	$(PY) bench/render.py
+	$(PY) bench/page.py
 
 # On a GPU machine: the small and base presets, compiled bf16, with their MFU.
 bench-train: setup

@@ -261,10 +261,13 @@ def render(results: dict) -> str:
 
 
 def write_section(text: str) -> None:
+    """Put `text` in RESULTS.md in place of the section its first line names (the other
+    benches call this too, each with its own heading), or at the end."""
     path = BENCH / "RESULTS.md"
     current = path.read_text()
-    if SECTION in current:
-        start = current.index(SECTION)
+    heading = text.split("\n", 1)[0]
+    if f"\n{heading}\n" in current:
+        start = current.index(f"\n{heading}\n") + 1
         end = current.find("\n## ", start + 1)
         current = current[:start] + text + ("\n" + current[end + 1 :] if end != -1 else "")
     else:

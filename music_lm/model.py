@@ -300,7 +300,7 @@ def load_model(
     if meta is None:
         raise ModelError(f"{path}: no {META_FILE}; not a music_lm model (fine-tune it first)")
     token_map = token_map_of(meta)
-    config = GPT2Config.from_pretrained(path)
+    config = _checked_config(Path(path))
     needed = len(VOCAB) if token_map.identity else max(token_map.model_ids) + 1
     if config.vocab_size < needed:
         raise ModelError(
@@ -314,11 +314,36 @@ def load_model(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" on every command is noise
-    model = AutoModelForCausalLM.from_pretrained(
-        path, use_safetensors=True, dtype=dtype, attn_implementation="sdpa"
-    )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, use_safetensors=True, dtype=dtype, attn_implementation="sdpa"
+        )
+    except (OSError, ValueError) as err:  # a truncated or mismatched safetensors file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(f"{path}: cannot load the weights ({first})") from None
     model.to(device).eval()
     return LoadedModel(model, path, meta, token_map)
+
+
+def _checked_config(path: Path) -> GPT2Config:
+    """config.json of a model folder, read as data before transformers sees the folder: a
+    GPT-2 with its weights in safetensors, or a clear refusal. (Pickled weights can run code
+    when loaded, and a config's auto_map points at code: neither is ever used.)"""
+    try:
+        raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"{path}: unreadable config.json ({err})") from None
+    if not isinstance(raw, dict) or raw.get("model_type") != "gpt2":
+        kind = raw.get("model_type") if isinstance(raw, dict) else None
+        raise ModelError(f"{path}: a {kind or 'unknown'} model in config.json; music_lm runs GPT-2")
+    if not any(path.glob("*.safetensors")):
+        pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
+        found = f" (found {', '.join(pickled)}, pickled: never loaded)" if pickled else ""
+        raise ModelError(f"{path}: no safetensors weights{found}")
+    try:
+        return GPT2Config.from_dict(raw)
+    except (TypeError, ValueError) as err:
+        raise ModelError(f"{path}: config.json is not a GPT-2 configuration ({err})") from None
 
 
 def music_tokens_for(tokenizer) -> tuple[object, TokenMap]:

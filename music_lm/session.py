@@ -213,7 +213,10 @@ def takes_of(generation, first_number: int, run: int, parent: int | None) -> lis
     takes = []
     for offset, variant in enumerate(generation.variants):
         number = first_number + offset
-        files = variant_files(generation, variant, f"take-{number}")
+        files = variant_files(generation, variant, "take")
+        # The page names its files after the take ("take-7.mid"), not the variant.
+        record = {**json.loads(files[".json"]), "file": f"take-{number}", "take": number}
+        files[".json"] = (json.dumps(record, indent=2) + "\n").encode("utf-8")
         takes.append(
             Take(
                 number=number,
@@ -223,7 +226,7 @@ def takes_of(generation, first_number: int, run: int, parent: int | None) -> lis
                 seed_length=variant.seed_length,
                 continuation_tick=variant.continuation_tick,
                 continuation_bar=variant.continuation_bar,
-                record=json.loads(files[".json"]),
+                record=record,
                 files=files,
                 parent=parent,
                 attention=variant.attention,

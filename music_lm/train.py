@@ -38,6 +38,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -466,6 +467,24 @@ def checkpoints(run: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _load_state(file: Path) -> dict:
+    """A checkpoint's training state. Only with `weights_only=True`: a pickle from elsewhere
+    cannot run code; one that needs more than tensors and plain data is refused."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4": noise here
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError, EOFError...: all unusable
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TrainError(
+            f"{file}: not a training state music_lm can read safely ({first[:200]}); delete "
+            f"{file.parent.name} to resume from the checkpoint before it"
+        ) from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise TrainError(f"{file}: not a training state (no step)")
+    return state
+
+
 def _rng_state(sampler: WindowSampler) -> dict:
     state = {"torch": torch.get_rng_state(), "sampler": sampler.rng.bit_generator.state}
     if torch.cuda.is_available():
@@ -715,7 +734,7 @@ def train(
     found = checkpoints(run)
     if found:
         resumed_from, path = found[-1]
-        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+        state = _load_state(path / STATE_FILE)
         if config.lora_rank and state.get("base_sha256") != base_sha:
             raise TrainError(f"{run}: the base model {config.base} changed since this LoRA run "
                              "started; resuming would mix adapters and other weights")  # fmt: skip
@@ -767,6 +786,22 @@ def train(
         states = gather_object([_rng_state(sampler)])
         if not main:
             return
+        try:
+            write(step, val, checkpoint, is_best, states)
+        except OSError as err:  # a full disk, a quota, a folder gone: say so, keep the rest
+            for leftover in (run / ".best.tmp", run / f".{CHECKPOINT_PREFIX}{step}.tmp"):
+                shutil.rmtree(leftover, ignore_errors=True)
+            saved = checkpoints(run)
+            kept = saved[-1][1].name if saved else "none yet"
+            raise TrainError(
+                f"{run}: cannot save step {step} ({err.strerror or err}); the checkpoints "
+                f"saved before are intact (the last: {kept}); free some space and run the "
+                "same command to resume"
+            ) from None
+
+    def write(step: int, val: dict | None, checkpoint: bool, is_best: bool, states) -> None:
+        """The top-level model when it is the best so far, and a checkpoint folder, each
+        written aside and moved into place whole."""
         plain = plain_model(accelerator.unwrap_model(model))
         summary = {"step": step, "tokens_seen": tokens_seen, "max_steps": max_steps,
                    "parameters": n_params, "context": context, **(val or {})}  # fmt: skip

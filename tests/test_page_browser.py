@@ -49,9 +49,7 @@ def test_two_variants_play_download_and_show_their_text(tmp_path: Path) -> None:
         page.get_by_role("button", name="Generate").click()
 
         # The seed's audio, then one per take when both variants are done.
-        page.wait_for_function(
-            "document.querySelectorAll('audio').length >= 3", timeout=180_000
-        )
+        page.wait_for_function("document.querySelectorAll('audio').length >= 3", timeout=180_000)
         results = page.get_by_test_id("stTabs")
         results.get_by_role("heading", name="Take 2 (run 1, variant 2").wait_for()
         assert results.get_by_role("heading", name="Take 1 (run 1, variant 1").is_visible()

@@ -250,6 +250,42 @@ def test_kill_9_during_training_then_resume(tiny_corpus: Corpus, tmp_path: Path)
     assert [r["step"] for r in rows(run)] == list(range(1, start + 5))
 
 
+def test_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(
+    tiny_corpus: Corpus, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fills while checkpoint 6 is written: the run stops with an error naming the
+    folder and the cause, checkpoint 4 stays whole, nothing half-written is left, and the same
+    command resumes from it once there is room again."""
+    import errno
+
+    import music_lm.train as training
+
+    real_save = torch.save
+
+    def full_disk(state, path, *args, **kwargs):
+        if state.get("step") == 6:
+            Path(path).write_bytes(b"\0" * 100)  # a part of the file made it to the disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_save(state, path, *args, **kwargs)
+
+    run = tmp_path / "full"
+    settings = config(tiny_corpus, run, max_steps=8, save_every=2, eval_every=100)
+    monkeypatch.setattr(training.torch, "save", full_disk)
+    with pytest.raises(TrainError) as caught:
+        train(settings, log=quiet)
+    message = str(caught.value)
+    assert message.startswith(f"{run}: cannot save step 6 (No space left on device)")
+    assert "(the last: checkpoint-4)" in message
+    assert "\n" not in message
+    assert [step for step, _ in checkpoints(run)] == [2, 4]
+    assert not list(run.glob(".*tmp"))  # no half-written folder left behind
+    AutoModelForCausalLM.from_pretrained(run / "checkpoint-4")
+    monkeypatch.undo()  # room again
+    resumed = train(settings, given={"output"}, log=quiet)
+    assert resumed.resumed_from == 4
+    assert [step for step, _ in checkpoints(run)] == [2, 4, 6, 8]
+
+
 def test_resuming_refuses_to_change_what_was_trained(run: Path, tiny_corpus: Corpus) -> None:
     changed = config(tiny_corpus, run, preset="small")
     with pytest.raises(TrainError, match="started with preset='tiny'"):
