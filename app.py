@@ -19,12 +19,12 @@ import streamlit as st
 
 from music_lm.constraints import (
     GM_PROGRAMS,
-    PITCH_CLASS_NAMES,
     SCALES,
-    SEED_KEY,
     ConstraintError,
     Constraints,
+    key_signature_tonic,
     parse_instrument,
+    parse_key,
     parse_range,
 )
 from music_lm.generate import GenerationError, Header, Sampling
@@ -36,7 +36,6 @@ from music_lm.session import (
     SeedError,
     Take,
     check_text,
-    daw_files,
     edited_take,
     generate_takes,
     model_choices,
@@ -58,6 +57,8 @@ KEYS = [VOCAB.tokens[i][4:] for i in VOCAB.ranges["key"]]  # "C:major", "F#:mino
 INSTRUMENTS = ["drums", *GM_PROGRAMS]
 SEED_KEY_LABEL = "the seed's key"
 POLL_S = 0.5
+PLAYER_HEIGHT_PX = 260
+DEFAULT_SEED_BARS = 4
 
 
 # ---- session state ----
@@ -84,8 +85,25 @@ def loaded_model(path: str, attention: bool):
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def seed_audio(midi: bytes, name: str) -> bytes:
-    return render_wav(midi, name)
+def _wav(midi: bytes, name: str) -> tuple[bytes | None, str | None]:
+    """(WAV, None) or (None, why not): a failure is cached too, so a machine without a
+    soundfont does not try FluidSynth again on every rerun."""
+    from music_lm.audio import AudioError
+
+    try:
+        return render_wav(midi, name), None
+    except AudioError as err:
+        return None, str(err)
+
+
+def play(midi: bytes, name: str) -> bytes | None:
+    """An audio player for a MIDI file (rendered once), or a warning saying why there is none."""
+    wav, problem = _wav(midi, name)
+    if wav is None:
+        st.warning(f"No audio: {problem}")
+    else:
+        st.audio(wav, format="audio/wav")  # WAV bytes: played as rendered, not re-normalised
+    return wav
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -116,12 +134,18 @@ def seed_widgets() -> Seed | None:
         )
         if uploaded is None:
             return None
-        try:
-            # Kept in memory only: nothing of an upload is written to disk.
-            return seed_from_midi(uploaded.getvalue(), uploaded.name)
-        except SeedError as err:
-            st.error(str(err))
+        # Read once per upload, kept in this session's memory only (never on disk).
+        cached = st.session_state.get("upload")
+        if cached is None or cached[0] != uploaded.file_id:
+            try:
+                made: Seed | str = seed_from_midi(uploaded.getvalue(), uploaded.name)
+            except SeedError as err:
+                made = str(err)
+            st.session_state.upload = cached = (uploaded.file_id, made)
+        if isinstance(cached[1], str):
+            st.error(cached[1])
             return None
+        return cached[1]
     return settings_seed()
 
 
@@ -157,6 +181,10 @@ def seed_section() -> Seed | None:
         if st.button("Back to the seed of my choice"):
             hist.forget_seed()
             st.rerun()
+        # Drawn still, folded away: widgets not drawn lose their values, and "Back" and
+        # Undo must find the seed the user chose as it was.
+        with st.expander("The seed of my choice", expanded=False):
+            seed_widgets()
         seed = hist.seed
     else:
         seed = seed_widgets()
@@ -167,7 +195,7 @@ def seed_section() -> Seed | None:
             "Seed bars to keep",
             min_value=0,
             max_value=seed.bars,
-            value=seed.bars if seed.origin == "take" else min(seed.bars, 4),
+            value=seed.bars if seed.origin == "take" else min(seed.bars, DEFAULT_SEED_BARS),
             help="The continuation starts after these bars (0: the header only).",
             key=f"seed-bars-{seed.name}",
         )
@@ -192,23 +220,20 @@ def show_seed(seed: Seed) -> None:
 
         with st.expander("Seed: piano roll and audio", expanded=True):
             st.plotly_chart(pianoroll_figure(seed.score, title=seed.name), key="seed-roll")
-            try:
-                st.audio(seed_audio(write_midi(seed.score), seed.name), format="audio/wav")
-            except Exception as err:  # an AudioError (no soundfont) must not hide the page
-                st.warning(f"No audio: {err}")
+            play(write_midi(seed.score), seed.name)
 
 
 # ---- the options ----
 
 
-def options_form(seed: Seed) -> dict | None:
+def options_form(seed: Seed | None) -> dict | None:
     """The generation options, in a form: changing one never aborts a running generation.
-    Returns the arguments of `generate_takes` when Generate was pressed."""
+    Drawn even without a seed, so that the options keep their values meanwhile. Returns
+    the arguments of `generate_takes` when Generate was pressed."""
     choices = model_choices([RUNS])
     labels = {c.label: c.path for c in choices}
-    seed_tracks = [
-        "drums" if t.is_drum else t.instrument_name for t in seed.score.tracks
-    ] or INSTRUMENTS[:1]
+    tracks = [] if seed is None else seed.score.tracks
+    seed_tracks = sorted({"drums" if t.is_drum else t.instrument_name for t in tracks})
     with st.form("options"):
         st.header("Options")
         top = st.columns([3, 1, 1, 1])
@@ -219,63 +244,69 @@ def options_form(seed: Seed) -> dict | None:
             help="The shipped model, a run or its checkpoints. Several are mixed.",
         )
         mix = top[1].selectbox("Mix", ["weights", "schedule"], help="With several models.")
-        style = top[2].selectbox("Style", ["(the seed's)", *STYLES])
-        bars = top[3].number_input("Bars to generate", 1, 64, 4)
-        row = st.columns(4)
-        variants = row[0].number_input("Variants", 1, 4, 2)
-        temperature = row[1].slider("Temperature (first → last new bar)", 0.1, 2.0, (1.0, 1.0))
-        top_k = row[2].number_input("Top-k (0: off)", 0, len(VOCAB), 0)
-        top_p = row[3].slider("Top-p", 0.05, 1.0, 0.95)
-        row = st.columns(4)
-        min_p = row[0].slider("Min-p", 0.0, 0.5, 0.0)
-        random = row[1].checkbox("Random seed", value=True, help="Off: use the number.")
-        number = row[2].number_input("Seed number", 0, 2**31 - 1, 1234)
-        attention = row[3].checkbox(
-            "Keep attention", help="For the Attention view (first variant; a little slower)."
+        weights = top[2].text_input(
+            "Mix weights", "", placeholder="equal", help="With Mix: weights, e.g. 0.3,0.7."
         )
+        style = top[3].selectbox("Style", ["(the seed's)", *STYLES])
+        row = st.columns(4)
+        bars = row[0].number_input("Bars to generate", 1, 64, 4)
+        variants = row[1].number_input("Variants", 1, 4, 2)
+        temperature = row[2].slider("Temperature (first → last new bar)", 0.1, 2.0, (1.0, 1.0))
+        top_k = row[3].number_input("Top-k (0: off)", 0, len(VOCAB), 0)
+        row = st.columns(4)
+        top_p = row[0].slider("Top-p", 0.05, 1.0, 0.95)
+        min_p = row[1].slider("Min-p", 0.0, 0.5, 0.0)
+        random = row[2].checkbox("Random seed", value=True, help="Off: use the number.")
+        number = row[3].number_input("Seed number", 0, 2**31 - 1, 1234)
         st.subheader("Constraints")
         row = st.columns(4)
         key = row[0].selectbox("Keep to a key", ["off", SEED_KEY_LABEL, *KEYS])
         scale = row[1].selectbox("Scale", ["(the key's)", *SCALES])
         instruments = row[2].multiselect(
-            "Instruments that may play", sorted(set(seed_tracks)), help="Empty: all of them."
+            "Instruments that may play", seed_tracks, help="Empty: all of the seed's."
         )
         polyphony = row[3].number_input("Most notes at once (0: any)", 0, 64, 0)
         row = st.columns(4)
         pitch_range = row[0].text_input("Pitch range", "", placeholder="C3-C6")
         instrument_ranges = row[1].checkbox("Playable ranges", value=True)
-        lock_tempo = row[2].checkbox("Lock tempo", value=True)
-        lock_meter = row[3].checkbox("Lock meter", value=True)
+        attention = row[2].checkbox(
+            "Keep attention",
+            help=f"For the Attention view: the first variant's, up to {LIMITS.attention_bars} "
+            "new bars (it takes memory).",
+        )
+        locks = row[3].multiselect(
+            "Locked", ["tempo", "meter", "key"], default=["tempo", "meter", "key"],
+            help="No tempo, meter or key change in the new bars.",
+        )  # fmt: skip
         submitted = st.form_submit_button("Generate", type="primary")
     if not submitted:
+        return None
+    if seed is None:
+        st.error("Choose a seed first.")
         return None
     if not models:
         st.error("Choose a model.")
         return None
+    if attention and bars > LIMITS.attention_bars:
+        st.error(f"Keep attention works up to {LIMITS.attention_bars} new bars, not {bars}.")
+        return None
     try:
-        chosen_scale = None
-        if key != "off" or scale != "(the key's)":
-            if key in ("off", SEED_KEY_LABEL):
-                tonic = SEED_KEY
-                mode = "major"
-            else:
-                tonic_name, mode = key.split(":")
-                tonic = PITCH_CLASS_NAMES.index(_sharp_name(tonic_name))
-            chosen_scale = (tonic, mode if scale == "(the key's)" else scale)
         programs = None
         if instruments:
             programs = frozenset(p for n in instruments for p in parse_instrument(n))
         constraints = Constraints(
             bars=int(bars),
-            scale=chosen_scale,
+            scale=chosen_scale(seed, key, scale),
             pitch_range=parse_range(pitch_range) if pitch_range.strip() else None,
             instrument_ranges=instrument_ranges,
             max_polyphony=int(polyphony) or None,
             instruments=programs,
-            lock_tempo=lock_tempo,
-            lock_meter=lock_meter,
+            lock_tempo="tempo" in locks,
+            lock_meter="meter" in locks,
+            lock_key="key" in locks,
         )
         sampling = Sampling(tuple(temperature), int(top_k), float(top_p), float(min_p))
+        mix_weights = parse_weights(weights) if len(models) > 1 and mix == "weights" else None
     except (ConstraintError, GenerationError) as err:
         st.error(str(err))
         return None
@@ -283,6 +314,7 @@ def options_form(seed: Seed) -> dict | None:
     return {
         "models": paths,
         "mix": mix if len(paths) > 1 else None,
+        "mix_weights": mix_weights,
         "style": None if style == "(the seed's)" else style,
         "constraints": constraints,
         "sampling": sampling,
@@ -292,10 +324,29 @@ def options_form(seed: Seed) -> dict | None:
     }
 
 
-def _sharp_name(name: str) -> str:
-    """C# stays; a flat key's tonic (Eb) is named by its sharp (D#), as the table has it."""
-    flats = {"Cb": "B", "Db": "C#", "Eb": "D#", "Fb": "E", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
-    return flats.get(name, name)
+def chosen_scale(seed: Seed, key: str, scale: str) -> tuple[int, str] | None:
+    """The scale constraint of the two key widgets. "The seed's key" is the seed's key
+    signature, major or minor as it is (C major without one); a scale on its own keeps to
+    that scale on the seed key's tonic."""
+    if key == "off" and scale == "(the key's)":
+        return None
+    if key in ("off", SEED_KEY_LABEL):
+        signature = seed.score.key_signatures[0] if seed.score.key_signatures else None
+        tonic, mode = (0, "major")
+        if signature is not None:
+            tonic, mode = key_signature_tonic((signature.sharps, signature.mode))
+    else:
+        tonic, mode = parse_key(key)
+    return (tonic, mode if scale == "(the key's)" else scale)
+
+
+def parse_weights(text: str) -> list[float] | None:
+    if not text.strip():
+        return None
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise GenerationError(f"mix weights are numbers such as 0.3,0.7, got {text!r}") from None
 
 
 def start_job(seed: Seed, options: dict) -> None:
@@ -350,7 +401,7 @@ def progress_panel() -> None:
             text=f"{job.stage}: {progress.bars_done} of {progress.bars} bars · "
             f"{progress.new_tokens} tokens · {progress.tokens_per_s:,.0f} tokens/s",
         )
-    if st.button("Stop", disabled=job.stop_requested):
+    if st.button("Stop", disabled=not job.can_stop):
         job.stop()
 
 
@@ -373,19 +424,18 @@ def show_take(take: Take) -> None:
 
     st.subheader(take.label)
     record = take.record
-    st.caption(
-        f"{len(take.ids) - take.seed_length} new tokens from bar {take.continuation_bar}"
-        + (f" · {record.get('retries')} retries" if record.get("retries") else "")
-        + (
-            f" · kept although it {record['post_check']}"
-            if record.get("post_check", "ok") != "ok"
-            else ""
-        )
-    )
+    notes = [f"{len(take.ids) - take.seed_length} new tokens from bar {take.continuation_bar}"]
+    if take.edited:
+        notes = [f"an edit of take {take.parent}"]
+    if record.get("retries"):
+        notes.append(f"{record['retries']} retries")
+    if record.get("post_check", "ok") != "ok":
+        notes.append(f"kept although it {record['post_check']}")
+    st.caption(" · ".join(notes))
     st.plotly_chart(
         pianoroll_figure(take.score, continuation_at=take.continuation_tick or None),
         key=f"roll-{take.number}",
-        on_select="rerun",
+        on_select="rerun",  # a note clicked here is picked in the Attention view
         selection_mode="points",
     )
     if take.wav is not None:
@@ -393,7 +443,8 @@ def show_take(take: Take) -> None:
     elif take.audio_error:
         st.warning(f"No audio: {take.audio_error}")
     if player_available():
-        st.iframe(midi_player_html(take.files[".mid"]), height=260)
+        st.iframe(midi_player_html(take.files[".mid"], height_px=PLAYER_HEIGHT_PX),
+                  height=PLAYER_HEIGHT_PX)  # fmt: skip
     downloads(take)
     if st.button("Continue from this", key=f"continue-{take.number}"):
         history().continue_from(take.number)
@@ -402,12 +453,11 @@ def show_take(take: Take) -> None:
 
 def downloads(take: Take) -> None:
     """Six downloads; MusicXML is made only when it is asked for (music21 takes a while)."""
-    daw, make_musicxml = daw_files(take)
     files = [
         ("MIDI", take.files[".mid"], ".mid", "audio/midi"),
-        ("DAW MIDI", daw, "-daw.mid", "audio/midi"),
+        ("DAW MIDI", take.daw_midi, "-daw.mid", "audio/midi"),
         ("WAV", take.wav, ".wav", "audio/wav"),
-        ("MusicXML", make_musicxml, ".musicxml", "application/vnd.recordare.musicxml+xml"),
+        ("MusicXML", take.musicxml, ".musicxml", "application/vnd.recordare.musicxml+xml"),
         ("Token text", take.files[".txt"], ".txt", "text/plain"),
         ("Settings JSON", take.files[".json"], ".json", "application/json"),
     ]
@@ -434,9 +484,11 @@ def token_view() -> None:
         st.info("Generate first: each take's token text can be read and edited here.")
         return
     numbers = sorted(hist.takes, reverse=True)
-    shown = hist.shown[0] if hist.shown else numbers[0]
+    if st.session_state.get("token-take") not in numbers:  # the first time: the shown take
+        st.session_state["token-take"] = hist.shown[0] if hist.shown else numbers[0]
+    # Keyed, so it stays on the take being edited when a run ends or the history is used.
     number = st.selectbox(
-        "Take", numbers, index=numbers.index(shown), format_func=lambda n: hist.takes[n].label
+        "Take", numbers, key="token-take", format_func=lambda n: hist.takes[n].label
     )
     take = hist.takes[number]
     text = st.text_area(
@@ -459,13 +511,12 @@ def token_view() -> None:
 
     figure = pianoroll_figure(edited.score, continuation_at=edited.continuation_tick or None)
     st.plotly_chart(figure, key=f"edit-roll-{number}")
-    try:
-        st.audio(seed_audio(edited.files[".mid"], f"edit of take {number}"), format="audio/wav")
-    except Exception as err:
-        st.warning(f"No audio: {err}")
+    wav = play(edited.files[".mid"], f"edit of take {number}")
     if st.button("Save the edit as a new take"):
         saved = edited_take(take, text, number=hist.reserve(1))
-        saved.wav = seed_audio(saved.files[".mid"], saved.stem)
+        saved.wav = wav  # the same notes: the same audio
+        if wav is None:
+            saved.audio_error = _wav(edited.files[".mid"], f"edit of take {number}")[1]
         hist.add_edit(saved)
         st.rerun()
 
@@ -482,29 +533,31 @@ def attention_view() -> None:
     )
 
     hist = history()
-    takes = [t for t in hist.takes.values() if t.attention is not None]
-    if not takes:
+    numbers = [n for n in sorted(hist.takes, reverse=True) if hist.takes[n].attention is not None]
+    if not numbers:
         st.info(
             "Tick “Keep attention” in the options and generate: the first variant's "
             "attention is kept for this view."
         )
         return
-    numbers = [t.number for t in takes][::-1]
-    label = hist.takes.__getitem__
-    number = st.selectbox("Take with attention", numbers, format_func=lambda n: label(n).label)
+    number = st.selectbox("Take with attention", numbers, format_func=lambda n: hist.takes[n].label)
     take = hist.takes[number]
     notes = generated_notes(take.ids, take.seed_length)
     if not notes:
         st.info("This take has no new notes.")
         return
-    picked = _note_picked_on_roll(take, notes)
+    key = f"attention-note-{take.number}"
+    picked = note_picked_on_roll(take, notes)
+    # A keyed widget ignores a new `index`: a click on the roll sets its value instead,
+    # once per click (the selection stays in the roll's state across reruns).
+    if picked is not None and st.session_state.get(f"{key}-clicked") != picked:
+        st.session_state[key] = st.session_state[f"{key}-clicked"] = picked
     index = st.selectbox(
         "Generated note",
         range(len(notes)),
-        index=picked if picked is not None else 0,
         format_func=lambda i: notes[i].label,
         help="Or click a note on the take's piano roll in Results.",
-        key=f"attention-note-{take.number}",
+        key=key,
     )
     note = notes[index]
     weights = note_attention(take.attention, take.ids, take.seed_length, note)
@@ -512,32 +565,37 @@ def attention_view() -> None:
     st.plotly_chart(attention_figure(weights, note), key="attention-heads")
 
 
-def _note_picked_on_roll(take: Take, notes) -> int | None:
-    """The generated note clicked on the take's piano roll, if any."""
+def note_picked_on_roll(take: Take, notes) -> int | None:
+    """The index in `notes` of the generated note clicked on the take's piano roll, if any.
+    The roll has a trace per track with notes, in track order, its notes as `roll_notes`
+    gives them: (curve, point) names the note. A track may sound the same pitch twice at
+    once; the k-th of such twins on the roll is the k-th in the text."""
     from music_lm.pianoroll import roll_notes
 
     selection = st.session_state.get(f"roll-{take.number}")
     points = (selection or {}).get("selection", {}).get("points", [])
     if not points:
         return None
-    point = points[0]
     track_notes: dict[int, list] = {}
     for n in roll_notes(take.score):
         track_notes.setdefault(n.track, []).append(n)
     tracks = sorted(track_notes)
-    curve, index = point.get("curve_number", 0), point.get("point_index", 0)
+    curve, index = points[0].get("curve_number", 0), points[0].get("point_index", 0)
     if curve >= len(tracks) or index >= len(track_notes[tracks[curve]]):
         return None
-    chosen = track_notes[tracks[curve]][index]
-    for i, n in enumerate(notes):
-        onset_beats = n.onset_tick / take.score.ticks_per_beat
-        if (
-            n.track == chosen.track
-            and n.pitch == chosen.pitch
-            and abs(onset_beats - chosen.onset_beats) < 1e-6
-        ):
-            return i
-    return None
+    mine = track_notes[tracks[curve]]
+    ppq = take.score.ticks_per_beat
+
+    def identity(n) -> tuple:
+        return (round(n.onset_beats * ppq), n.pitch, round(n.duration_beats * ppq))
+
+    chosen = identity(mine[index])
+    twin = sum(identity(n) == chosen for n in mine[:index])
+    matches = [
+        i for i, n in enumerate(notes)
+        if n.track == tracks[curve] and (n.onset_tick, n.pitch, n.duration_ticks) == chosen
+    ]  # fmt: skip
+    return matches[min(twin, len(matches) - 1)] if matches else None  # none: a seed note
 
 
 # ---- the training view ----
@@ -546,27 +604,29 @@ def _note_picked_on_roll(take: Take, notes) -> int | None:
 def training_view() -> None:
     import plotly.graph_objects as go
 
+    from music_lm.model import resolve_model_path
+
     choices = model_choices([RUNS])
     choice = st.selectbox("Run", choices, format_func=lambda c: c.label)
-    rows = run_metrics(model_path(choice.path))
-    if not rows:
-        st.info(f"{choice.label}: no metrics.jsonl (it was not trained by music-lm train).")
-        return
-    fig = go.Figure()
-    for column, name in (("train_loss", "train loss"), ("val_loss", "validation loss")):
-        points = [(r["step"], r[column]) for r in rows if r.get(column) is not None]
-        if points:
-            steps, values = zip(*points, strict=True)
-            mode = "lines" if column == "train_loss" else "lines+markers"
-            fig.add_trace(go.Scatter(x=steps, y=values, name=name, mode=mode))
-    fig.update_layout(xaxis_title="step", yaxis_title="loss (nats per token)", height=380)
-    st.plotly_chart(fig, key="loss-curves")
-    last = rows[-1]
-    shown = {k: v for k, v in last.items() if isinstance(v, (int, float))}
-    st.caption(f"Last logged step: {last.get('step')}")
-    st.dataframe([{"metric": k, "value": v} for k, v in shown.items()], hide_index=True)
-    folder = Path(model_path(choice.path))
-    if folder.is_dir() and (folder / "eval.json").is_file():
+    folder = Path(resolve_model_path(model_path(choice.path)))
+    rows = run_metrics(folder)
+    if rows:
+        fig = go.Figure()
+        for column, name in (("train_loss", "train loss"), ("val_loss", "validation loss")):
+            points = [(r["step"], r[column]) for r in rows if r.get(column) is not None]
+            if points:
+                steps, values = zip(*points, strict=True)
+                mode = "lines" if column == "train_loss" else "lines+markers"
+                fig.add_trace(go.Scatter(x=steps, y=values, name=name, mode=mode))
+        fig.update_layout(xaxis_title="step", yaxis_title="loss (nats per token)", height=380)
+        st.plotly_chart(fig, key="loss-curves")
+        last = rows[-1]
+        shown = {k: v for k, v in last.items() if isinstance(v, (int, float))}
+        st.caption(f"Last logged step: {last.get('step')}")
+        st.dataframe([{"metric": k, "value": v} for k, v in shown.items()], hide_index=True)
+    else:
+        st.info(f"{choice.label}: no training curves here (no metrics.jsonl).")
+    if (folder / "eval.json").is_file():
         with st.expander("Evaluation on the test split (eval.json)"):
             st.json(json.loads((folder / "eval.json").read_text(encoding="utf-8")))
 
@@ -603,13 +663,12 @@ def main() -> None:
     collect_job()
     history_sidebar()
     seed = seed_section()
-    if seed is not None:
-        options = options_form(seed)
-        if options is not None:
-            if running_job() is not None:
-                st.warning("A generation is running: stop it or wait for it first.")
-            else:
-                start_job(seed, options)
+    options = options_form(seed)
+    if options is not None:
+        if running_job() is not None:
+            st.warning("A generation is running: stop it or wait for it first.")
+        else:
+            start_job(seed, options)
     job = running_job()
     st.fragment(progress_panel, run_every=POLL_S if job is not None else None)()
     message = st.session_state.get("last_message")

@@ -480,7 +480,8 @@ def generate(
     "schedule" (the new bars split between the models in order). `loaded` passes models
     already loaded (`load_model`), in the same order, to skip loading them again.
     max_new_tokens: the budget of new tokens per variant (default: 256 per new bar);
-    every variant ends within it. attention: keep the attention weights of the new tokens.
+    every variant ends within it. attention: keep the attention weights of the new tokens
+    of one variant (the first of each batch: variant 1 unless a retry redrew only others).
     progress: called after every step with a `Progress`. stop: asked after every step;
     when it answers True, GenerationStoppedError is raised. time_limit_s: GenerationError when
     the sampling takes longer (the page's limit on one generation).
@@ -748,7 +749,7 @@ def _sample_rows(
             made += 1
             states[row].advance(token)
             sequences[row].append(token)
-            if runners[0].attention:
+            if runners[0].attention and row == 0:  # one variant's: the array grows fast
                 captured[row].append(_attention_row(runners[0], row, keys[row]))
             if states[row].done:
                 done[row] = True
@@ -767,7 +768,7 @@ def _sample_rows(
     out = []
     for row in range(rows):
         attn = None
-        if runners[0].attention:
+        if runners[0].attention and row == 0:
             attn = _stack_attention(captured[row], len(sequences[row]))
         out.append((sequences[row], finished_at[row], attn))
     return out

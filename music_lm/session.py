@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
+
 from music_lm.grammar import GrammarError, validate, words_to_ids
 from music_lm.score import Score
 from music_lm.vocab import VOCAB
@@ -37,7 +39,9 @@ class PageLimits:
     upload_bytes: int = 5 * 1024 * 1024  # also server.maxUploadSize in .streamlit/config.toml
     seed_tokens: int = 60_000  # a long orchestral file; more would not fit any context anyway
     seed_bars: int = 512
-    generation_seconds: float = 300.0  # one generation, all of its variants
+    generation_seconds: float = 300.0  # the sampling of one generation, all its variants
+    concurrent_generations: int = 1  # over all sessions; the others wait their turn
+    attention_bars: int = 16  # attention kept: [layers, heads, new, all tokens] grows fast
 
 
 LIMITS = PageLimits()
@@ -161,7 +165,7 @@ class Take:
     files: dict[str, bytes]  # ".mid", ".txt", ".json"
     parent: int | None = None  # the take it continued or edited
     edited: bool = False
-    attention: object = None  # np.ndarray [layers, heads, new tokens, tokens] or None
+    attention: np.ndarray | None = None  # [layers, heads, new tokens, tokens] when kept
     wav: bytes | None = None
     audio_error: str | None = None
 
@@ -189,21 +193,25 @@ class Take:
 
         return decode(self.text)
 
+    @cached_property
+    def daw_midi(self) -> bytes:
+        """The DAW-ready export (made once: the page shows it on every rerun)."""
+        from music_lm.export import export_midi
+
+        return export_midi(self.files[".mid"], name=f"{self.stem}.mid")[0]
+
+    def musicxml(self) -> bytes:
+        """MusicXML of the DAW export; music21 takes a while, so only when downloaded."""
+        from music_lm.export import musicxml
+
+        return musicxml(self.daw_midi, f"{self.stem}.mid")
+
 
 def render_wav(midi: bytes, name: str) -> bytes:
     """WAV bytes of a MIDI file (FluidSynth, the GM soundfont); AudioError says why not."""
     from music_lm.audio import encode_audio, render_midi
 
     return encode_audio(render_midi(midi, name=name), "wav")
-
-
-def daw_files(take: Take) -> tuple[bytes, Callable[[], bytes]]:
-    """(DAW-ready MIDI, a function making MusicXML): MusicXML takes music21 a while, so the
-    page makes it only when it is downloaded."""
-    from music_lm.export import export_midi, musicxml
-
-    daw, _read = export_midi(take.files[".mid"], name=f"{take.stem}.mid")
-    return daw, lambda: musicxml(daw, f"{take.stem}.mid")
 
 
 def takes_of(generation, first_number: int, run: int, parent: int | None) -> list[Take]:
@@ -236,20 +244,28 @@ def takes_of(generation, first_number: int, run: int, parent: int | None) -> lis
 
 
 def edited_take(take: Take, text: str, number: int) -> Take:
-    """A new take of edited token text; GrammarError names the first bad token."""
+    """A new take of edited token text; GrammarError names the first bad token. The
+    continuation stays marked when the edit left the seed's tokens as they were."""
     from music_lm.codec import decode, encode
     from music_lm.midi_io import write_midi
 
     ids = validate(text)
     canonical = encode(decode(text))  # the text as the codec writes it
-    seed_length = min(take.seed_length, len(ids))
-    unchanged = tuple(ids[:seed_length]) == take.ids[:seed_length]
-    tick = take.continuation_tick if unchanged else None
-    record = {**take.record, "edited_from": take.number, "file": f"take-{number}"}
-    markers = [] if tick is None else [(tick, "music_lm continuation")]
-    midi = write_midi(decode(canonical), markers=markers)
+    # An edit whose seed was changed has no continuation left to mark (seed_length 0).
+    kept = take.seed_length > 0 and tuple(ids[: take.seed_length]) == take.ids[: take.seed_length]
+    score = decode(canonical)
+    # What described the sampling of a variant no longer describes an edit of it.
+    stale = ("new_tokens", "retries", "post_check", "seconds", "continuation_bar",
+             "continuation_beat")  # fmt: skip
+    record = {k: v for k, v in take.record.items() if k not in stale}
+    record.update({"file": f"take-{number}", "take": number, "edited_from": take.number,
+                   "notes": score.note_count})  # fmt: skip
+    if kept:
+        record["continuation_bar"] = take.continuation_bar
+        record["continuation_beat"] = take.record.get("continuation_beat")
+    markers = [(take.continuation_tick, "music_lm continuation")] if kept else []
     files = {
-        ".mid": midi,
+        ".mid": write_midi(score, markers=markers),
         ".txt": canonical.encode("utf-8"),
         ".json": (json.dumps(record, indent=2) + "\n").encode("utf-8"),
     }
@@ -258,9 +274,9 @@ def edited_take(take: Take, text: str, number: int) -> Take:
         run=take.run,
         variant=take.variant,
         ids=tuple(ids),
-        seed_length=seed_length if unchanged else 0,
-        continuation_tick=tick if tick is not None else 0,
-        continuation_bar=take.continuation_bar if unchanged else 1,
+        seed_length=take.seed_length if kept else 0,
+        continuation_tick=take.continuation_tick if kept else 0,
+        continuation_bar=take.continuation_bar if kept else 1,
         record=record,
         files=files,
         parent=take.number,
@@ -336,8 +352,9 @@ class History:
 
     def show(self, number: int) -> None:
         """Show an earlier take from the history (undoable, too)."""
-        self._push()
-        self.shown = (number,)
+        if self.shown != (number,):
+            self._push()
+            self.shown = (number,)
 
     def forget_seed(self) -> None:
         """Back to the seed widgets (the user chose another example or upload)."""
@@ -372,13 +389,11 @@ class GenerationJob:
     def __init__(self, work: Callable[..., list[Take]], **kwargs) -> None:
         self._stop = threading.Event()
         self.progress = None  # music_lm.generate.Progress of the last step
-        self.stage = "loading the model"
+        self.stage = "starting"
         self.takes: list[Take] | None = None
         self.error: str | None = None
         self.stopped = False
-        self.started = time.monotonic()
         self.finished: float | None = None
-        self.generation = None  # music_lm.generate.Generation once made
         self._thread = threading.Thread(
             target=self._run, args=(work, kwargs), name="music_lm-generation", daemon=True
         )
@@ -388,7 +403,12 @@ class GenerationJob:
         from music_lm.generate import GenerationStoppedError
 
         try:
-            self.takes = work(job=self, **kwargs)
+            self.stage = "waiting for another session's generation"
+            with _SLOTS:
+                if self.stop_requested:
+                    raise GenerationStoppedError("stopped before it started")
+                self.stage = "generating"
+                self.takes = work(job=self, **kwargs)
         except GenerationStoppedError as err:
             self.stopped, self.error = True, str(err)
         except Exception as err:  # the page shows every failure as one line
@@ -398,7 +418,6 @@ class GenerationJob:
 
     def report(self, progress) -> None:
         self.progress = progress
-        self.stage = "generating"
 
     def stop(self) -> None:
         self._stop.set()
@@ -408,12 +427,22 @@ class GenerationJob:
         return self._stop.is_set()
 
     @property
+    def can_stop(self) -> bool:
+        """Stop works while tokens are drawn (the renders after them are quick)."""
+        return not self.done and not self.stop_requested and self.stage != "rendering the audio"
+
+    @property
     def done(self) -> bool:
         return self.finished is not None
 
     def wait(self, timeout_s: float | None = None) -> bool:
         self._thread.join(timeout_s)
         return self.done
+
+
+# Generations at once over all sessions: each uses every core, so more would only make
+# each one slower (two-core machines: oversubscription makes decoding far slower).
+_SLOTS = threading.Semaphore(LIMITS.concurrent_generations)
 
 
 def generate_takes(
@@ -444,7 +473,6 @@ def generate_takes(
             take.wav = render_wav(take.files[".mid"], f"{take.stem}.mid")
         except AudioError as err:  # no soundfont: the page still shows the rest
             take.audio_error = str(err)
-    job.generation = generation
     return takes
 
 
@@ -467,8 +495,7 @@ def model_choices(roots: Sequence[Path]) -> list[ModelChoice]:
             continue
         for meta in sorted(root.glob(f"*/{META_FILE}")) + sorted(root.glob(f"*/*/{META_FILE}")):
             folder = meta.parent
-            label = str(folder.relative_to(root.parent) if root.parent != folder else folder)
-            choices.append(ModelChoice(label, str(folder)))
+            choices.append(ModelChoice(str(folder.relative_to(root.parent)), str(folder)))
     return choices
 
 
@@ -501,7 +528,6 @@ __all__ = [
     "Snapshot",
     "Take",
     "check_text",
-    "daw_files",
     "edited_take",
     "generate_takes",
     "model_choices",

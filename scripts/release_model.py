@@ -238,6 +238,8 @@ def main() -> None:
     parser.add_argument("--note", default="", help="A line on the run's history, for the card.")
     args = parser.parse_args()
     ship(args.run, args.target)
+    # The curves travel with the model: the page's Training view draws them.
+    shutil.copyfile(args.run / "metrics.jsonl", args.target / "metrics.jsonl")
     evaluation = evaluate_model(args.target, args.data, "test", baselines=True)
     evaluation["model"] = "default"
     (args.target / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")

@@ -5,10 +5,12 @@ again, as the page's poll would."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
 
+import mido
 import pytest
 
 pytest.importorskip("streamlit")
@@ -124,7 +126,9 @@ def test_a_bad_upload_gets_one_line_naming_the_file(page: AppTest, data: bytes, 
     assert len(errors) == 1
     assert errors[0].startswith(expected)
     assert "\n" not in errors[0]
-    assert not [b for b in page.button if b.label == "Generate"]  # nothing to generate from
+    button(page, "Generate").click().run()  # nothing to generate from
+    assert messages(page.error) == [errors[0], "Choose a seed first."]
+    assert "job" not in page.session_state
 
 
 def test_settings_alone_start_a_piece(page: AppTest) -> None:
@@ -188,8 +192,94 @@ def test_a_bad_option_is_one_line_and_starts_nothing(page: AppTest) -> None:
     widget(page.text_input, "Pitch range").input("C9-C1")
     button(page, "Generate").click().run()
     errors = messages(page.error)
-    assert (len(errors) == 1 and "C9-C1" in errors[0]) or "range" in errors[0]
+    assert len(errors) == 1
+    assert "C9-C1" in errors[0] or "range" in errors[0]
     assert "job" not in page.session_state
+
+
+def test_the_seeds_key_keeps_its_mode(page: AppTest) -> None:
+    # bach_chorale is in F# minor: "the seed's key" is F# minor, not F# major.
+    widget(page.selectbox, "Keep to a key").select("the seed's key")
+    generate(page)
+    take = takes(page)[0]
+    assert take.record["constraints"]["scale"] == "F#:minor"
+    constraints = Constraints(bars=1, scale=(6, "minor"))
+    check_constraints(take.files[".mid"], constraints, take.record["continuation_beat"])
+
+
+def test_a_scale_on_its_own_uses_the_seeds_tonic(page: AppTest) -> None:
+    widget(page.selectbox, "Scale").select("dorian")
+    generate(page)
+    assert takes(page)[0].record["constraints"]["scale"] == "F#:dorian"
+
+
+def test_generate_needs_a_seed_and_a_model(page: AppTest) -> None:
+    widget(page.multiselect, "Models").set_value([])
+    button(page, "Generate").click().run()
+    assert messages(page.error) == ["Choose a model."]
+    widget(page.radio, "Seed").set_value("Upload").run()
+    button(page, "Generate").click().run()
+    assert messages(page.error) == ["Choose a seed first."]
+    assert "job" not in page.session_state
+
+
+def test_a_second_generate_waits_for_the_running_one(page: AppTest) -> None:
+    generate(page, wait=False, **{"Bars to generate": 32, "Variants": 4})
+    button(page, "Generate").click().run()
+    assert any("A generation is running" in w for w in messages(page.warning))
+    button(page, "Stop").click().run()
+    finish(page)
+
+
+def test_without_a_soundfont_the_takes_still_come_with_a_warning(page, monkeypatch, tmp_path):
+    monkeypatch.setenv("MUSIC_LM_SOUNDFONT", str(tmp_path / "missing.sf2"))
+    generate(page)
+    take = takes(page)[0]
+    assert take.wav is None
+    assert "missing.sf2" in take.audio_error
+    assert any(w.startswith("No audio: ") for w in messages(page.warning))
+    assert "WAV" not in [b.label for b in page.download_button]
+    area = widget(page.text_area, "Token text of the take")
+    header, rest = area.value.split("\n", 1)
+    words = header.split()
+    words[2] = "tempo:60"
+    area.input(" ".join(words) + "\n" + rest).run()
+    button(page, "Save the edit as a new take").click().run()
+    assert not page.exception
+    assert takes(page)[0].edited
+
+
+def test_the_downloads_hold_what_they_say(page: AppTest) -> None:
+    generate(page)
+    take = takes(page)[0]
+    daw = mido.MidiFile(file=io.BytesIO(take.daw_midi))
+    assert daw.type == 1
+    assert daw.ticks_per_beat == 480
+    xml = take.musicxml()
+    assert xml.lstrip().startswith(b"<?xml")
+    assert b"<score-partwise" in xml
+    assert json.loads(take.files[".json"])["file"] == take.stem
+
+
+def test_back_to_the_seed_of_my_choice_keeps_the_upload(page: AppTest, make_midi, note) -> None:
+    data = make_midi([*note(0, 480, 60), *note(480, 480, 64), *note(960, 960, 67)])
+    widget(page.radio, "Seed").set_value("Upload").run()
+    page.file_uploader[0].set_value(("mine.mid", data, "audio/midi")).run()
+    generate(page)
+    page.button(key=f"continue-{takes(page)[0].number}").click().run()
+    assert any("Continuing from" in i.value for i in page.info)
+    button(page, "Back to the seed of my choice").click().run()
+    assert {m.label: m.value for m in page.metric}["Notes"] == "3"  # the upload, as it was
+
+
+def test_two_models_can_share_the_bars_by_schedule(page: AppTest, tiny_model, tmp_path) -> None:
+    shutil.copytree(tiny_model, tmp_path / "runs" / "my-run")
+    page.run()
+    models = widget(page.multiselect, "Models")
+    models.set_value([models.options[0], "runs/my-run"])
+    widget(page.selectbox, "Mix").select("schedule")
+    generate(page, **{"Bars to generate": 2})
+    assert takes(page)[0].record["mix"] == "schedule"
 
 
 def test_a_model_that_cannot_load_is_named(page: AppTest, tmp_path: Path, monkeypatch) -> None:
@@ -280,8 +370,7 @@ def test_a_valid_edit_is_rendered_and_saved_as_a_new_take(page: AppTest) -> None
     area = widget(page.text_area, "Token text of the take")
     assert area.value == take.text
     assert any(s.value.startswith("Valid:") for s in page.success)
-    edited = take.text.replace("tempo:", "tempo:", 1)
-    header, rest = edited.split("\n", 1)
+    header, rest = take.text.split("\n", 1)
     words = header.split()
     words[2] = "tempo:60"
     area.input(" ".join(words) + "\n" + rest).run()
@@ -299,17 +388,59 @@ def test_a_valid_edit_is_rendered_and_saved_as_a_new_take(page: AppTest) -> None
 
 
 def test_the_attention_of_a_generated_note_is_shown_per_layer_and_head(page: AppTest) -> None:
+    from music_lm.attention import generated_notes
+
     widget(page.checkbox, "Keep attention").check()
-    generate(page)
-    take = takes(page)[0]
-    assert take.attention is not None
+    generate(page, **{"Variants": 2})
+    first, second = takes(page)
+    assert first.attention is not None
+    assert second.attention is None  # one variant's only: the arrays grow fast
     choice = widget(page.selectbox, "Generated note")
-    assert len(choice.options) >= 1
-    choice.select_index(len(choice.options) - 1).run()
+    notes = generated_notes(first.ids, first.seed_length)
+    assert len(choice.options) == len(notes)
+    choice.select_index(len(notes) - 1).run()
     assert not page.exception
     charts = page.get("plotly_chart")
-    # seed roll, the take's roll, then the summary and the per-layer heatmaps
-    assert len(charts) == 4
+    # the seed's roll, the takes' rolls, then the summary and the per-layer heatmaps
+    assert len(charts) == 5
+    heads = json.loads(charts[-1].proto.spec)
+    layers, heads_per_layer = first.attention.shape[:2]
+    heatmaps = [t for t in heads["data"] if t["type"] == "heatmap"]
+    assert len(heatmaps) == layers
+    for heatmap in heatmaps:  # plotly writes arrays as {"dtype", "bdata", "shape"}
+        z = heatmap["z"]
+        rows = int(z["shape"].split(",")[0]) if isinstance(z, dict) else len(z)
+        assert rows == heads_per_layer
+
+
+def test_a_note_clicked_on_the_roll_is_picked_for_the_attention_view(page: AppTest) -> None:
+    from music_lm.attention import generated_notes
+    from music_lm.pianoroll import roll_notes
+
+    widget(page.checkbox, "Keep attention").check()
+    generate(page, **{"Variants": 1})
+    take = takes(page)[0]
+    notes = generated_notes(take.ids, take.seed_length)
+    rolled = roll_notes(take.score)
+    tracks = sorted({n.track for n in rolled})
+    ppq = take.score.ticks_per_beat
+
+    def same(roll_note, note) -> bool:
+        return (roll_note.track, round(roll_note.onset_beats * ppq), roll_note.pitch,
+                round(roll_note.duration_beats * ppq)) == (
+                note.track, note.onset_tick, note.pitch, note.duration_ticks)  # fmt: skip
+
+    # the last new note that has no twin (same pitch, onset and length in its track)
+    wanted = max(i for i, n in enumerate(notes) if sum(same(r, n) for r in rolled) == 1)
+    target = notes[wanted]
+    mine = [n for n in rolled if n.track == target.track]
+    point = next(i for i, n in enumerate(mine) if same(n, target))
+    click = {"selection": {"points": [{"curve_number": tracks.index(target.track),
+                                       "point_index": point}]}}  # fmt: skip
+    page.session_state[f"roll-{take.number}"] = click
+    page.run()
+    assert not page.exception
+    assert widget(page.selectbox, "Generated note").value == wanted
 
 
 def test_the_training_view_plots_a_runs_losses(page: AppTest, tiny_model: Path, tmp_path: Path):
@@ -340,11 +471,16 @@ def test_a_run_is_a_model_choice_and_two_models_mix(page: AppTest, tiny_model, t
 # ---- sessions ----
 
 
-def test_two_sessions_do_not_see_each_others_takes(page: AppTest, tiny_model: Path) -> None:
+def test_two_sessions_do_not_see_each_others_uploads_or_takes(page, make_midi, note) -> None:
     other = AppTest.from_file(APP, default_timeout=120)
     other.run()
+    widget(page.radio, "Seed").set_value("Upload").run()
+    data = make_midi([*note(0, 480, 60), *note(480, 480, 64)])
+    page.file_uploader[0].set_value(("mine.mid", data, "audio/midi")).run()
     generate(page)
     other.run()
     assert "job" not in other.session_state
+    assert "upload" not in other.session_state
     assert not other.session_state["history"].takes
+    assert widget(other.selectbox, "Example seed").value == EXAMPLES[0]
     assert len(page.session_state["history"].takes) == 1

@@ -36,6 +36,8 @@ def choose(page, label: str, option: str) -> None:
 def test_two_variants_play_download_and_show_their_text(tmp_path: Path) -> None:
     env = {"MUSIC_LM_RUNS": str(tmp_path / "no-runs"), "MUSIC_LM_MODEL": "default"}
     blocked: list[str] = []
+    for old in ("page.png", "page-results.png"):  # a screenshot of an earlier run proves nothing
+        (ARTIFACTS / old).unlink(missing_ok=True)
     with (
         streamlit_server(ROOT / "app.py", env) as url,
         browser_page(ARTIFACTS, name="page", viewport=(1600, 1000), blocked=blocked) as page,
