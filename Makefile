@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := python3-venv fluidsynth fluid-soundfont-gm musescore3 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system venv run corpus default-model test lint format bench bench-train clean
+.PHONY: setup system venv run corpus default-model test lint format fuzz bench bench-train clean
 
 setup: system venv
 
@@ -38,10 +38,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The page, on the shipped model and the midi_in/ examples: open http://localhost:8501
-# (PORT=... to change it). Stop it with Ctrl+C.
+# (PORT=... to change it; ADDRESS=0.0.0.0 to serve other machines). Stop it with Ctrl+C.
 PORT ?= 8501
+ADDRESS ?= localhost
 run: setup
-	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT)
+	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT) \
+	  --server.address $(ADDRESS)
 
 # The training corpus from music21's bundled corpus (about 15,000 pieces; the first
 # build takes half an hour on two cores, a second one only what changed).
@@ -73,6 +75,15 @@ format: setup
 
 test: setup lint
 	$(VENV)/bin/pytest
+
+# The long fuzz run: MIDI bytes and token text under atheris (libFuzzer), 1,000,000 inputs
+# in all (800,000 MIDI, 200,000 text), one target after the other on one core: about
+# FUZZ_MINUTES minutes. Crashes, counts and speeds go to build/fuzz/summary.json (the corpus
+# grows in build/fuzz/corpus); docs/reliability.md has the figures. A short run of both
+# targets is part of `make test` (tests/test_fuzz.py).
+FUZZ_EXECS ?= 1000000
+fuzz: setup
+	$(PY) fuzz/run.py --execs $(FUZZ_EXECS) --out build/fuzz
 
 bench: setup
 	$(PY) bench/codec.py

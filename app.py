@@ -27,6 +27,7 @@ from music_lm.constraints import (
     parse_key,
     parse_range,
 )
+from music_lm.export import ExportError
 from music_lm.generate import GenerationError, Header, Sampling
 from music_lm.session import (
     LIMITS,
@@ -452,20 +453,34 @@ def show_take(take: Take) -> None:
 
 
 def downloads(take: Take) -> None:
-    """Six downloads; MusicXML is made only when it is asked for (music21 takes a while)."""
+    """Six downloads. MusicXML is made on request: music21 takes a while, and it cannot
+    write every piece (a note held far past the last bar), which deserves a message."""
+    xml_key = f"musicxml-{take.number}"
+    xml = st.session_state.get(xml_key)  # bytes, or the reason there are none
     files = [
         ("MIDI", take.files[".mid"], ".mid", "audio/midi"),
         ("DAW MIDI", take.daw_midi, "-daw.mid", "audio/midi"),
         ("WAV", take.wav, ".wav", "audio/wav"),
-        ("MusicXML", take.musicxml, ".musicxml", "application/vnd.recordare.musicxml+xml"),
+        ("MusicXML", xml, ".musicxml", "application/vnd.recordare.musicxml+xml"),
         ("Token text", take.files[".txt"], ".txt", "text/plain"),
         ("Settings JSON", take.files[".json"], ".json", "application/json"),
     ]
     columns = st.columns(3)
     for index, (label, data, suffix, mime) in enumerate(files):
+        column = columns[index % 3]
+        if label == "MusicXML" and not isinstance(data, bytes):
+            if isinstance(data, str):
+                column.caption(f"No MusicXML: {data}")
+            elif column.button("Make MusicXML", key=f"make-{xml_key}"):
+                try:
+                    st.session_state[xml_key] = take.musicxml()
+                except ExportError as err:
+                    st.session_state[xml_key] = str(err)
+                st.rerun()
+            continue
         if data is None:  # no audio without a soundfont
             continue
-        columns[index % 3].download_button(
+        column.download_button(
             label,
             data,
             file_name=f"{take.stem}{suffix}",

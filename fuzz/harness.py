@@ -18,6 +18,10 @@ import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
 
 try:
     import atheris
@@ -76,21 +80,27 @@ def mutate(seed: bytes, rng: random.Random) -> bytes:
     return bytes(data)
 
 
+def inputs(seeds: list[bytes], max_len: int) -> SearchStrategy[bytes]:
+    """The seeds, mutants of them and plain bytes: Hypothesis's stand-in for libFuzzer."""
+    from hypothesis import strategies as st
+
+    seeds = seeds or [b""]
+    return st.one_of(
+        st.sampled_from(seeds),
+        st.builds(mutate, st.sampled_from(seeds), st.randoms(use_true_random=False)),
+        st.binary(max_size=max_len),
+    ).map(lambda data: data[:max_len])
+
+
 def hypothesis_main(check: Check, argv: list[str]) -> int:
     """Run `check` on `-runs=N` inputs (the seeds, mutants of them and raw bytes); print the
     stats lines and, on a crash, write the input to `-artifact_prefix` and return 1."""
     from hypothesis import HealthCheck, given, settings
-    from hypothesis import strategies as st
 
     runs = _flag(argv, "runs", 10_000)
     max_len = _flag(argv, "max_len", 4096)
     prefix = next((a.split("=", 1)[1] for a in argv if a.startswith("-artifact_prefix=")), "./")
-    seeds = read_corpus([Path(a) for a in argv[1:] if not a.startswith("-")]) or [b""]
-    inputs = st.one_of(
-        st.sampled_from(seeds),
-        st.builds(mutate, st.sampled_from(seeds), st.randoms(use_true_random=False)),
-        st.binary(max_size=max_len),
-    )
+    seeds = read_corpus([Path(a) for a in argv[1:] if not a.startswith("-")])
     executed = 0
     failing: list[bytes] = []  # the inputs that raised, the last one shrunk the most
     started = time.monotonic()
@@ -98,21 +108,22 @@ def hypothesis_main(check: Check, argv: list[str]) -> int:
     @settings(
         max_examples=runs, database=None, deadline=None, suppress_health_check=list(HealthCheck)
     )
-    @given(inputs)
+    @given(inputs(seeds, max_len))
     def run(data: bytes) -> None:
         nonlocal executed
         executed += 1
         try:
-            check(data[:max_len])
+            check(data)
         except BaseException:
-            failing.append(data[:max_len])
+            failing.append(data)
             raise
 
     try:
         run()
-    except Exception as err:
-        traceback.print_exception(err)
+    except Exception as err:  # printed as atheris does: the marker, the error, its traceback
         print("=== Uncaught Python exception: ===")
+        print(f"{type(err).__name__}: {err}")
+        traceback.print_exception(err, file=sys.stdout)
     seconds = max(time.monotonic() - started, 1e-9)
     print(f"stat::number_of_executed_units: {executed}")
     print(f"stat::average_exec_per_sec:     {round(executed / seconds)}")

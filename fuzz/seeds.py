@@ -22,6 +22,7 @@ from music_lm.api import encode_midi
 from music_lm.codec import encode
 from music_lm.midi_io import write_midi
 from music_lm.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.vocab import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "midi_in").glob("*.mid"))
@@ -202,6 +203,12 @@ def hand_made_scores() -> dict[str, Score]:
             *(Track(p, notes=[Note(p, 1, 60 + p, 64)]) for p in range(15)),
             Track(0, is_drum=True, notes=[Note(0, 1, 42, 64)]),
         ),
+        # Every pitch sounding at once: only then does the grammar bound durations from
+        # below (a note may not end before a sounding one of its pitch that began earlier).
+        "all_pitches_sounding": _score(
+            Track(0, notes=[*(Note(0, 960, p, 64) for p in range(128)), Note(24, 960, 60, 64)]),
+            Track(1, notes=[Note(48, 24, 60, 64)]),
+        ),
         "empty_bars": _score(Track(0, notes=[Note(96 * 20, 24, 60, 64)])),
         "no_tracks": _score(),
     }
@@ -254,6 +261,37 @@ def text_seeds() -> dict[str, bytes]:
     return seeds
 
 
+# ---- libFuzzer dictionaries: words the mutator inserts whole ----
+
+MIDI_WORDS = (
+    b"MThd", b"MTrk", b"\x00\x00\x00\x06", b"\xff\x2f\x00", b"\xff\x51\x03", b"\xff\x58\x04",
+    b"\xff\x59\x02", b"\xff\x03", b"\xff\x06", b"\xb0\x40", b"\xe0\x00\x40", b"\xf0", b"\xf7",
+    b"\x8f\xff\xff\x7f", b"music_lm style:",
+)  # fmt: skip
+
+
+def midi_dictionary() -> list[bytes]:
+    return list(MIDI_WORDS)
+
+
+def text_dictionary() -> list[bytes]:
+    """Every word of the vocabulary, with a space before it (texts are split on spaces)."""
+    return [f" {word}".encode() for word in VOCAB.tokens]
+
+
+def write_dictionary(words: list[bytes], path: Path) -> None:
+    """libFuzzer's dictionary format: one quoted entry a line, other bytes as \\xNN."""
+
+    def quoted(word: bytes) -> str:
+        inner = "".join(
+            chr(b) if 0x20 <= b < 0x7F and b not in b'"\\' else f"\\x{b:02x}" for b in word
+        )
+        return f'"{inner}"'
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{quoted(word)}\n" for word in words), encoding="ascii")
+
+
 def write_corpus(seeds: dict[str, bytes], folder: Path) -> int:
     """Write each seed under its name and a short hash (so names never clash); return
     how many files are in the folder."""
@@ -266,11 +304,14 @@ def write_corpus(seeds: dict[str, bytes], folder: Path) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
-        print("usage: python fuzz/seeds.py OUT_FOLDER  (writes OUT/midi and OUT/text)")
+        print("usage: python fuzz/seeds.py OUT_FOLDER  (writes OUT/midi, OUT/text and their "
+              "libFuzzer dictionaries OUT/midi.dict, OUT/text.dict)")  # fmt: skip
         return 2
     out = Path(argv[1])
     midi = write_corpus(midi_seeds(), out / "midi")
     text = write_corpus(text_seeds(), out / "text")
+    write_dictionary(midi_dictionary(), out / "midi.dict")
+    write_dictionary(text_dictionary(), out / "text.dict")
     print(f"{out}/midi: {midi} files, {out}/text: {text} files")
     return 0
 

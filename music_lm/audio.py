@@ -210,6 +210,15 @@ def render_score(
     """Render a score to stereo float samples at `sample_rate` (see the module doc)."""
     if sample_rate not in SAMPLE_RATES:
         raise AudioError(f"--sample-rate must be one of {SAMPLE_RATES}, got {sample_rate}")
+    from music_lm.limits import limits
+
+    seconds = tick_seconds(score)(score.end_tick) if score.end_tick else 0.0
+    most = limits().audio_s
+    if seconds > most:  # before the buffer is made: a corrupt file would ask for terabytes
+        raise AudioError(
+            f"{seconds:,.0f} s of audio is over the limit of {most:,.0f} s "
+            "(raise it with --limit audio_s=N)"
+        )
     font = find_soundfont(soundfont)
     events, setup = _events(score, sample_rate)
     last_frame = int(events[-1, 0]) if len(events) else 0
@@ -266,7 +275,13 @@ def render_midi(
 ) -> Rendered:
     """Render a MIDI file (path or bytes); MidiError names a bad file."""
     read = read_midi(source, name=name, sustain=True)
-    return render_score(read.score, soundfont, sample_rate)
+    try:
+        return render_score(read.score, soundfont, sample_rate)
+    except AudioError as err:
+        message = str(err)
+        if message.startswith(read.source_name):
+            raise
+        raise AudioError(f"{read.source_name}: {message}") from None
 
 
 def encode_audio(rendered: Rendered, audio_format: str = "wav") -> bytes:

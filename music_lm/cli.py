@@ -16,6 +16,7 @@ import typer
 from music_lm.api import encode_midi, text_to_midi
 from music_lm.codec import CodecError
 from music_lm.files import (
+    DEBUG,
     INPUT_ERRORS,
     MIDI_SUFFIXES,
     STDIN,
@@ -60,8 +61,22 @@ def _options(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print the version."
     ),
+    limit: list[str] = typer.Option(
+        [],
+        "--limit",
+        help="Raise or lower a resource limit, NAME=VALUE (repeatable): file_mb, tracks, "
+        "notes, quarters, tokens, generation_s, audio_s. Also $MUSIC_LM_LIMITS.",
+    ),
 ) -> None:
-    _state["debug"] = debug
+    from music_lm.limits import LimitError, limits, parse_limits, set_limits
+
+    _state["debug"] = DEBUG["on"] = debug
+    set_limits(None)  # $MUSIC_LM_LIMITS, then the options over it
+    if limit:
+        try:
+            set_limits(parse_limits(",".join(limit), limits()))
+        except LimitError as err:
+            raise typer.BadParameter(str(err), param_hint="--limit") from None
 
 
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing output files.")

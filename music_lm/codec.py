@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from music_lm.grammar import GrammarError, GrammarState, check_complete, located, words_to_ids
+from music_lm.limits import check_length
 from music_lm.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
 from music_lm.vocab import (
     GRID_PER_QUARTER,
@@ -30,9 +31,12 @@ from music_lm.vocab import (
     split_duration,
 )
 
-# Longest piece the codec takes: about 14 hours at 120 BPM. Only a corrupt file comes
-# near it, and its text would be millions of empty bars.
-MAX_PIECE_QUARTERS = 100_000
+# The longest piece the codec takes is the `quarters` limit (music_lm.limits: 100,000
+# quarter notes, about 14 hours at 120 BPM); only a corrupt file comes near it, and its
+# text would be millions of empty bars. The same in bars of 4/4, for pieces in a short
+# meter: 100,000 quarter notes of 1/32 would be 800,000 empty bars, 3 MB of text from a
+# 45-byte file (found by fuzzing). The longest piece of music21's corpus has 16,368 bars.
+MAX_PIECE_BARS = 25_000
 
 
 class CodecError(ValueError):
@@ -88,19 +92,31 @@ def to_grid(score: Score) -> tuple[Score, GridChanges]:
     grid = Score(GRID_PER_QUARTER, style=score.style if score.style in STYLES else "none")
     if grid.style != score.style:
         changes.dropped[f"style tag {score.style!r} (not in the vocabulary)"] += 1
-    length_quarters = score.end_tick / ppq
-    if length_quarters > MAX_PIECE_QUARTERS:
-        raise CodecError(
-            f"the piece lasts {length_quarters:,.0f} quarter notes; at most "
-            f"{MAX_PIECE_QUARTERS:,} are supported (a corrupt delta time?)"
-        )
+    check_length(score.end_tick / ppq, "", CodecError)  # the caller names the file
     tracks = _limit_tracks([t for t in score.tracks if t.notes], changes)
     for track in tracks:
         grid.tracks.append(_track_to_grid(track, ppq, changes))
     grid.tempos = _tempos_to_grid(score.tempos, ppq, changes)
     grid.time_signatures = _time_signatures_to_grid(score.time_signatures, ppq, changes)
     grid.key_signatures = _keys_to_grid(score.key_signatures, ppq, changes)
+    bars = _bar_count(grid.time_signatures, grid.end_tick)
+    if bars > MAX_PIECE_BARS:
+        meters = ", ".join(sorted({str(ts) for ts in grid.time_signatures}))
+        raise CodecError(
+            f"the piece lasts {bars:,} bars (of {meters}); at most {MAX_PIECE_BARS:,} are "
+            "supported (a corrupt delta time or time signature?)"
+        )
     return grid, changes
+
+
+def _bar_count(signatures: list[TimeSignature], end_step: int) -> int:
+    """Bars from the start to `end_step` under grid time signatures (each on a bar line)."""
+    bars = 0
+    for ts, following in zip(signatures, [*signatures[1:], None], strict=True):
+        stop = end_step if following is None else following.tick
+        length = bar_steps(ts.numerator, ts.denominator)
+        bars += max(-(-(stop - ts.tick) // length), 1)  # ceiling division; a bar at least
+    return bars
 
 
 def _limit_tracks(tracks: list[Track], changes: GridChanges) -> list[Track]:

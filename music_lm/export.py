@@ -55,7 +55,11 @@ def export_midi(
     source: str | Path | bytes, midi_format: int = 1, name: str | None = None
 ) -> tuple[bytes, MidiRead]:
     """(DAW-ready MIDI bytes, what was read) of a MIDI file; MidiError names a bad one."""
+    from music_lm.limits import check_length
+
     read = read_midi(source, name=name, sustain=True)
+    # A corrupt length would make music21 (MusicXML) run for ever on the export.
+    check_length(read.score.end_tick / read.score.ticks_per_beat, read.source_name, ExportError)
     return daw_midi(read, midi_format), read
 
 

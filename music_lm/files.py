@@ -17,6 +17,7 @@ from pathlib import Path
 
 from music_lm.codec import CodecError
 from music_lm.grammar import GrammarError
+from music_lm.limits import LimitError, check_size, limits
 from music_lm.midi_io import MidiError
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")
@@ -24,9 +25,10 @@ TEXT_SUFFIXES = (".txt",)
 STDIN = Path("-")
 
 # The errors that mean "this input is bad", as opposed to a bug.
-INPUT_ERRORS = (MidiError, GrammarError, CodecError, UnicodeDecodeError)
+INPUT_ERRORS = (MidiError, GrammarError, CodecError, UnicodeDecodeError, LimitError)
 
 Output = tuple[Path, bytes | str]  # where, and what
+DEBUG = {"on": False}  # `music-lm --debug`: a batch stops at the first error, with its traceback
 
 
 class OutputExistsError(FileExistsError):
@@ -102,16 +104,25 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 
 def read_text_file(path: Path) -> str:
+    """Token text of a file (or stdin), within the size limit; GrammarError when the bytes
+    are not UTF-8."""
+    data = read_input_bytes(path)
     try:
-        if path == STDIN:
-            return sys.stdin.read()
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise GrammarError(f"{path}: not UTF-8 token text") from None
 
 
 def read_input_bytes(path: Path) -> bytes:
-    return sys.stdin.buffer.read() if path == STDIN else path.read_bytes()
+    """A file's bytes, refused by its size before it is read when over the limit."""
+    if path == STDIN:
+        most = limits().file_bytes + 1
+        stream = getattr(sys.stdin, "buffer", None)  # a text-only stdin (tests, notebooks)
+        data = stream.read(most) if stream is not None else sys.stdin.read(most).encode()
+        check_size(len(data), "<stdin>")
+        return data
+    check_size(path.stat().st_size, str(path))
+    return path.read_bytes()
 
 
 @dataclass
@@ -167,6 +178,8 @@ def run_batch(
         except (OutputExistsError, OutputConflictError) as err:
             result.failed.append((source, str(err)))  # names the output, which is the problem
         except (*INPUT_ERRORS, *errors, OSError) as err:
+            if DEBUG["on"]:  # music-lm --debug: the traceback, not the one line
+                raise
             result.failed.append((source, _with_name(source, err)))
         else:
             result.done += 1

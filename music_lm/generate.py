@@ -200,6 +200,9 @@ def seed_from_file(path: str | Path) -> tuple[list[int], str]:
                 message if str(path) in message else f"{path}: {message}"
             ) from None
     else:
+        from music_lm.limits import check_size
+
+        check_size(path.stat().st_size, str(path), GenerationError)
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
@@ -484,7 +487,7 @@ def generate(
     of one variant (the first of each batch: variant 1 unless a retry redrew only others).
     progress: called after every step with a `Progress`. stop: asked after every step;
     when it answers True, GenerationStoppedError is raised. time_limit_s: GenerationError when
-    the sampling takes longer (the page's limit on one generation).
+    the sampling takes longer (default: the `generation_s` limit of music_lm.limits).
     """
     from music_lm.model import load_model
 
@@ -546,7 +549,11 @@ def generate(
     if attention:
         _eager_attention(runners[0].model)
 
-    if time_limit_s is not None and time_limit_s <= 0:
+    if time_limit_s is None:
+        from music_lm.limits import limits
+
+        time_limit_s = limits().generation_s
+    if time_limit_s <= 0:
         raise GenerationError(f"the time limit must be positive, got {time_limit_s} s")
     generator = torch.Generator().manual_seed(random_seed)
     results: list[Variant | None] = [None] * variants

@@ -642,8 +642,19 @@ def describe_ranges(ranges: Ranges) -> str:
 
 
 def words_to_ids(words: Iterable[str]) -> list[int]:
-    """Words -> ids; an unknown word is a GrammarError naming it and its index."""
+    """Words -> ids; an unknown word is a GrammarError naming it and its index, and more
+    words than the `tokens` limit one saying so."""
+    from music_lm.limits import limits
+
     words = list(words)
+    most = limits().tokens
+    if len(words) > most:
+        raise GrammarError(
+            f"token {most}: the text has {len(words):,} tokens, over the limit of {most:,} "
+            "(raise it with --limit tokens=N)",
+            most,
+            words[most],
+        )
     try:
         return [_ID[word] for word in words]
     except KeyError:

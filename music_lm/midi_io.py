@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from music_lm.limits import check_size, limits
 from music_lm.score import (
     KeySignature,
     Note,
@@ -91,11 +92,14 @@ class MidiRead:
     markers: list[tuple[int, str]] = field(default_factory=list)  # (tick, text) marker events
 
 
-def _load_bytes(source: str | Path | bytes) -> tuple[bytes, str]:
+def _load_bytes(source: str | Path | bytes, name: str | None) -> tuple[bytes, str]:
+    """The file's bytes and its name; a file over the size limit is refused unread."""
     if isinstance(source, bytes | bytearray | memoryview):
+        check_size(len(source), name or "<bytes>", MidiError)
         return bytes(source), "<bytes>"
     path = Path(source)
     try:
+        check_size(path.stat().st_size, name or str(path), MidiError)
         return path.read_bytes(), str(path)
     except OSError as err:
         raise MidiError(f"{path}: cannot read file ({err.strerror or err})") from None
@@ -113,7 +117,7 @@ def read_midi(
     Raises MidiError naming the file for anything that is not a format 0/1 SMF
     with metrical (PPQ) timing, or whose data is cut short or malformed.
     """
-    data, default_name = _load_bytes(source)
+    data, default_name = _load_bytes(source, name)
     name = name or default_name
     if not data:
         raise MidiError(f"{name}: empty file")
@@ -133,6 +137,12 @@ def read_midi(
         raise MidiError(f"{name}: SMPTE time division is not supported (only PPQ timing)")
     if division == 0:
         raise MidiError(f"{name}: invalid time division 0 ticks per quarter note")
+    allowed = limits()
+    if track_count > allowed.tracks:
+        raise MidiError(
+            f"{name}: {track_count:,} tracks is over the limit of {allowed.tracks:,} "
+            "(raise it with --limit tracks=N)"
+        )
     chunks = _track_chunks(data, 8 + header_length, track_count, name)
     result = MidiRead(Score(division), name, midi_format, len(chunks))
     instruments: dict[tuple[int, int, int], Track] = {}
@@ -146,6 +156,12 @@ def read_midi(
                 f"{name}: truncated MIDI file (track {index + 1} ends inside an event)"
             ) from None
         end_tick = max(end_tick, last_tick)
+        # Checked track by track: the size limit already bounds what one track can hold.
+        notes = sum(len(t.notes) for t in instruments.values())
+        if notes > allowed.notes:
+            raise MidiError(
+                f"{name}: over {allowed.notes:,} notes (the limit; raise it with --limit notes=N)"
+            )
     if sustain and pedal:
         _sustain_instruments(instruments, pedal, end_tick, result)
     for _, track in sorted(instruments.items()):
@@ -210,11 +226,13 @@ def _read_track(
             byte = data[i]
             i += 1
             delta = (delta << 7) | (byte & 0x7F)
-        if delta > _MAX_DELTA:
-            raise MidiError(
-                f"{result.source_name}: malformed delta time ({delta} ticks, more than MIDI's "
-                f"four bytes allow) in track {track_index + 1}"
-            )
+            # Checked as the bytes come: a run of thousands of 0xFF bytes would otherwise
+            # build a number too long to even print in the message.
+            if delta > _MAX_DELTA:
+                raise MidiError(
+                    f"{result.source_name}: malformed delta time (more than {_MAX_DELTA} "
+                    f"ticks, the most MIDI's four bytes allow) in track {track_index + 1}"
+                )
         tick += delta
         status = data[i]
         if status & 0x80:
@@ -269,6 +287,11 @@ def _read_track(
         elif kind == 0xC0:
             program = data[i]
             i += 1
+            if program > 127:  # a status byte: GM has 128 programs, and names index them
+                raise MidiError(
+                    f"{result.source_name}: program change to {program} (not 0..127) in track "
+                    f"{track_index + 1}"
+                )
             channel = status & 0x0F
             programs[channel] = program
             if channel == DRUM_CHANNEL and program:

@@ -262,8 +262,11 @@ def midi_pianoroll(
 ) -> bytes:
     """The PNG piano roll of a MIDI file; the seed shaded up to `continuation_bar` or the
     file's continuation marker."""
+    from music_lm.limits import check_length
+
     read = read_midi(source, name=name, sustain=True)
     score = read.score
+    check_length(score.end_tick / score.ticks_per_beat, read.source_name, PianoRollError)
     at = bar_tick(score, continuation_bar) if continuation_bar else continuation_tick(read)
     title = Path(read.source_name).name if read.source_name != "<bytes>" else None
     return pianoroll_png(score, at, title, **size)
