@@ -44,7 +44,7 @@ OFF_GRAMMAR = 31  # a step whose low five bits are all set picks any word (1 ste
 # as one note is down (doubled notes would go on for ever).
 COMPLETION_ORDER = ("end", "track", "pos", "bar", "dur", "vel", "pitch", "drum")
 MAX_COMPLETION_TOKENS = 2_000
-# Steered steps per walk: each asks the grammar for its allowed tokens, which costs ten
+# Steered steps per walk: each asks the grammar for its allowed tokens, which costs five
 # times a plain `advance`; longer walks reach nothing new and only slow the fuzzer down.
 MAX_WALK_STEPS = 256
 

@@ -55,7 +55,7 @@ def test_a_short_atheris_run_finds_no_crash(target: str, tmp_path: Path) -> None
 def test_a_short_hypothesis_run_finds_no_crash(target: str) -> None:
     max_len = run.TARGETS[target]["max_len"]
 
-    @settings(max_examples=1_000, deadline=1_000, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=5_000, deadline=1_000, suppress_health_check=list(HealthCheck))
     @given(inputs(list(SEEDS[target]().values()), max_len))
     def fuzz(data: bytes) -> None:
         TARGETS[target](data)
