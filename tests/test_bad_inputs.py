@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import random
 import struct
-import sys
 from pathlib import Path
 
 import mido
 import pytest
+from cli_runner import run_cli
 
 from music_lm.api import encode_midi
 from music_lm.codec import CodecError
@@ -66,14 +66,15 @@ def bad_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from music_lm.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["music-lm", *args])
-    with pytest.raises(SystemExit) as stop:
-        main()
-    out, err = capsys.readouterr()
-    return stop.value.code or 0, out, err
+def mixed_folder(tmp_path: Path, bad_folder: Path, good: int) -> Path:
+    """A folder of every bad MIDI file and `good` copies of a good one (good.mid, good1.mid...)."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for source in bad_folder.glob("bad*.mid"):
+        (folder / source.name).write_bytes(source.read_bytes())
+    for index in range(good):
+        (folder / f"good{index or ''}.mid").write_bytes(GOOD)
+    return folder
 
 
 def files_in(folder: Path) -> list[str]:
@@ -174,11 +175,7 @@ def test_debug_shows_the_traceback(bad_folder: Path, monkeypatch, capsys) -> Non
 def test_a_folder_batch_carries_on_and_lists_the_bad_files_at_the_end(
     bad_folder: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    folder = tmp_path / "mixed"
-    folder.mkdir()
-    for source in bad_folder.glob("bad*.mid"):
-        (folder / source.name).write_bytes(source.read_bytes())
-    (folder / "good.mid").write_bytes(GOOD)
+    folder = mixed_folder(tmp_path, bad_folder, good=1)
     out = tmp_path / "texts"
     code, _out, err = run_cli(monkeypatch, capsys, "encode", str(folder), "-o", str(out))
     assert code == 2
@@ -266,12 +263,7 @@ def test_a_model_of_another_vocabulary_is_refused_by_name(
 def test_the_corpus_build_lists_bad_files_and_goes_on(
     bad_folder: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    folder = tmp_path / "mixed"
-    folder.mkdir()
-    for source in bad_folder.glob("bad*.mid"):
-        (folder / source.name).write_bytes(source.read_bytes())
-    for index in range(3):
-        (folder / f"good{index}.mid").write_bytes(GOOD)
+    folder = mixed_folder(tmp_path, bad_folder, good=3)
     monkeypatch.setenv("MUSIC_LM_CACHE", str(tmp_path / "cache"))
     code, _out, err = run_cli(monkeypatch, capsys, "corpus", "build", "-s", str(folder),
                               "-o", str(tmp_path / "c"), "-j", "1", "--valid", "0",

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_runner import run_cli
 
 from music_lm.api import encode_midi
 from music_lm.corpus import (
@@ -438,16 +438,6 @@ def test_a_corpus_of_another_vocabulary_is_refused(built, tmp_path) -> None:
 
 
 # ---- the command line ----
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from music_lm.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["music-lm", *args])
-    with pytest.raises(SystemExit) as stop:
-        main()
-    out, err = capsys.readouterr()
-    return stop.value.code or 0, out, err
 
 
 def test_corpus_build_and_stats_from_the_command_line(midi_folder, tmp_path, monkeypatch, capsys):

@@ -3,10 +3,10 @@ refusal one line naming the file, the size and the limit."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli
 
 from music_lm.limits import LimitError, Limits, limits, parse_limits, set_limits
 
@@ -17,16 +17,6 @@ def _default_limits(monkeypatch: pytest.MonkeyPatch):
     set_limits(None)
     yield
     set_limits(None)
-
-
-def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    from music_lm.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["music-lm", *args])
-    with pytest.raises(SystemExit) as stop:
-        main()
-    out, err = capsys.readouterr()
-    return stop.value.code or 0, out, err
 
 
 def test_limits_parse_over_a_base() -> None:
