@@ -319,10 +319,16 @@ def load_model(
             path, use_safetensors=True, dtype=dtype, attn_implementation="sdpa"
         )
     except (OSError, ValueError) as err:  # a truncated or mismatched safetensors file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{path}: cannot load the weights ({first})") from None
+        raise ModelError(f"{path}: cannot load the weights ({error_line(err)})") from None
     model.to(device).eval()
     return LoadedModel(model, path, meta, token_map)
+
+
+def error_line(err: BaseException) -> str:
+    """The first line of an error from a library (transformers and torch write whole
+    paragraphs), or its type when it says nothing: for a one-line message of ours."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def _checked_config(path: Path) -> GPT2Config:

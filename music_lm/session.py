@@ -139,7 +139,7 @@ def seed_summary(seed: Seed) -> dict:
         ],
         "tempo_bpm": round(score.tempos[0].bpm, 2) if score.tempos else 120.0,
         "meter": f"{first.numerator}/{first.denominator}" if first else "4/4",
-        "key": str(key).split(" at ")[0] if key else "none",
+        "key": str(key) if key else "none",
         "bars": seed.bars,
         "notes": score.note_count,
         "seconds": round(seconds(score, score.end_tick), 1),
@@ -249,11 +249,11 @@ def edited_take(take: Take, text: str, number: int) -> Take:
     from music_lm.codec import decode, encode
     from music_lm.midi_io import write_midi
 
-    ids = validate(text)
-    canonical = encode(decode(text))  # the text as the codec writes it
+    score = decode(text)  # GrammarError names the first bad token
+    ids = words_to_ids(text.split())
+    canonical = encode(score)  # the text as the codec writes it
     # An edit whose seed was changed has no continuation left to mark (seed_length 0).
     kept = take.seed_length > 0 and tuple(ids[: take.seed_length]) == take.ids[: take.seed_length]
-    score = decode(canonical)
     # What described the sampling of a variant no longer describes an edit of it.
     stale = ("new_tokens", "retries", "post_check", "seconds", "continuation_bar",
              "continuation_beat")  # fmt: skip

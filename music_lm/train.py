@@ -54,6 +54,7 @@ from music_lm.model import (
     ModelError,
     TokenMap,
     count_parameters,
+    error_line,
     loss_group_of_tokens,
     model_config,
     model_meta,
@@ -400,8 +401,7 @@ def build_model(config: TrainConfig, log: Callable[[str], None]):
             else None
         )
     except OSError as err:  # not found on the hub, no network, no safetensors weights...
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ModelError(f"{config.base}: cannot load the model ({first})") from None
+        raise ModelError(f"{config.base}: cannot load the model ({error_line(err)})") from None
     _set_dropout(model, config.dropout)
     if meta is not None:
         log(f"fine-tuning {path}")
@@ -475,10 +475,9 @@ def _load_state(file: Path) -> dict:
             warnings.simplefilter("ignore", UserWarning)  # "pickle protocol 4": noise here
             state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, EOFError...: all unusable
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise TrainError(
-            f"{file}: not a training state music_lm can read safely ({first[:200]}); delete "
-            f"{file.parent.name} to resume from the checkpoint before it"
+            f"{file}: not a training state music_lm can read safely ({error_line(err)[:200]}); "
+            f"delete {file.parent.name} to resume from the checkpoint before it"
         ) from None
     if not isinstance(state, dict) or "step" not in state:
         raise TrainError(f"{file}: not a training state (no step)")
