@@ -5,13 +5,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 # System parts the project needs: venv support for a stock Debian python3, FluidSynth
 # with a GM soundfont for rendering, MuseScore 3 (headless) to check the exports, and
 # Chromium, which Playwright drives for the page's browser tests (tests/browser.py).
 APT_PACKAGES := python3-venv fluidsynth fluid-soundfont-gm musescore3 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system venv run corpus default-model test lint format fuzz bench bench-train clean
+.PHONY: setup system venv check-lock lock run corpus default-model test lint format fuzz bench bench-train clean
 
 setup: system venv
 
@@ -27,23 +28,52 @@ system:
 
 venv: $(STAMP)
 
-# Re-installs only when pyproject.toml changes. torch is installed on its own
-# first: on the project's machines (and CI) pip's configured wheel folder serves
-# the CPU build of torch 2.13.0; the range in pyproject is then already met.
-$(STAMP): pyproject.toml
+# Every Python distribution in .venv comes from requirements.lock at its exact version (made by
+# `make lock` from pyproject.toml's extras and requirements.in). pip is pinned first, then the
+# lock, then the project itself without dependencies; scripts/check_lock.py removes anything the
+# lock does not name (left from an older lock) and fails if a version differs. torch is the
+# CPU build 2.13.0+cpu, which the project's machines (and CI) serve from pip's local wheel
+# folder. Re-installs only when the lock or pyproject.toml changes.
+$(STAMP): $(LOCK) pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[all,dev]"
+	$(PIP) install -q "$$(grep -E '^pip==' $(LOCK))"
+	$(PIP) install -q -r $(LOCK)
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PY) scripts/check_lock.py --prune
 	@touch $(STAMP)
+
+# The venv against the lock: fails naming each distribution that is missing, extra or at
+# another version (tests/test_lock.py runs the same check in the suite).
+check-lock: venv
+	$(PY) scripts/check_lock.py
+
+# Re-resolves the lock from pyproject.toml and requirements.in at today's newest releases,
+# installs it and runs the whole suite. Run it when you add or change a dependency, or to take
+# new releases on purpose; commit requirements.lock only when the suite passed on it.
+# UPGRADE=0 keeps every pin that still fits and only adds what is new.
+UPGRADE ?= 1
+lock:
+	@[ -x $(VENV)/bin/uv ] || { [ -x $(PY) ] || $(PYTHON) -m venv $(VENV); $(PIP) install -q "$$(grep -E '^uv==' $(LOCK))"; }
+	$(VENV)/bin/uv pip compile pyproject.toml requirements.in --extra all --extra dev \
+	  --find-links /opt/wheels --python $(PY) --no-header $(if $(filter 1,$(UPGRADE)),--upgrade) \
+	  -o $(LOCK).new
+	@{ echo "# The exact versions make setup installs (Linux x86-64, CPython 3.11). Made by 'make lock';"; \
+	   echo "# edit pyproject.toml or requirements.in, never this file."; cat $(LOCK).new; } > $(LOCK)
+	@rm -f $(LOCK).new
+	$(MAKE) test
 
 # The page, on the shipped model and the midi_in/ examples: open http://localhost:8501
 # (PORT=... to change it; ADDRESS=0.0.0.0 to serve other machines). Stop it with Ctrl+C.
+# WATCH=1, for development: watch the source files and rerun the page when one is saved (off by
+# default in .streamlit/config.toml: watching .venv costs a core).
 PORT ?= 8501
 ADDRESS ?= localhost
+WATCH ?= 0
 run: setup
 	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT) \
-	  --server.address $(ADDRESS)
+	  --server.address $(ADDRESS) \
+	  $(if $(filter 1,$(WATCH)),--server.fileWatcherType auto --server.runOnSave true \
+	  --server.folderWatchBlacklist '[".venv", "data", "runs", "build"]')
 
 # The training corpus from music21's bundled corpus (about 15,000 pieces; the first
 # build takes half an hour on two cores, a second one only what changed).

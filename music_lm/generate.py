@@ -233,6 +233,17 @@ def with_style(ids: Sequence[int], style: str | None) -> list[int]:
     return ids
 
 
+def with_instruments(ids: Sequence[int], constraints: Constraints) -> list[int]:
+    """A seed with no notes (a MIDI file of tempo and meter only) encodes to a header that
+    names no instrument. It is continued from that header, as a piece started from settings:
+    its style, tempo, meter and key stay, and it gets the instruments a header made from
+    nothing would have (a piano, or the first allowed by --instruments)."""
+    ids = list(ids)
+    if BAR in ids or any(VOCAB.tokens[t].startswith("inst:") for t in ids):
+        return ids
+    return ids + words_to_ids([VOCAB.word_of("inst", p) for p in _default_programs(constraints)])
+
+
 # ---- sampling ----
 
 
@@ -333,11 +344,11 @@ class _Runner:
             input_ids=self.loaded.token_map.to_model(ids),
             attention_mask=self.mask,
             position_ids=positions,
-            past_key_values=self.past,
+            cache=self.past,  # transformers >= 5.24 (`past_key_values` is deprecated)
             use_cache=True,
             output_attentions=self.attention,
         )
-        self.past = out.past_key_values
+        self.past = out.cache
         self.last_attentions = out.attentions if self.attention else None
         return self.loaded.token_map.music_logits(out.logits[:, -1, :]).float()
 
@@ -529,7 +540,7 @@ def generate(
         ids, seed_name = seed_from_file(seed)
     else:
         ids = seed_from_text(" ".join(VOCAB.tokens[t] for t in seed))
-    ids = with_style(cut_seed(ids, seed_bars), style)
+    ids = with_instruments(with_style(cut_seed(ids, seed_bars), style), constraints)
     constraints = constraints.with_seed_key(_header_key(ids))
     try:
         state = ContinuationState(ids, constraints)

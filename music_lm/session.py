@@ -108,13 +108,14 @@ def seed_from_midi(
     except (ValueError, OSError) as err:  # MidiError and CodecError are ValueErrors
         message = str(err)
         raise SeedError(message if name in message else f"{name}: {message}") from None
-    if encoded.grid.note_count == 0:
-        raise SeedError(f"{name}: no notes to continue")
     if encoded.token_count > limits.seed_tokens:
         raise SeedError(
             f"{name}: {encoded.token_count:,} tokens is over the page's limit of "
             f"{limits.seed_tokens:,}; cut the file or use `music-lm continue`"
         )
+    # A file with no notes (tempo and meter only) is continued from its header, with the
+    # instruments a piece started from settings gets (`generate` adds them; see
+    # music_lm.generate.with_instruments).
     seed = Seed(name, _seed_ids(encoded.text, name), origin)
     if seed.bars > limits.seed_bars:
         raise SeedError(f"{name}: {seed.bars} bars is over the page's limit of {limits.seed_bars}")

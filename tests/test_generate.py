@@ -422,6 +422,27 @@ def test_generate_writes_midi_text_and_json_per_variant(tiny_model: Path, tmp_pa
     assert (out / f"{stem}-1.mid").read_bytes() == before
 
 
+def test_a_seed_with_no_notes_is_continued_from_its_header(
+    tiny_model: Path, tmp_path: Path, make_midi
+) -> None:
+    import mido
+
+    seed = tmp_path / "count-in.mid"
+    make_midi([
+        (0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(140))),
+        (0, mido.MetaMessage("time_signature", numerator=6, denominator=8)),
+        (1440, mido.MetaMessage("end_of_track")),
+    ], path=seed)  # fmt: skip
+    out = tmp_path / "out"
+    args = ["generate", str(seed), "--bars", "2", "--instruments", "bass"]
+    result = CliRunner().invoke(app, [*args, "--model", str(tiny_model), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = (out / "count-in-1.txt").read_text()
+    validate(text)
+    assert text.split()[2:5] == ["tempo:140", "ts:6/8", "inst:acoustic-bass"]
+    assert text.count("bar") == 2
+
+
 def test_continue_runs_over_a_folder_and_names_a_bad_file(tiny_model: Path, tmp_path: Path):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -26,6 +26,7 @@ from music_lm.session import (
     seed_summary,
     takes_of,
 )
+from music_lm.vocab import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]
 CHORALE = (ROOT / "midi_in" / "bach_chorale.mid").read_bytes()
@@ -83,9 +84,21 @@ def test_a_bad_or_oversized_upload_names_the_file(data: bytes, limits, problem: 
     assert "\n" not in message
 
 
-def test_a_midi_file_without_notes_is_refused(make_midi) -> None:
-    with pytest.raises(SeedError, match=r"mine\.mid: no notes to continue"):
-        seed_from_midi(make_midi([]), "mine.mid")
+def test_a_midi_file_without_notes_is_continued_from_its_header(make_midi, tiny_model) -> None:
+    import mido
+
+    header = [
+        (0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(90))),
+        (0, mido.MetaMessage("time_signature", numerator=3, denominator=4)),
+        (960, mido.MetaMessage("end_of_track")),
+    ]
+    seed = seed_from_midi(make_midi(header), "mine.mid")
+    assert (seed.bars, seed_summary(seed)["notes"]) == (0, 0)
+    made = generate(list(seed.ids), constraints=Constraints(bars=2), models=[tiny_model],
+                    random_seed=3)  # fmt: skip
+    words = " ".join(VOCAB.tokens[t] for t in made.variants[0].ids).split()
+    assert words[:5] == ["piece", "style:none", "tempo:90", "ts:3/4", "inst:acoustic-grand-piano"]
+    assert words.count("bar") == 2
 
 
 # ---- generating takes ----
