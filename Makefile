@@ -121,6 +121,7 @@ bench: setup
 	$(PY) bench/train.py
 	$(PY) bench/generate.py
 	$(PY) bench/render.py
+	$(PY) bench/cache.py
 	$(PY) bench/page.py
 
 # On a GPU machine: the small and base presets, compiled bf16, with their MFU.
