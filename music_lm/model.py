@@ -342,6 +342,8 @@ def _checked_config(path: Path) -> GPT2Config:
     if not isinstance(raw, dict) or raw.get("model_type") != "gpt2":
         kind = raw.get("model_type") if isinstance(raw, dict) else None
         raise ModelError(f"{path}: a {kind or 'unknown'} model in config.json; music_lm runs GPT-2")
+    if "auto_map" in raw:  # transformers never runs it without trust_remote_code; say so anyway
+        raise ModelError(f"{path}: config.json names code to run (auto_map); never loaded")
     if not any(path.glob("*.safetensors")):
         pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
         found = f" (found {', '.join(pickled)}, pickled: never loaded)" if pickled else ""

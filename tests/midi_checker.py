@@ -1,15 +1,76 @@
 """An independent checker of generated MIDI: reads the file with mido alone (none of the
-masks' own bookkeeping) and asserts every constraint. Used by tests/test_generate.py and by
-bench/generate.py, which counts the outputs it rejects."""
+masks' own bookkeeping) and asserts every constraint. Used by tests/test_generate.py,
+tests/test_options.py and by bench/generate.py, which counts the outputs it rejects.
+
+Its tables (scales, instrument ranges, instrument groups) are written here, from the
+General MIDI standard and music theory, not imported from music_lm: a wrong table in the
+code must not agree with itself. A program missing from RANGES fails loudly (add its row).
+"""
 
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import mido
 
-from music_lm.constraints import Constraints, scale_pitch_classes
-from music_lm.instruments import pitch_range
+if TYPE_CHECKING:  # the constraints asked for are read, never their tables
+    from music_lm.constraints import Constraints
+
+# Semitones above the tonic.
+SCALE_STEPS: dict[str, tuple[int, ...]] = {
+    "major": (0, 2, 4, 5, 7, 9, 11),
+    "minor": (0, 2, 3, 5, 7, 8, 10),
+    "harmonic-minor": (0, 2, 3, 5, 7, 8, 11),
+    "melodic-minor": (0, 2, 3, 5, 7, 9, 11),
+    "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10),
+    "lydian": (0, 2, 4, 6, 7, 9, 11),
+    "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+    "locrian": (0, 1, 3, 5, 6, 8, 10),
+    "pentatonic-major": (0, 2, 4, 7, 9),
+    "pentatonic-minor": (0, 3, 5, 7, 10),
+    "blues": (0, 3, 5, 6, 7, 10),
+    "whole-tone": (0, 2, 4, 6, 8, 10),
+    "chromatic": tuple(range(12)),
+}
+
+# Playable (sounding) ranges, as MIDI numbers, of the GM programs the tests' seeds and
+# headers use: C4 is 60, A0 21, C8 108.
+RANGES: dict[int, tuple[int, int]] = {
+    **dict.fromkeys(range(0, 6), (21, 108)),  # pianos: A0-C8
+    24: (40, 88),  # nylon guitar: E2-E6
+    **dict.fromkeys(range(32, 38), (28, 67)),  # basses: E1-G4
+    40: (55, 105),  # violin: G3-A7
+    41: (48, 88),  # viola: C3-E6
+    42: (36, 84),  # cello: C2-C6
+    48: (24, 96),  # string ensemble: C1-C7
+    68: (58, 93),  # oboe: A#3-A6
+    70: (34, 76),  # bassoon: A#1-E5
+    71: (50, 96),  # clarinet: D3-C7
+    73: (60, 98),  # flute: C4-D7
+}
+
+# General MIDI's instrument families (eight programs each), by the names the options take;
+# drums are channel 10 (9 counted from zero), whatever their program.
+GROUPS: dict[str, frozenset[int]] = {
+    "piano": frozenset(range(0, 8)),
+    "guitar": frozenset(range(24, 32)),
+    "bass": frozenset(range(32, 40)),
+    "strings": frozenset(range(40, 56)),
+    "pipe": frozenset(range(72, 80)),
+}
+DRUM_CHANNEL = 9
+DRUMS = -1  # how Constraints.instruments names the drum track
+
+
+def scale_classes(tonic: int, scale: str) -> frozenset[int]:
+    return frozenset((tonic + step) % 12 for step in SCALE_STEPS[scale])
+
+
+def playable(program: int) -> tuple[int, int]:
+    assert program in RANGES, f"program {program}: not in the checker's RANGES table yet"
+    return RANGES[program]
 
 
 def midi_facts(data: bytes) -> dict:
@@ -59,23 +120,23 @@ def check_constraints(data: bytes, constraints: Constraints, start_beat: float):
     assert facts["markers"] == [(start_beat, "music_lm continuation")]
     lines = bar_lines(facts, start_beat, constraints.bars)
     end_beat = lines[-1]
-    classes = None if constraints.scale is None else scale_pitch_classes(*constraints.scale)
+    classes = None if constraints.scale is None else scale_classes(*constraints.scale)
     new_bars_with_onsets = set()
     for channel, notes in facts["notes"].items():
-        drums = channel == 9
+        drums = channel == DRUM_CHANNEL
         program = None if drums else facts["programs"].get(channel, 0)
         new = [n for n in notes if n[0] >= start_beat - 1e-9]
         for onset, _end, pitch in new:
             assert onset < end_beat - 1e-9, f"a note at beat {onset} after the last bar"
             new_bars_with_onsets.add(max(i for i, line in enumerate(lines) if line <= onset))
             if constraints.instruments is not None:
-                assert (-1 if drums else program) in constraints.instruments
+                assert (DRUMS if drums else program) in constraints.instruments
             if drums:
                 continue
             if classes is not None:
                 assert pitch % 12 in classes, f"pitch {pitch} outside the scale"
             low, high = constraints.pitch_range or (
-                pitch_range(program) if constraints.instrument_ranges else (0, 127)
+                playable(program) if constraints.instrument_ranges else (0, 127)
             )
             assert low <= pitch <= high, f"pitch {pitch} outside {low}..{high}"
         if constraints.max_polyphony is not None and not drums:

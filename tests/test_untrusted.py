@@ -54,10 +54,12 @@ def test_remote_code_is_never_run(tiny_model: Path, tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     (folder / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     config = json.loads((folder / "config.json").read_text())
+    # A GPT-2 config in every other respect: refused for its auto_map alone (a config of
+    # another model_type is refused before, and would not test this door).
+    assert config["model_type"] == "gpt2"
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilModel"}
-    config["model_type"] = "evil"
     (folder / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelError) as caught:
+    with pytest.raises(ModelError, match="auto_map") as caught:
         load_model(folder)
     assert str(caught.value).startswith(f"{folder}: ")
     assert not marker.exists()

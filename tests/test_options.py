@@ -1,0 +1,540 @@
+"""Every option of `music-lm generate` and `music-lm continue`, end to end.
+
+Each row of CASES runs the command in process (through `main`, as the installed command
+runs) with a tiny untrained GPT-2, and reads what it wrote with mido through the checker of
+tests/midi_checker.py, whose scale, range and instrument tables are written there, not
+imported. An untrained model writes nearly any allowed token, so an option the command
+dropped on the way shows in its output: notes out of the scale, a chord under
+--max-polyphony 1, a bar too many.
+
+Each row also names a control: the same run without the option (or with its opposite). Its
+check must fail on the control's output, so no check here passes whatever the command did.
+A test lists every option of both commands and fails when one has no row.
+
+Some rows need a model with a will of its own, given by patching the sampler's forward
+pass: one keen on tempo, meter or key changes (to show what the locks hold back), on very
+low notes (the instrument ranges), or one so sure of itself that sampling is greedy at a
+low temperature or a narrow top-k/top-p/min-p (then two random seeds give the same notes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from unittest.mock import patch
+
+import pytest
+import typer.main
+from midi_checker import DRUM_CHANNEL, GROUPS, bar_lines, midi_facts, playable, scale_classes
+
+from music_lm.cli import app, main
+from music_lm.vocab import VOCAB
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "midi_in"
+# A violin (program 40) alone in 6/8 and B minor, from a pickup bar of one note: short
+# bars, and every new note melodic.
+SEED = EXAMPLES / "folk_tune.mid"
+BEATS_PER_BAR = 3  # quarter notes in a bar of 6/8
+# Flute (73), bass (33), piano (0) and drums: for --instruments. (An untrained model that
+# picks the drum track first tends to stay there: a drum hit is most of the vocabulary.)
+BAND = EXAMPLES / "band_with_drums.mid"
+MARKER = "music_lm continuation"
+
+# ---- the model's will: bias added to the logits of some token families ----
+
+PUSH_LOGITS = 20.0  # far above an untrained model's spread of about 0.1
+
+
+def _family_ids(family: str) -> range:
+    return VOCAB.ranges[family]
+
+
+def _low_pitch_ids() -> range:
+    start = VOCAB.ranges["pitch"].start
+    return range(start, start + 28)  # MIDI 0..27: below every tested instrument but piano
+
+
+def pushing(ids: Callable[[], range]) -> Callable:
+    """A forward pass that wants the tokens `ids()` above all others."""
+    from music_lm.generate import _Runner
+
+    original = _Runner._forward
+
+    def forward(self, ids_, positions):
+        logits = original(self, ids_, positions)
+        chosen = ids()
+        logits[..., chosen.start : chosen.stop] += PUSH_LOGITS
+        return logits
+
+    return patch.object(_Runner, "_forward", forward)
+
+
+def sure_of_itself() -> contextlib.AbstractContextManager:
+    """A forward pass with logits 20x as far apart: greedy under temperature 0.05, top-k 1,
+    top-p 0.01 or min-p 0.99; still a draw among many tokens at temperature 1."""
+    from music_lm.generate import _Runner
+
+    original = _Runner._forward
+
+    def forward(self, ids_, positions):
+        return original(self, ids_, positions) * 20.0
+
+    return patch.object(_Runner, "_forward", forward)
+
+
+def always_a_copy() -> contextlib.AbstractContextManager:
+    """Every variant judged a copy of the seed: every retry is spent."""
+    return patch("music_lm.generate.post_check", lambda _ids, _seed_length: "copies the seed")
+
+
+# ---- running the command ----
+
+
+@dataclass
+class Take:
+    """What one run of the command left: exit code, output, and the files it wrote."""
+
+    code: int
+    out: str
+    err: str
+    folder: Path
+    stem: str
+    runner: Runner = field(repr=False)
+    key: tuple = field(repr=False)  # (command, options, seed, will, before)
+
+    def rerun(self, *more: str) -> Take:
+        """The same run with `more` options after the row's (a later flag wins)."""
+        command, options, seed, will, _before = self.key
+        return self.runner(command, (*options, *more), seed=seed, will=will)
+
+    def instead(self, *options: str) -> Take:
+        """The same command and model leaning with `options` in place of the row's."""
+        command, _options, seed, will, _before = self.key
+        return self.runner(command, options, seed=seed, will=will)
+
+    def file(self, suffix: str, variant: int = 1) -> Path:
+        return self.folder / f"{self.stem}-{variant}{suffix}"
+
+    def facts(self, variant: int = 1) -> dict:
+        assert self.code == 0, self.err
+        return midi_facts(self.file(".mid", variant).read_bytes())
+
+    def start_beat(self, variant: int = 1) -> float:
+        markers = self.facts(variant)["markers"]
+        assert [text for _beat, text in markers] == [MARKER]
+        return markers[0][0]
+
+    def new_notes(self, variant: int = 1) -> list[tuple[int, int | None, float, float, int]]:
+        """(channel, program or None for drums, onset, end, pitch) of each new note."""
+        facts, start = self.facts(variant), self.start_beat(variant)
+        return sorted(
+            (channel, None if channel == DRUM_CHANNEL else facts["programs"].get(channel, 0),
+             onset, end, pitch)
+            for channel, notes in facts["notes"].items()
+            for onset, end, pitch in notes
+            if onset >= start - 1e-9
+        )  # fmt: skip
+
+    def melodic(self, variant: int = 1) -> list[tuple[int, int | None, float, float, int]]:
+        notes = [n for n in self.new_notes(variant) if n[0] != DRUM_CHANNEL]
+        assert len(notes) >= 5, f"too few new notes to judge: {notes}"
+        return notes
+
+    def text_event(self) -> str:
+        """The settings line the MIDI carries (model hash, random seed, variant)."""
+        import mido
+
+        midi = mido.MidiFile(self.file(".mid"))
+        return next(m.text for t in midi.tracks for m in t if m.type == "text")
+
+
+class Runner:
+    """Runs `music-lm COMMAND` in process with the base options, a row's options over them;
+    each distinct run once (controls and references share runs)."""
+
+    def __init__(self, root: Path, models: dict[str, Path]) -> None:
+        self.root, self.models = root, models
+        self.runs: dict[tuple, Take] = {}
+
+    def _in(self, seed: Path) -> Path:
+        """The folder `continue` reads: the seed alone."""
+        folder = self.root / f"in-{seed.stem}"
+        if not folder.is_dir():
+            folder.mkdir()
+            shutil.copy(seed, folder / seed.name)
+        return folder
+
+    def base(self, command: str, seedless: bool) -> dict[str, tuple[str, ...]]:
+        base = {"--model": (str(self.models["@a"]),), "--bars": ("1",), "--seed-bars": ("1",),
+                "--random-seed": ("1",)}  # fmt: skip
+        if seedless:
+            del base["--seed-bars"]
+        return base
+
+    def __call__(self, command: str, options: tuple[str, ...], *, seed: Path | None = SEED,
+                 will: Callable | None = None, before: Callable | None = None) -> Take:  # fmt: skip
+        key = (command, options, seed, will, before)
+        if key not in self.runs:
+            self.runs[key] = self._run(*key)
+        return self.runs[key]
+
+    def _run(self, command, given, seed, will, before) -> Take:
+        options = tuple(str(self.models.get(o, o)) for o in given)  # "@b": model b's folder
+        base = self.base(command, seed is None)
+        for flag in set(options) & set(base):  # a row's option replaces the base's
+            del base[flag]
+        args = [a for flag, values in base.items() for a in (flag, *values)]
+        folder = self.root / f"out-{len(self.runs)}"
+        folder.mkdir()
+        if before is not None:
+            before(folder)
+        source = [] if seed is None else [str(seed if command == "generate" else self._in(seed))]
+        argv = ["music-lm", command, *source, "-o", str(folder), *args, *options]
+        stem = "generated" if seed is None else seed.stem
+        stem = options[options.index("--name") + 1] if "--name" in options else stem
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(patch.object(sys, "argv", argv))
+            stack.enter_context(contextlib.redirect_stdout(out))
+            stack.enter_context(contextlib.redirect_stderr(err))
+            # a default (midi_in/, midi_out/) the command fell back to is in here, not
+            # in the checkout
+            stack.enter_context(contextlib.chdir(self.root))
+            if will is not None:
+                stack.enter_context(will())
+            try:
+                main()
+                code = 0
+            except SystemExit as stop:
+                code = stop.code or 0
+        key = (command, given, seed, will, before)
+        return Take(code, out.getvalue(), err.getvalue(), folder, stem, self, key)
+
+
+@pytest.fixture(scope="module")
+def other_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second untrained tiny model: other weights, so other notes from the same seed."""
+    import torch
+
+    from music_lm.model import model_config, model_meta, new_model, save_model_folder
+
+    torch.manual_seed(1)
+    model = new_model(model_config("tiny", context=64))
+    return save_model_folder(model, tmp_path_factory.mktemp("other-tiny-model"), model_meta())
+
+
+@pytest.fixture(scope="module")
+def run(tiny_model: Path, other_tiny_model: Path, tmp_path_factory) -> Runner:
+    return Runner(tmp_path_factory.mktemp("options"), {"@a": tiny_model, "@b": other_tiny_model})
+
+
+# ---- the checks: each reads the output, and fails on its control's ----
+
+
+def ok(take: Take) -> None:
+    assert take.code == 0, take.err
+    assert take.file(".mid").is_file()
+
+
+def in_output_folder(take: Take) -> None:
+    ok(take)
+    assert sorted(p.name for p in take.folder.iterdir()) == [
+        f"{take.stem}-1{s}" for s in (".json", ".mid", ".txt")
+    ]
+
+
+def seed_first_bar_before_marker(take: Take) -> None:
+    ok(take)
+
+    def first_bar(facts: dict) -> list[tuple[float, int]]:
+        return sorted((on, p) for notes in facts["notes"].values() for on, _e, p in notes
+                      if on < BEATS_PER_BAR)  # fmt: skip
+
+    cut = BEATS_PER_BAR * 1
+    expected, before = first_bar(midi_facts(SEED.read_bytes())), first_bar(take.facts())
+    assert expected, "the seed's first bar has notes"
+    assert take.start_beat() == cut
+    assert before == expected
+
+
+def marker_after_two_seed_bars(take: Take) -> None:
+    assert take.start_beat() == 2 * BEATS_PER_BAR
+
+
+def exactly_bars(count: int) -> Callable[[Take], None]:
+    def check(take: Take) -> None:
+        lines = bar_lines(take.facts(), take.start_beat(), count)
+        onsets = [n[2] for n in take.new_notes()]
+        assert max(onsets) < lines[-1] - 1e-9, "a note after the last bar"
+        assert any(lines[-2] - 1e-9 <= o for o in onsets), f"no note in new bar {count}"
+
+    return check
+
+
+def two_different_variants(take: Take) -> None:
+    assert take.file(".mid", 2).is_file()
+    assert take.new_notes(1) != take.new_notes(2)
+
+
+def model_hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for weights in sorted(folder.glob("*.safetensors")):
+        digest.update(weights.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def made_by_model_b(take: Take) -> None:
+    ok(take)
+    assert f"model {model_hash(take.runner.models['@b'])}," in take.text_event()
+
+
+def same_notes_as_model_b_alone(take: Take) -> None:
+    assert take.new_notes() == take.instead("--model", "@b").new_notes()
+
+
+def first_bar_from_model_a_then_model_b(take: Take) -> None:
+    start = take.start_beat()
+    first_bar = [n for n in take.new_notes() if n[2] < start + BEATS_PER_BAR]
+    alone = take.instead("--bars", "2")  # model a alone
+    assert first_bar == [n for n in alone.new_notes() if n[2] < start + BEATS_PER_BAR]
+    assert take.new_notes() != alone.new_notes()  # the second bar is model b's
+
+
+def style_bach(take: Take) -> None:
+    ok(take)
+    assert take.file(".txt").read_text().split()[:2] == ["piece", "style:bach"]
+
+
+def greedy(take: Take) -> None:
+    """The same notes under another random seed: sampling has only one choice."""
+    other = take.rerun("--random-seed", "2")
+    assert take.new_notes() == other.new_notes()
+
+
+def random_seed_5(take: Take) -> None:
+    assert ", random seed 5," in take.text_event()
+    assert take.new_notes() == take.rerun().new_notes()
+
+
+def pitches_in(tonic: int, scale: str) -> Callable[[Take], None]:
+    classes = scale_classes(tonic, scale)
+
+    def check(take: Take) -> None:
+        outside = [n for n in take.melodic() if n[4] % 12 not in classes]
+        assert not outside, f"{len(outside)} new notes outside {scale} on {tonic}: {outside[:3]}"
+
+    return check
+
+
+def pitches_within(low: int, high: int) -> Callable[[Take], None]:
+    def check(take: Take) -> None:
+        outside = [n for n in take.melodic() if not low <= n[4] <= high]
+        assert not outside, f"new notes outside {low}..{high}: {outside[:3]}"
+
+    return check
+
+
+def within_instrument_ranges(take: Take) -> None:
+    outside = [n for n in take.melodic() if not playable(n[1])[0] <= n[4] <= playable(n[1])[1]]
+    assert not outside, f"new notes outside their instrument's range: {outside[:3]}"
+
+
+def somewhere_outside_instrument_ranges(take: Take) -> None:
+    assert any(not playable(n[1])[0] <= n[4] <= playable(n[1])[1] for n in take.melodic())
+
+
+def one_note_at_a_time(take: Take) -> None:
+    # (one note at a time may be a single long note: no minimum count here; the control,
+    # chords, shows the check can fail)
+    facts, notes = take.facts(), take.new_notes()
+    assert notes, "no new notes"
+    for channel, _program, onset, _end, _pitch in notes:
+        sounding = [n for n in facts["notes"][channel] if n[0] <= onset < n[1]]
+        assert len(sounding) <= 1, f"{len(sounding)} notes at beat {onset} on channel {channel}"
+
+
+def bass_only(take: Take) -> None:
+    others = [n for n in take.new_notes() if n[1] not in GROUPS["bass"]]
+    assert take.new_notes(), "no new notes"
+    assert not others, f"new notes of other instruments: {others[:3]}"
+
+
+def changes_after_marker(kind: str, present: bool) -> Callable[[Take], None]:
+    """A tempo ("tempos"), meter ("meters") or key ("keys") event in the new bars."""
+
+    def check(take: Take) -> None:
+        start = take.start_beat()
+        changes = [e for e in take.facts()[kind] if e[0] >= start - 1e-9]
+        assert bool(changes) == present, f"{kind} from beat {start}: {changes}"
+
+    return check
+
+
+def starts_at_tempo(bpm: float) -> Callable[[Take], None]:
+    def check(take: Take) -> None:
+        assert take.facts()["tempos"][0] == (0.0, bpm)
+
+    return check
+
+
+def in_three_four(take: Take) -> None:
+    facts = take.facts()
+    assert facts["meters"] == [(0.0, (3, 4))]
+    assert bar_lines(facts, 0.0, 1) == [0.0, 3.0]
+
+
+def refused_for_budget(take: Take) -> None:
+    assert take.code == 2
+    assert "cannot hold 1 new bars" in take.err
+
+
+def one_retry_then_kept(take: Take) -> None:
+    ok(take)
+    assert "1 retries, kept although it copies the seed" in take.out
+
+
+def named_tune(take: Take) -> None:
+    ok(take)
+    assert take.stem == "tune"
+    assert take.file(".mid").is_file()
+
+
+def on_the_cpu(take: Take) -> None:
+    import json
+
+    ok(take)
+    assert json.loads(take.file(".json").read_text())["device"] == "cpu"
+
+
+def stale(folder: Path) -> None:
+    """An earlier run's output in the folder: what --force overwrites."""
+    (folder / f"{SEED.stem}-1.mid").write_bytes(b"stale")
+
+
+def overwrote_the_stale_file(take: Take) -> None:
+    ok(take)
+    assert take.file(".mid").read_bytes()[:4] == b"MThd"
+
+
+# ---- the table ----
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    covers: tuple[str, ...]  # the commands' parameter names this row tests
+    options: tuple[str, ...]
+    check: Callable[[Take], None]
+    control: tuple[str, ...] | None  # options whose output the check must reject
+    commands: tuple[str, ...] = ("generate", "continue")
+    will: Callable | None = None  # the model's leaning (a patch), for row and control
+    seed: Path | None = SEED  # None: from a header
+    before: Callable | None = None
+    why_no_control: str = ""
+
+
+SHORT = ("--max-new-tokens", "48")
+
+CASES = (
+    Case("seed", ("seed", "source", "output"), (), seed_first_bar_before_marker, None,
+         why_no_control="the control is the seedless rows: no notes before their marker"),
+    Case("output", ("output",), (), in_output_folder, None,
+         why_no_control="a run without -o writes to ./midi_out: see test_cli_defaults"),
+    Case("bars", ("bars",), ("--bars", "2"), exactly_bars(2), ()),
+    Case("seed-bars", ("seed_bars",), ("--seed-bars", "2"), marker_after_two_seed_bars, ()),
+    Case("variants", ("variants",), ("--variants", "2"), two_different_variants, ()),
+    Case("model", ("model",), ("--model", "@b"), made_by_model_b, ()),
+    Case("mix weights", ("mix", "mix_weights"),
+         ("--model", "@a", "--model", "@b", "--mix", "weights", "--mix-weights", "0,1"),
+         same_notes_as_model_b_alone,
+         ("--model", "@a", "--model", "@b", "--mix", "weights", "--mix-weights", "1,0")),
+    Case("mix schedule", ("mix",),
+         ("--model", "@a", "--model", "@b", "--mix", "schedule", "--bars", "2"),
+         first_bar_from_model_a_then_model_b, ("--model", "@b", "--bars", "2")),
+    Case("style", ("style",), ("--style", "bach"), style_bach, ()),
+    # (greedy sampling repeats one note: a budget of 48 tokens keeps those runs short)
+    Case("temperature", ("temperature",), ("--temperature", "0.05", *SHORT), greedy, SHORT,
+         will=sure_of_itself),
+    Case("top-k", ("top_k",), ("--top-k", "1", *SHORT), greedy, SHORT, will=sure_of_itself),
+    Case("top-p", ("top_p",), ("--top-p", "0.01", *SHORT), greedy, ("--top-p", "1", *SHORT),
+         will=sure_of_itself),
+    Case("min-p", ("min_p",), ("--min-p", "0.99", *SHORT), greedy, SHORT, will=sure_of_itself),
+    Case("random seed", ("random_seed",), ("--random-seed", "5"), random_seed_5, ()),
+    Case("key", ("key",), ("--key", "F:minor"), pitches_in(5, "minor"), ()),
+    Case("scale", ("scale",), ("--scale", "dorian"), pitches_in(11, "dorian"), ()),
+    Case("range", ("pitch_range",), ("--range", "C4-C5"), pitches_within(60, 72), ()),
+    Case("instrument ranges", ("instrument_ranges",), ("--instrument-ranges",),
+         within_instrument_ranges, ("--no-instrument-ranges",),
+         will=lambda: pushing(_low_pitch_ids)),
+    Case("no instrument ranges", ("instrument_ranges",), ("--no-instrument-ranges",),
+         somewhere_outside_instrument_ranges, (), will=lambda: pushing(_low_pitch_ids)),
+    Case("max polyphony", ("max_polyphony",), ("--max-polyphony", "1"), one_note_at_a_time, ()),
+    Case("instruments", ("instruments",), ("--instruments", "bass"), bass_only, (), seed=BAND),
+    Case("lock tempo", ("lock_tempo",), ("--lock-tempo",), changes_after_marker("tempos", False),
+         ("--free-tempo",), will=lambda: pushing(lambda: _family_ids("tempo"))),
+    Case("free tempo", ("lock_tempo",), ("--free-tempo",), changes_after_marker("tempos", True),
+         (), will=lambda: pushing(lambda: _family_ids("tempo"))),
+    Case("lock meter", ("lock_meter",), ("--lock-meter",), changes_after_marker("meters", False),
+         ("--free-meter",), will=lambda: pushing(lambda: _family_ids("ts"))),
+    Case("free meter", ("lock_meter",), ("--free-meter",), changes_after_marker("meters", True),
+         (), will=lambda: pushing(lambda: _family_ids("ts"))),
+    Case("lock key", ("lock_key",), ("--lock-key",), changes_after_marker("keys", False),
+         ("--free-key",), will=lambda: pushing(lambda: _family_ids("key"))),
+    Case("free key", ("lock_key",), ("--free-key",), changes_after_marker("keys", True),
+         (), will=lambda: pushing(lambda: _family_ids("key"))),
+    Case("tempo", ("tempo",), ("--tempo", "90"), starts_at_tempo(90.0), (),
+         commands=("generate",), seed=None),
+    Case("ts", ("ts",), ("--ts", "3/4"), in_three_four, (), commands=("generate",), seed=None),
+    Case("max new tokens", ("max_new_tokens",), ("--max-new-tokens", "3"), refused_for_budget,
+         ()),
+    Case("retries", ("retries",), ("--retries", "1"), one_retry_then_kept, (),
+         will=always_a_copy),
+    Case("name", ("name",), ("--name", "tune"), named_tune, (), commands=("generate",)),
+    Case("device", ("device",), ("--device", "cpu"), on_the_cpu, None,
+         why_no_control="the test machine has one device: no other choice would show"),
+    Case("force", ("force",), ("--force",), overwrote_the_stale_file, (), before=stale),
+)  # fmt: skip
+
+
+def rows(command: str) -> list:
+    return [pytest.param(c, id=c.id) for c in CASES if command in c.commands]
+
+
+def _run(run: Runner, command: str, case: Case, options: tuple[str, ...]) -> Take:
+    return run(command, options, seed=case.seed, will=case.will, before=case.before)
+
+
+@pytest.mark.parametrize("case", rows("generate"))
+def test_generate_applies_the_option(run: Runner, case: Case) -> None:
+    case.check(_run(run, "generate", case, case.options))
+
+
+@pytest.mark.parametrize("case", rows("continue"))
+def test_continue_applies_the_option(run: Runner, case: Case) -> None:
+    case.check(_run(run, "continue", case, case.options))
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES if c.control is not None])
+def test_each_check_fails_without_its_option(run: Runner, case: Case) -> None:
+    """The check rejects the control's output: a command that dropped the option fails."""
+    control = _run(run, case.commands[0], case, case.control)
+    with pytest.raises(AssertionError):
+        case.check(control)
+
+
+def test_every_option_of_both_commands_has_a_row() -> None:
+    """A new option without an end-to-end row fails here, as does a row for an option gone."""
+    commands = typer.main.get_command(app).commands
+    for command in ("generate", "continue"):
+        options = {p.name for p in commands[command].params}
+        covered = {name for c in CASES if command in c.commands for name in c.covers}
+        assert options - covered == set(), f"{command}: options without a row"
+        assert covered - options <= {"seed", "source"}, f"{command}: rows for no option"
+    uncontrolled = [c.id for c in CASES if c.control is None]
+    assert all(c.why_no_control for c in CASES if c.control is None), uncontrolled
