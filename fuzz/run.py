@@ -122,9 +122,11 @@ def run_target(
     seconds: float | None = None,
     max_restarts: int = 5,
     dictionary: Path | None = None,
+    random_seed: int | None = None,
 ) -> TargetResult:
     """Fuzz one target for `runs` executions (and at most `seconds`), restarting after
-    each crash on what is left of the budget; logs go to OUT/logs."""
+    each crash on what is left of the budget; logs go to OUT/logs. random_seed: libFuzzer's
+    -seed (the same mutations each time; by default it draws one)."""
     spec = TARGETS[target]
     artifacts = out / "crashes" / target
     logs = out / "logs"
@@ -147,6 +149,8 @@ def run_target(
             command.append(f"-max_total_time={int(left_seconds)}")
         if dictionary is not None and atheris is not None:
             command.append(f"-dict={dictionary}")
+        if random_seed is not None:
+            command.append(f"-seed={random_seed + result.processes}")
         command.append(str(corpus))
         done = subprocess.run(
             command, capture_output=True, text=True, errors="replace", check=False

@@ -16,11 +16,19 @@ from pathlib import Path
 
 import mido
 import pytest
+from hypothesis import settings
 
 from music_lm.score import Score
 
 # Builds that are not given a cache folder use $MUSIC_LM_CACHE: never the user's own.
 os.environ["MUSIC_LM_CACHE"] = tempfile.mkdtemp(prefix="music_lm-test-cache-")
+
+# Every Hypothesis test draws the same examples on every run (a test's own @settings keep
+# this): a failure is never a matter of luck, and found again by running the test again.
+# `pytest --hypothesis-profile=explore` draws new examples, to look for more.
+settings.register_profile("deterministic", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("deterministic")
 
 Event = tuple[int, mido.Message | mido.MetaMessage]
 NoteInQuarters = tuple[int, bool, int, Fraction, Fraction, int]
@@ -166,3 +174,25 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = new_model(model_config("tiny", context=64))
     return save_model_folder(model, tmp_path_factory.mktemp("tiny-model"), model_meta())
+
+
+# ---- external programs: CI fails where a local run skips (tests/external.py) ----
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "requires(what, found, install): needs a program or file from outside Python"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    from external import apply_requires_marks
+
+    apply_requires_marks(item)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    from external import summary_lines
+
+    for line in summary_lines():
+        terminalreporter.write_line(line, yellow=True, bold=True)

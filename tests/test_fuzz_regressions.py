@@ -7,7 +7,8 @@ through the fuzz targets, which also check the round trip of whatever still enco
 
 from __future__ import annotations
 
-import time
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,19 +71,38 @@ def test_a_piece_with_millions_of_tiny_bars_reports_in_a_moment() -> None:
     tiny_bars = meta(0, 0x58, bytes((1, 6, 24, 8))) + deltas + note(far, 96)
     data = smf(tiny_bars, division=32_767)
     score = read_midi(data).score
-    bars, seconds = _timed(score.bar_starts)
+    # Work counted, not timed (a busy machine slows any clock): the Python lines that
+    # bar_starts runs. A meter's bars at once take a few lines per time signature; a bar
+    # at a time took at least three lines per bar, millions here.
+    bars, lines = _lines_run(score.bar_starts, limit=LINES_PER_CALL)
     assert len(bars) == 1_584_726
-    # Against building a list as long, timed alike (so a busy machine slows both): about
-    # as fast now, ten times slower before.
-    _, list_seconds = _timed(lambda: list(range(len(bars))))
-    assert seconds < 4 * list_seconds + 0.02
+    assert lines <= LINES_PER_CALL
     assert "length: 1584726 bars" in inspect_midi(data)
 
 
-def _timed(function: Callable[[], list[int]]) -> tuple[list[int], float]:
-    started = time.perf_counter()
-    value = function()
-    return value, time.perf_counter() - started
+LINES_PER_CALL = 100  # of score.py, for a piece of one time signature
+
+
+def _lines_run(function: Callable[[], list[int]], limit: int) -> tuple[list[int], int]:
+    """(what `function` returns, the lines of music_lm/score.py it ran); stops with an
+    AssertionError past `limit` lines, so a regression fails at once."""
+    count = 0
+
+    def tracer(frame, event, _arg):
+        nonlocal count
+        if not frame.f_code.co_filename.endswith(f"music_lm{os.sep}score.py"):
+            return None  # other files run untraced
+        if event == "line":
+            count += 1
+            assert count <= limit, f"more than {limit} lines of score.py"
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        value = function()
+    finally:
+        sys.settrace(None)
+    return value, count
 
 
 def test_bar_starts_follow_each_meter_and_restart_at_a_signature_inside_a_bar() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import mido
 import pytest
 from browser import browser_page, chromium_path
+from external import requires
 
 from music_lm.player import (
     DEFAULT_STATIC_URL,
@@ -205,7 +206,7 @@ class _StaticHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.mark.skipif(chromium_path() is None, reason="no Chromium or Playwright to drive")
+@requires("Chromium and Playwright", chromium_path(), "make setup installs both")
 def test_the_player_draws_and_plays_offline_in_an_iframe_like_streamlits(tmp_path: Path) -> None:
     # st.iframe puts an HTML string in srcdoc with this sandbox (Streamlit 1.67's IFrameUtil);
     # /app/static/... in it then resolves against the parent page's URL.

@@ -18,6 +18,7 @@ import mido
 import numpy as np
 import pytest
 from conftest import build_midi, note_events
+from external import requires
 from typer.testing import CliRunner
 
 from music_lm.audio import (
@@ -145,6 +146,18 @@ def test_flac_and_ogg_and_other_rates() -> None:
         render_score(phrase(), sample_rate=12345)
     with pytest.raises(AudioError, match="--format"):
         encode_audio(rendered, "mp3")
+
+
+FLUIDR3 = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian's fluid-soundfont-gm
+
+
+@requires("the FluidR3_GM soundfont", FLUIDR3.is_file(), "apt install fluid-soundfont-gm")
+def test_fluidr3_is_the_soundfont_every_render_uses_by_default(monkeypatch) -> None:
+    # Without it every render falls back to TimGM6mb and the figures of the other tests
+    # (levels, drums, lengths) are taken on another soundfont than the documented one.
+    monkeypatch.delenv("MUSIC_LM_SOUNDFONT", raising=False)
+    assert find_soundfont() == FLUIDR3
+    assert render_score(phrase()).soundfont == str(FLUIDR3)
 
 
 def test_the_soundfont_bundled_with_pretty_midi_works_alone(monkeypatch, tmp_path) -> None:
@@ -285,7 +298,7 @@ def test_musicxml_has_a_part_per_instrument_and_a_percussion_part() -> None:
 MSCORE = shutil.which("mscore3") or shutil.which("musescore3")
 
 
-@pytest.mark.skipif(MSCORE is None, reason="MuseScore 3 is not installed (apt: musescore3)")
+@requires("MuseScore 3", MSCORE, "apt install musescore3")
 def test_musescore_imports_the_export_intact(tmp_path) -> None:
     """A third-party reader: MuseScore 3 turns our DAW-ready MIDI into MusicXML with the
     parts, instruments, percussion, tempo changes and meters intact."""
