@@ -6,13 +6,17 @@ UI only: the work is done by music_lm functions the CLI also calls; the session'
 Run with `streamlit run app.py` (`make run`).
 
 MUSIC_LM_MODEL names the model offered as the default (the tests put a tiny one there);
-MUSIC_LM_RUNS the folder searched for trained runs (default: runs/).
+MUSIC_LM_RUNS the folder searched for trained runs (default: runs/). MUSIC_LM_PAGE_DEBUG=1
+lets an unexpected error through as Streamlit's own error box with its traceback, instead of
+one line (the traceback then goes to the server's log only).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from pathlib import Path
 
 import streamlit as st
@@ -45,6 +49,7 @@ from music_lm.session import (
     seed_from_header,
     seed_from_midi,
     seed_summary,
+    warm_up,
 )
 from music_lm.vocab import VOCAB
 
@@ -57,7 +62,9 @@ METERS = ["4/4", "3/4", "2/4", "6/8", "9/8", "12/8", "5/4", "7/8", "2/2", "3/8"]
 KEYS = [VOCAB.tokens[i][4:] for i in VOCAB.ranges["key"]]  # "C:major", "F#:minor", ...
 INSTRUMENTS = ["drums", *GM_PROGRAMS]
 SEED_KEY_LABEL = "the seed's key"
-POLL_S = 0.5
+POLL_S = 0.5  # the progress panel's refresh while a job runs or waits
+GONE_GRACE_S = 5.0  # a session disconnected this long (its tab closed) gives up its job
+LOG = logging.getLogger("music_lm.page")
 PLAYER_HEIGHT_PX = 260
 DEFAULT_SEED_BARS = 4
 
@@ -360,6 +367,7 @@ def start_job(seed: Seed, options: dict) -> None:
     first = hist.reserve(options["variants"])
     st.session_state.job = GenerationJob(
         generate_takes,
+        alive=session_alive(),
         seed=seed,
         first_number=first,
         run=hist.new_run(),
@@ -367,6 +375,30 @@ def start_job(seed: Seed, options: dict) -> None:
         loaded=loaded,
         **options,
     )
+
+
+def session_alive():
+    """A callable telling whether this browser session is still connected, for the job it
+    starts: a tab closed for GONE_GRACE_S gives up its place in line or its generation
+    (a reconnect within the grace keeps it). Always True outside `streamlit run`."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    if context is None or not runtime.exists():
+        return lambda: True
+    server, session_id = runtime.get_instance(), context.session_id
+    gone_since: list[float] = []
+
+    def alive() -> bool:
+        if server.is_active_session(session_id):
+            gone_since.clear()
+            return True
+        if not gone_since:
+            gone_since.append(time.monotonic())
+        return time.monotonic() - gone_since[0] < GONE_GRACE_S
+
+    return alive
 
 
 # ---- the running job ----
@@ -393,7 +425,13 @@ def progress_panel() -> None:
     if job.done:
         st.rerun()  # the whole page: the results are ready
     progress = job.progress
-    if progress is None:
+    place = job.place
+    if place is not None:
+        estimate = job.wait_estimate_s
+        about = f", about {estimate:.0f} s" if estimate is not None else ""
+        st.progress(0.0, text=f"Waiting for other sessions' generations: {ordinal(place)} in "
+                    f"line{about}. Yours starts when it is first.")  # fmt: skip
+    elif progress is None:
         st.progress(0.0, text=f"{job.stage}…")
     else:
         fraction = progress.bars_done / max(progress.bars, 1)
@@ -404,6 +442,11 @@ def progress_panel() -> None:
         )
     if st.button("Stop", disabled=not job.can_stop):
         job.stop()
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 # ---- the results ----
@@ -426,6 +469,8 @@ def show_take(take: Take) -> None:
     st.subheader(take.label)
     record = take.record
     notes = [f"{len(take.ids) - take.seed_length} new tokens from bar {take.continuation_bar}"]
+    if record.get("tokens_per_s"):
+        notes.append(f"{record['tokens_per_s']:,.0f} tokens/s")
     if take.edited:
         notes = [f"an edit of take {take.parent}"]
     if record.get("retries"):
@@ -439,13 +484,15 @@ def show_take(take: Take) -> None:
         on_select="rerun",  # a note clicked here is picked in the Attention view
         selection_mode="points",
     )
+    # One player per take: FluidSynth's WAV (the GM soundfont the downloads sound like). The
+    # in-browser MIDI player, with its own synth, only stands in when there is no WAV.
     if take.wav is not None:
         st.audio(take.wav, format="audio/wav")
-    elif take.audio_error:
+    else:
         st.warning(f"No audio: {take.audio_error}")
-    if player_available():
-        st.iframe(midi_player_html(take.files[".mid"], height_px=PLAYER_HEIGHT_PX),
-                  height=PLAYER_HEIGHT_PX)  # fmt: skip
+        if player_available():
+            st.iframe(midi_player_html(take.files[".mid"], height_px=PLAYER_HEIGHT_PX),
+                      height=PLAYER_HEIGHT_PX)  # fmt: skip
     downloads(take)
     if st.button("Continue from this", key=f"continue-{take.number}"):
         history().continue_from(take.number)
@@ -619,11 +666,15 @@ def note_picked_on_roll(take: Take, notes) -> int | None:
 def training_view() -> None:
     import plotly.graph_objects as go
 
-    from music_lm.model import resolve_model_path
+    from music_lm.model import ModelError, resolve_model_path
 
     choices = model_choices([RUNS])
     choice = st.selectbox("Run", choices, format_func=lambda c: c.label)
-    folder = Path(resolve_model_path(model_path(choice.path)))
+    try:
+        folder = Path(resolve_model_path(model_path(choice.path)))
+    except ModelError as err:  # a broken model folder: one line, as Generate says it
+        st.warning(f"No training view: {err}")
+        return
     rows = run_metrics(folder)
     if rows:
         fig = go.Figure()
@@ -675,6 +726,21 @@ def main() -> None:
         "Continue a seed with a GPT-2 whose every output keeps the grammar and your "
         "constraints; hear it, see it, edit its token text, take it to your DAW."
     )
+    with st.spinner("Starting the page (the first visit after a restart takes a few seconds)…"):
+        warm_up()
+    try:
+        page()
+    except Exception as err:  # st.rerun/st.stop are BaseExceptions and pass through
+        if os.environ.get("MUSIC_LM_PAGE_DEBUG"):
+            raise  # the tests (and a developer) see the exception itself
+        LOG.exception("the page failed")  # the traceback stays in the server's log
+        st.error(
+            f"Something went wrong on the server ({type(err).__name__}). Press Undo in the "
+            "sidebar if your last change caused it, or reload the page to start afresh."
+        )
+
+
+def page() -> None:
     collect_job()
     history_sidebar()
     seed = seed_section()

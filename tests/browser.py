@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -106,6 +106,13 @@ def _health(base_url: str) -> bool:
         return False
 
 
+class ServerURL(str):
+    """The base URL of a running server, which also knows the server's process id (for
+    benchmarks that read its CPU time)."""
+
+    pid: int
+
+
 @contextlib.contextmanager
 def streamlit_server(
     app_path: Path | str,
@@ -113,7 +120,7 @@ def streamlit_server(
     port: int | None = None,
     *,
     timeout_s: float = HEALTH_TIMEOUT_S,
-) -> Iterator[str]:
+) -> Iterator[ServerURL]:
     """Runs `streamlit run` on `app_path` (from its folder, so its .streamlit/config.toml and
     static/ apply) with `env` added to this process's environment; yields the base URL once
     /_stcore/health answers "ok", and stops the server on exit.
@@ -163,7 +170,9 @@ def streamlit_server(
                         f"output:\n{_tail(log)}"
                     )
                 time.sleep(0.25)
-            yield base_url
+            served = ServerURL(base_url)
+            served.pid = process.pid
+            yield served
         finally:
             if process.poll() is None:
                 process.terminate()
@@ -195,6 +204,25 @@ def browser_page(
     On exit, even after a failure, saves `<artifact_dir>/<name>.png` (the full page) and
     `<name>-console.txt` (console messages, page errors, blocked requests) for a post-mortem.
     """
+    with browser_sessions(artifact_dir, 1, name=name, viewport=viewport, blocked=blocked) as pages:
+        yield pages[0]
+
+
+@contextlib.contextmanager
+def browser_sessions(
+    artifact_dir: Path | str,
+    count: int,
+    *,
+    name: str = "session",
+    viewport: tuple[int, int] = (1280, 900),
+    blocked: list[str] | None = None,
+) -> Iterator[list[Page]]:
+    """`count` pages in one headless Chromium, each in a browser context of its own (as
+    separate users: no shared cookies or storage), all offline as in `browser_page`.
+
+    On exit each page leaves `<name>.png` and `<name>-console.txt` (one page) or
+    `<name>-<k>.png` and `<name>-<k>-console.txt` (k = 1..count) in `artifact_dir`.
+    """
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
@@ -205,35 +233,49 @@ def browser_page(
         )
     artifacts = Path(artifact_dir)
     artifacts.mkdir(parents=True, exist_ok=True)
-    log: list[str] = []
     refused = blocked if blocked is not None else []
+    logs: list[list[str]] = [[] for _ in range(count)]
 
-    def offline(route: Route) -> None:
-        url = route.request.url
-        if _is_local(url):
-            route.continue_()
-        else:
-            refused.append(url)
-            log.append(f"blocked: {url}")
-            route.abort("internetdisconnected")
+    def offline(log: list[str]) -> Callable[[Route], None]:
+        def route_one(route: Route) -> None:
+            url = route.request.url
+            if _is_local(url):
+                route.continue_()
+            else:
+                refused.append(url)
+                log.append(f"blocked: {url}")
+                route.abort("internetdisconnected")
+
+        return route_one
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=executable, headless=True, args=list(CHROMIUM_ARGS)
         )
         try:
-            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-            page.on("console", lambda message: log.append(f"{message.type}: {message.text}"))
-            page.on("pageerror", lambda error: log.append(f"pageerror: {error}"))
-            page.route("**/*", offline)
+            pages = []
+            for log in logs:
+                context = browser.new_context(
+                    viewport={"width": viewport[0], "height": viewport[1]}
+                )
+                page = context.new_page()
+                page.on(
+                    "console",
+                    lambda message, log=log: log.append(f"{message.type}: {message.text}"),
+                )
+                page.on("pageerror", lambda error, log=log: log.append(f"pageerror: {error}"))
+                page.route("**/*", offline(log))
+                pages.append(page)
             try:
-                yield page
+                yield pages
             finally:
-                # A crashed or closed page cannot be photographed; the log still helps, and the
-                # test's own exception must not be replaced by this one.
-                with contextlib.suppress(Exception):
-                    page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
-                (artifacts / f"{name}-console.txt").write_text("\n".join(log) + "\n")
+                for index, (page, log) in enumerate(zip(pages, logs, strict=True), start=1):
+                    stem = name if count == 1 else f"{name}-{index}"
+                    # A crashed or closed page cannot be photographed; the log still helps, and
+                    # the test's own exception must not be replaced by this one.
+                    with contextlib.suppress(Exception):
+                        page.screenshot(path=str(artifacts / f"{stem}.png"), full_page=True)
+                    (artifacts / f"{stem}-console.txt").write_text("\n".join(log) + "\n")
         finally:
             browser.close()
 

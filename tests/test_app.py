@@ -30,6 +30,7 @@ EXAMPLES = sorted(p.name for p in (ROOT / "midi_in").glob("*.mid"))
 def page(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.setenv("MUSIC_LM_MODEL", str(tiny_model))
     monkeypatch.setenv("MUSIC_LM_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MUSIC_LM_PAGE_DEBUG", "1")  # an unexpected error fails the test
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
     assert not app.exception
@@ -155,7 +156,7 @@ def test_two_variants_side_by_side_with_audio_player_and_downloads(page: AppTest
     assert "Take 1 (run 1, variant 1, seed" in " ".join(labels)
     assert len(page.get("audio")) == 3  # the seed's and one per take
     assert all(t.wav[:4] == b"RIFF" for t in made)
-    assert len(page.get("iframe")) == 2  # the MIDI player of each take
+    assert len(page.get("iframe")) == 0  # one player per take: the WAV, no MIDI player too
     downloads = [b.label for b in page.download_button]
     for label in ("MIDI", "DAW MIDI", "WAV", "Token text", "Settings JSON"):
         assert downloads.count(label) == 2, label
@@ -245,6 +246,7 @@ def test_without_a_soundfont_the_takes_still_come_with_a_warning(page, monkeypat
     assert take.wav is None
     assert "missing.sf2" in take.audio_error
     assert any(w.startswith("No audio: ") for w in messages(page.warning))
+    assert len(page.get("iframe")) == 1  # the in-browser MIDI player stands in for the WAV
     assert "WAV" not in [b.label for b in page.download_button]
     area = widget(page.text_area, "Token text of the take")
     header, rest = area.value.split("\n", 1)
@@ -301,6 +303,25 @@ def test_a_model_that_cannot_load_is_named(page: AppTest, tmp_path: Path, monkey
     assert len(errors) == 1
     assert "Cannot load the model" in errors[0]
     assert str(broken) in errors[0]
+
+
+def test_an_unexpected_error_shows_one_line_and_no_traceback(page, monkeypatch, caplog) -> None:
+    import music_lm.session
+
+    monkeypatch.delenv("MUSIC_LM_PAGE_DEBUG")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("/srv/secret/path exploded")
+
+    monkeypatch.setattr(music_lm.session, "run_metrics", broken)  # the Training view's
+    page.run()
+    assert not page.exception
+    errors = messages(page.error)
+    assert errors == [
+        "Something went wrong on the server (RuntimeError). Press Undo in the sidebar if your "
+        "last change caused it, or reload the page to start afresh."
+    ]
+    assert "/srv/secret/path exploded" in caplog.text  # the server's log keeps the details
 
 
 def test_stop_ends_a_running_generation(page: AppTest) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from music_lm.constraints import Constraints
 from music_lm.generate import GenerationError, GenerationStoppedError, Header, Progress, generate
 from music_lm.session import (
     GenerationJob,
+    GenerationQueue,
     History,
     PageLimits,
     Seed,
@@ -236,6 +238,75 @@ def test_a_failing_job_keeps_one_line() -> None:
     assert job.takes is None
     assert not job.stopped
     assert "\n" not in job.error
+
+
+def _held_work(release: threading.Event, order: list[int]):
+    """Work that records its start and holds its slot until `release` is set."""
+
+    def work(job, tag: int, constraints=None, variants: int = 1) -> list:
+        order.append(tag)
+        assert release.wait(30)
+        return []
+
+    return work
+
+
+def _wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+
+def test_the_queue_runs_jobs_in_order_and_says_where_each_stands() -> None:
+    queue, order, release = GenerationQueue(slots=1), [], threading.Event()
+    work = _held_work(release, order)
+    first = GenerationJob(work, queue=queue, tag=1, constraints=Constraints(bars=8), variants=2)
+    _wait_until(lambda: order == [1])
+    second = GenerationJob(work, queue=queue, tag=2, constraints=Constraints(bars=4))
+    _wait_until(lambda: second.place == 1)
+    third = GenerationJob(work, queue=queue, tag=3, constraints=Constraints(bars=4))
+    _wait_until(lambda: third.place == 2)
+    assert (first.place, second.place, third.place) == (None, 1, 2)
+    per_bar = queue.seconds_per_bar  # nothing finished yet: the default
+    assert second.wait_estimate_s == pytest.approx(16 * per_bar, abs=0.2)  # first's 8 × 2 left
+    assert third.wait_estimate_s == pytest.approx((16 + 4) * per_bar, abs=0.2)
+    release.set()
+    for job in (first, second, third):
+        assert job.wait(30)
+        assert job.error is None
+    assert order == [1, 2, 3]  # first come, first served
+
+
+def test_stop_or_a_closed_page_leaves_the_line_at_once() -> None:
+    queue, order, release = GenerationQueue(slots=1), [], threading.Event()
+    work = _held_work(release, order)
+    running = GenerationJob(work, queue=queue, tag=1)
+    _wait_until(lambda: order == [1])
+    assert running.stage == "generating"
+    session_open = threading.Event()
+    session_open.set()
+    stopped = GenerationJob(work, queue=queue, tag=2)
+    closed = GenerationJob(work, queue=queue, tag=3, alive=session_open.is_set)
+    last = GenerationJob(work, queue=queue, tag=4)
+    _wait_until(lambda: last.place == 3)
+    stopped.stop()
+    assert stopped.wait(5)
+    assert (stopped.stopped, stopped.error) == (True, "stopped before it started")
+    assert (closed.place, last.place) == (1, 2)
+    session_open.clear()  # its tab closed: noticed within a second
+    assert closed.wait(5)
+    assert (closed.stopped, closed.error) == (True, "the page was closed before it started")
+    assert last.place == 1
+    release.set()
+    assert last.wait(30)
+    assert order == [1, 4]
+    assert queue.waiting == 0
+
+
+def test_a_queue_has_at_least_one_slot() -> None:
+    with pytest.raises(ValueError, match="at least one slot, got 0"):
+        GenerationQueue(slots=0)
 
 
 def test_generate_stops_when_asked_and_at_its_time_limit(tiny_model: Path) -> None:
