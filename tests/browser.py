@@ -290,3 +290,31 @@ def wait_for_script(page: Page, timeout_ms: float = 60_000) -> None:
     page.wait_for_selector(
         '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_ms
     )
+
+
+def takes_drawn(page: Page, variants: int) -> bool:
+    """Every take of the session's last run is drawn: its heading, its audio (the seed's player
+    is one more) and its downloads (the last of which is "Settings JSON")."""
+    return page.evaluate(
+        """variants => {
+            const json = [...document.querySelectorAll('[data-testid="stDownloadButton"]')]
+                .filter(b => b.innerText.trim() === 'Settings JSON').length;
+            const headings = [...document.querySelectorAll('h3')]
+                .filter(h => h.innerText.startsWith('Take ')).length;
+            return json >= variants && headings >= variants
+                && document.querySelectorAll('audio').length >= variants + 1;
+        }""",
+        variants,
+    )
+
+
+def page_problems(page: Page) -> list[str]:
+    """What a user must never see: an exception box, a traceback, a generic failure."""
+    found = []
+    if page.locator('[data-testid="stException"]').count():
+        found.append("an exception box")
+    text = page.locator("body").inner_text()
+    for sign in ("Traceback", "Something went wrong", 'File "/'):
+        if sign in text:
+            found.append(sign)
+    return found

@@ -64,13 +64,8 @@ def test_two_variants_play_download_and_show_their_text(tmp_path: Path) -> None:
         )
         assert audio.evaluate("a => a.duration") > 1
 
-        # The in-browser MIDI player of each take loaded from the vendored files.
-        players = page.locator('iframe[data-testid="stIFrame"]')
-        assert players.count() == 2
-        frame = players.first.content_frame
-        frame.locator("midi-player").wait_for(timeout=15_000)
-        page.wait_for_timeout(500)
-        assert frame.locator("midi-player").evaluate("p => p.duration") > 0
+        # One player per take: the WAV. The in-browser MIDI player only stands in without one.
+        assert page.locator('iframe[data-testid="stIFrame"]').count() == 0
 
         # The MIDI download is a MIDI file with notes and the continuation marker.
         with page.expect_download() as download:

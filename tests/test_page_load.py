@@ -14,7 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-from browser import browser_sessions, chromium_path, streamlit_server, wait_for_script
+from browser import (
+    browser_sessions,
+    chromium_path,
+    page_problems,
+    streamlit_server,
+    takes_drawn,
+    wait_for_script,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("MUSIC_LM_ARTIFACTS", ROOT / "build" / "test-artifacts"))
@@ -27,33 +34,6 @@ pytestmark = pytest.mark.skipif(
 
 def page_env(tiny_model: Path, tmp_path: Path) -> dict[str, str]:
     return {"MUSIC_LM_MODEL": str(tiny_model), "MUSIC_LM_RUNS": str(tmp_path / "no-runs")}
-
-
-def takes_drawn(page, variants: int) -> bool:
-    """Every take of the session's run is drawn: its heading, audio and downloads."""
-    return page.evaluate(
-        """variants => {
-            const json = [...document.querySelectorAll('[data-testid="stDownloadButton"]')]
-                .filter(b => b.innerText.trim() === 'Settings JSON').length;
-            const headings = [...document.querySelectorAll('h3')]
-                .filter(h => h.innerText.startsWith('Take ')).length;
-            return json >= variants && headings >= variants
-                && document.querySelectorAll('audio').length >= variants + 1;
-        }""",
-        variants,
-    )
-
-
-def problems(page) -> list[str]:
-    """What a user must never see: a traceback, an exception box, a generic failure."""
-    found = []
-    if page.locator('[data-testid="stException"]').count():
-        found.append("an exception box")
-    text = page.locator("body").inner_text()
-    for sign in ("Traceback", "Something went wrong", 'File "/'):
-        if sign in text:
-            found.append(sign)
-    return found
 
 
 def set_bars(page, bars: int, variants: int) -> None:
@@ -73,7 +53,7 @@ def test_three_sessions_on_a_cold_server_all_get_their_takes(
         for page in pages:
             wait_for_script(page, timeout_ms=90_000)
             page.get_by_text("Seed: piano roll and audio").wait_for()
-            assert problems(page) == []
+            assert page_problems(page) == []
         for page in pages:
             set_bars(page, 2, 1)
         for page in pages:
@@ -88,7 +68,7 @@ def test_three_sessions_on_a_cold_server_all_get_their_takes(
                     done[index] = takes_drawn(page, variants=1)
                     text = page.locator("body").inner_text()
                     lines_seen.update(re.findall(r"(\d)(?:st|nd|rd|th) in line", text))
-                    assert problems(page) == [], index
+                    assert page_problems(page) == [], index
             time.sleep(0.2)
         # Three pressed Generate together: one ran, and someone waited in line meanwhile.
         assert "1" in lines_seen
@@ -124,5 +104,5 @@ def test_the_line_moves_when_a_tab_closes_and_stop_frees_the_slot(
         while not takes_drawn(last, variants=1):
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert problems(first) == []
-        assert problems(last) == []
+        assert page_problems(first) == []
+        assert page_problems(last) == []
