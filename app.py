@@ -62,7 +62,8 @@ METERS = ["4/4", "3/4", "2/4", "6/8", "9/8", "12/8", "5/4", "7/8", "2/2", "3/8"]
 KEYS = [VOCAB.tokens[i][4:] for i in VOCAB.ranges["key"]]  # "C:major", "F#:minor", ...
 INSTRUMENTS = ["drums", *GM_PROGRAMS]
 SEED_KEY_LABEL = "the seed's key"
-POLL_S = 0.5  # the progress panel's refresh while a job runs or waits
+POLL_S = 0.5  # the progress panel's refresh while a job generates
+WAIT_POLL_S = 1.0  # and while it waits in line (each refresh is a script run on the server)
 GONE_GRACE_S = 5.0  # a session disconnected this long (its tab closed) gives up its job
 LOG = logging.getLogger("music_lm.page")
 PLAYER_HEIGHT_PX = 260
@@ -426,6 +427,8 @@ def progress_panel() -> None:
         st.rerun()  # the whole page: the results are ready
     progress = job.progress
     place = job.place
+    if place is None and st.session_state.get("job_was_waiting"):
+        st.rerun()  # its turn came: the whole page, to poll at the generating pace
     if place is not None:
         estimate = job.wait_estimate_s
         about = f", about {estimate:.0f} s" if estimate is not None else ""
@@ -751,7 +754,11 @@ def page() -> None:
         else:
             start_job(seed, options)
     job = running_job()
-    st.fragment(progress_panel, run_every=POLL_S if job is not None else None)()
+    every = None
+    if job is not None:  # a waiting job is looked at less often: its line moves slowly
+        every = WAIT_POLL_S if job.place is not None else POLL_S
+        st.session_state.job_was_waiting = job.place is not None
+    st.fragment(progress_panel, run_every=every)()
     message = st.session_state.get("last_message")
     if message:
         kind, text = message

@@ -7,6 +7,15 @@ The codec API imports no torch:
     >>> midi_bytes = music_lm.text_to_midi(text)
 """
 
+import os
+
+# OpenMP, which runs torch's CPU threads, makes its idle threads spin while they wait for work.
+# When anything else wants the cores (the page's browser, another process, a CI neighbour),
+# the spinning threads and the one with work take turns: on two cores, decoding on the page
+# ran 15-30x slower (bench/threads.py). PASSIVE makes idle threads sleep instead. It must be
+# set before torch loads libgomp, hence here; a value the user set wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from music_lm.api import (
     Encoded,
     encode_midi,

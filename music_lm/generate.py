@@ -464,6 +464,45 @@ def post_check(ids: Sequence[int], seed_length: int) -> str:
 # ---- generation ----
 
 
+DECODE_THREADS_ENV = "MUSIC_LM_DECODE_THREADS"
+
+
+def decode_threads() -> int:
+    """Torch's CPU threads while decoding: $MUSIC_LM_DECODE_THREADS, else 1.
+
+    One thread, deliberately: the shipped model steps one token at a time through small
+    matrices, where a second OpenMP thread costs more in handing work over than it saves, and
+    when another process wants the cores it makes decoding several times slower
+    (bench/threads.py, two cores: on a worker thread, as the page runs it, 1 thread drew 1.7x
+    the tokens/s of OpenMP's default 2 on a quiet machine and 2.1x beside a busy neighbour;
+    on the main thread, as the CLI runs it, 1.0x and 3.2x). A much larger model may want
+    more."""
+    value = os.environ.get(DECODE_THREADS_ENV, "1")
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise GenerationError(f"${DECODE_THREADS_ENV} must be a whole number >= 1, got {value!r}")
+    return threads
+
+
+def _with_decode_threads(function):
+    """Run `function` with decode_threads() torch threads, then give back the count it had."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        threads, before = decode_threads(), torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
+
+
+@_with_decode_threads
 def generate(
     seed: str | Path | Sequence[int] | None = None,
     *,

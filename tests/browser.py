@@ -5,8 +5,9 @@ Playwright downloads, because the tests must run offline.
 Not a test module: a page test imports what it needs, e.g.
 
     from browser import browser_page, chromium_path, streamlit_server, wait_for_script
+    from external import requires
 
-    @pytest.mark.skipif(chromium_path() is None, reason="no Chromium (apt install chromium)")
+    @requires("Chromium and Playwright", chromium_path(), "make setup installs both")
     def test_the_page_plays(tmp_path: Path) -> None:
         with streamlit_server(REPO / "app.py", {"MUSIC_LM_CACHE": str(tmp_path)}) as url, \
                 browser_page(tmp_path) as page:

@@ -12,16 +12,14 @@ import os
 from pathlib import Path
 
 import mido
-import pytest
 from browser import browser_page, chromium_path, streamlit_server, wait_for_script
+from external import requires
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("MUSIC_LM_ARTIFACTS", ROOT / "build" / "test-artifacts"))
 SEED = "folk_tune.mid"
 
-pytestmark = pytest.mark.skipif(
-    chromium_path() is None, reason="no Chromium or Playwright (make setup installs both)"
-)
+pytestmark = requires("Chromium and Playwright", chromium_path(), "make setup installs both")
 
 
 def choose(page, label: str, option: str) -> None:

@@ -13,7 +13,6 @@ import re
 import time
 from pathlib import Path
 
-import pytest
 from browser import (
     browser_sessions,
     chromium_path,
@@ -22,14 +21,13 @@ from browser import (
     takes_drawn,
     wait_for_script,
 )
+from external import requires
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("MUSIC_LM_ARTIFACTS", ROOT / "build" / "test-artifacts"))
 TAKES_TIMEOUT_S = 120
 
-pytestmark = pytest.mark.skipif(
-    chromium_path() is None, reason="no Chromium or Playwright (make setup installs both)"
-)
+pytestmark = requires("Chromium and Playwright", chromium_path(), "make setup installs both")
 
 
 def page_env(tiny_model: Path, tmp_path: Path) -> dict[str, str]:
