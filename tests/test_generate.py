@@ -487,3 +487,48 @@ def test_the_masks_also_work_inside_transformers_generate() -> None:
         ids = row[: row.index(END, len(seed)) + 1]
         validate(" ".join(VOCAB.tokens[t] for t in ids))
         assert ids[len(seed) :].count(BAR) == 2
+
+
+# ---- threads ----
+
+
+def test_decoding_uses_one_torch_thread_and_gives_the_count_back(
+    tiny_model: Path, monkeypatch
+) -> None:
+    import torch
+
+    import music_lm.generate as generation
+
+    seen: list[int] = []
+    real_forward = generation._Runner._forward
+
+    def watching(self, ids, positions):
+        seen.append(torch.get_num_threads())
+        return real_forward(self, ids, positions)
+
+    monkeypatch.setattr(generation._Runner, "_forward", watching)
+    torch.set_num_threads(2)
+    generate(SEEDS[0], models=[tiny_model], random_seed=1)
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == 2  # as it was before
+    monkeypatch.setenv("MUSIC_LM_DECODE_THREADS", "2")
+    seen.clear()
+    generate(SEEDS[0], models=[tiny_model], random_seed=1)
+    assert set(seen) == {2}
+    monkeypatch.setenv("MUSIC_LM_DECODE_THREADS", "none")
+    with pytest.raises(GenerationError, match=r"MUSIC_LM_DECODE_THREADS must be .*'none'"):
+        generate(SEEDS[0], models=[tiny_model])
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_import_music_lm_makes_openmp_threads_sleep_unless_told(given, expected) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = "import os, music_lm; print(os.environ['OMP_WAIT_POLICY'])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == expected, done.stderr
