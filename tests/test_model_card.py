@@ -1,0 +1,182 @@
+"""The model card's figures are the shipped weights' own.
+
+docs/model-card.md gives the evaluation stored in `music_lm/models/default/eval.json`
+(tests/test_docs.py checks that); here the shipped weights are scored again, on a fixed
+sample of the corpus's test split, and must give eval.json's figures.
+
+The corpus (`data/corpus`) is not in the checkout, so the sample is rebuilt from music21's
+bundled corpus as `music-lm corpus build --source music21` builds it: each piece through
+the build's own `encode_item`, with its collection's style word (`piece_ids`), and its
+split from its fingerprint under the default `BuildConfig` (`split_of`). TEST_PIECES are
+20 music21 pieces that land in the test split (each is checked), named as the corpus
+index names them (`#N`: tune N of an ABC file), in the corpus's order. They are scored as
+`music-lm evaluate` scores the split: back to back, in consecutive windows of the model's
+context (`sequential_windows`), every token but the first predicted.
+
+How they were picked (a one-off script, December 2026, music21 10.5.1): 3,277 pieces of
+music21's corpus encoded in a seeded random order gave 173 of the test split (94,478
+tokens, a fifth of it); together they score 6.10 bits per note and 1.298 nats per token,
+beside eval.json's 6.18 and 1.304 for the whole split. TEST_PIECES are a seeded random
+draw of 20 of those 173 among the ones music21 parses in under 0.3 s (8,868 tokens); they
+score 6.36 and 1.369.
+
+The tolerance. A sample's figure scatters around the split's: over 40 random draws of 20
+of the 173 pieces the bits per note had a standard deviation of 0.62 (range 4.64..7.20)
+and the loss one of 0.13 nats per token (1.02..1.62); 10 pieces: 0.94 and 0.22. The
+tolerances are about 2.5 of those deviations: 1.5 bits per note and 0.35 nats per token.
+A broken model is far outside: reinitialised weights score 34 bits per note, shuffled
+weights 56, the right weights read through a permuted token map 47; even a milder fault,
+the last of the four blocks reinitialised, scores 8.4 bits per note and 1.80 nats per
+token. The second test runs the check on each of those and must see it fail. What it
+cannot see is a small drift: weights retrained to within a few tenths of a bit per note.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from music_lm.corpus import BuildConfig, encode_item, fingerprint, piece_ids, split_of
+from music_lm.dataset import sequential_windows
+from music_lm.model import LoadedModel, TokenMap, load_model, new_model
+from music_lm.sources import music21_items
+from music_lm.train import score_windows
+
+SHIPPED = Path(__file__).resolve().parent.parent / "music_lm" / "models" / "default"
+EVALUATION = json.loads((SHIPPED / "eval.json").read_text(encoding="utf-8"))
+CARD = EVALUATION["results"]["gpt2"]
+
+TEST_PIECES = (
+    "airdsAirs/book6.abc#1124",
+    "essenFolksong/altdeu20.abc#76",
+    "essenFolksong/altdeu20.abc#127",
+    "essenFolksong/ballad50.abc#27",
+    "essenFolksong/ballad60.abc#1",
+    "essenFolksong/erk10.abc#388",
+    "essenFolksong/erk30.abc#133",
+    "essenFolksong/erk30.abc#572",
+    "essenFolksong/fink0.abc#330",
+    "essenFolksong/han1.abc#177",
+    "essenFolksong/han2.abc#199",
+    "essenFolksong/lux.abc#30",
+    "essenFolksong/lux.abc#486",
+    "essenFolksong/zuccal0.abc#260",
+    "nottingham-dataset/reelsa-c.abc#80",
+    "oneills1850/1556-1576.abc#1560",
+    "oneills1850/1577-1624.abc#1581",
+    "palestrina/Agnus_I_49.krn",
+    "palestrina/Credo_29_b.krn",
+    "palestrina/Kyrie_95_b.krn",
+)
+BITS_PER_NOTE_TOLERANCE = 1.5
+LOSS_TOLERANCE = 0.35  # nats per token
+
+
+@dataclass
+class Sample:
+    """Token ids of test pieces, read as `sequential_windows` reads a corpus's test split."""
+
+    pieces: list[np.ndarray]
+
+    def split(self, name: str) -> list[int]:
+        return list(range(len(self.pieces))) if name == "test" else []
+
+    def ids(self, index: int) -> np.ndarray:
+        return self.pieces[index]
+
+
+@pytest.fixture(scope="module")
+def sample() -> Sample:
+    """TEST_PIECES encoded as the corpus build encodes them, each checked to be in the
+    test split of the default build."""
+    config = BuildConfig(("music21",))  # `corpus build --source music21`, every default
+    items = {item.name: item for item in music21_items()}
+    pieces = []
+    for name in TEST_PIECES:
+        encoded = encode_item(items[name], b"", config.sustain)
+        assert not encoded.error, (name, encoded.error)
+        ids = piece_ids(encoded, items[name].style)
+        assert split_of(fingerprint(ids), config) == "test", name
+        pieces.append(ids)
+    return Sample(pieces)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> LoadedModel:
+    return load_model("default")
+
+
+def score(model: torch.nn.Module, token_map: TokenMap, context: int, sample: Sample) -> dict:
+    windows = list(sequential_windows(sample, "test", context))  # type: ignore[arg-type]
+    return score_windows(model, windows, 8, token_map)
+
+
+def test_the_shipped_weights_give_the_cards_figures_on_a_test_sample(
+    shipped: LoadedModel, sample: Sample
+) -> None:
+    assert (EVALUATION["split"], EVALUATION["context"]) == ("test", shipped.context)
+    measured = score(shipped.model, shipped.token_map, shipped.context, sample)
+    assert measured["tokens"] == sum(map(len, sample.pieces)) - 1 > 8000
+    assert measured["bits_per_note"] == pytest.approx(CARD["bits_per_note"],
+                                                      abs=BITS_PER_NOTE_TOLERANCE)  # fmt: skip
+    assert measured["loss"] == pytest.approx(CARD["loss"], abs=LOSS_TOLERANCE)
+
+
+# ---- the same check on broken models: it must fail ----
+
+
+def _fresh_weights(config) -> torch.nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return new_model(config).eval()
+
+
+def reinitialised(loaded: LoadedModel) -> tuple[torch.nn.Module, TokenMap]:
+    return _fresh_weights(loaded.model.config), loaded.token_map
+
+
+def shuffled(loaded: LoadedModel) -> tuple[torch.nn.Module, TokenMap]:
+    """Every weight tensor's entries in a random order (each tensor keeps its values)."""
+    model = copy.deepcopy(loaded.model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for weights in model.parameters():
+            flat = weights.view(-1)
+            flat.copy_(flat[torch.randperm(flat.numel(), generator=generator)])
+    return model, loaded.token_map
+
+
+def read_through_a_permuted_token_map(loaded: LoadedModel) -> tuple[torch.nn.Module, TokenMap]:
+    """The right weights fed the wrong ids: a tokenizer of another vocabulary order."""
+    order = list(range(loaded.model.config.vocab_size))
+    random.Random(0).shuffle(order)
+    return loaded.model, TokenMap(tuple(order))
+
+
+def last_block_reinitialised(loaded: LoadedModel) -> tuple[torch.nn.Module, TokenMap]:
+    model = copy.deepcopy(loaded.model)
+    fresh = _fresh_weights(model.config)
+    model.transformer.h[-1].load_state_dict(fresh.transformer.h[-1].state_dict())
+    return model, loaded.token_map
+
+
+Breaker = Callable[[LoadedModel], tuple[torch.nn.Module, TokenMap]]
+BREAKERS = (reinitialised, shuffled, read_through_a_permuted_token_map, last_block_reinitialised)
+
+
+@pytest.mark.parametrize("breaker", BREAKERS, ids=lambda breaker: breaker.__name__)
+def test_a_broken_model_is_outside_the_tolerance(
+    breaker: Breaker, shipped: LoadedModel, sample: Sample
+) -> None:
+    model, token_map = breaker(shipped)
+    measured = score(model, token_map, shipped.context, sample)
+    assert abs(measured["bits_per_note"] - CARD["bits_per_note"]) > BITS_PER_NOTE_TOLERANCE
+    assert abs(measured["loss"] - CARD["loss"]) > LOSS_TOLERANCE
