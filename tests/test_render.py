@@ -37,6 +37,7 @@ from music_lm.pianoroll import (
     bar_tick,
     continuation_tick,
     midi_pianoroll,
+    opacity,
     pianoroll_axes,
     pianoroll_figure,
     track_colour,
@@ -181,6 +182,30 @@ def _pixel(png: bytes, xy) -> np.ndarray:
     return image[image.shape[0] - round(y), round(x), :3]
 
 
+WHITE = np.ones(3)
+SHADE = np.array(SEED_SHADE[:3]) * SEED_SHADE[3] + (1 - SEED_SHADE[3])  # the seed's bars
+
+
+def _note_rgb(track: int, velocity: int, background: np.ndarray) -> np.ndarray:
+    """The colour of a note of `track` drawn over `background` (velocity is opacity)."""
+    from matplotlib.colors import to_rgb
+
+    alpha = opacity(velocity)
+    return alpha * np.array(to_rgb(track_colour(track))) + (1 - alpha) * background
+
+
+def _roll_axes(score: Score, continuation_at: int | None, width_px: int, height_px: int):
+    """(pitched axes, drum axes) laid out as in a PNG of this score and size: where a
+    (beat, row) point of that PNG is in pixels."""
+    fig, ax_pitch, ax_drum = pianoroll_axes(score, continuation_at, None, width_px, height_px)
+    fig.savefig(io.BytesIO(), format="png", dpi=100)
+    return ax_pitch, ax_drum
+
+
+def _at(png: bytes, ax, beats: float, row: float) -> np.ndarray:
+    return _pixel(png, ax.transData.transform((beats, row)))
+
+
 def test_a_piano_roll_has_its_size_a_colour_per_track_and_the_seed_shaded() -> None:
     score = Score(
         PPQ,
@@ -222,11 +247,36 @@ def test_the_continuation_is_read_from_the_generation_marker(tmp_path) -> None:
     read = read_midi(data)
     assert continuation_tick(read) == 2 * PPQ
     assert bar_tick(read.score, 1) == 0
+    # The PNG: each of the four notes (C4 D4 E4 F#4, a quarter each) is coloured in its
+    # row from the start of its beat to the end, over the grey seed for the first two; the
+    # other rows are empty.
+    from matplotlib.colors import to_rgb
+
     png = midi_pianoroll(data, width_px=800, height_px=450)
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    ax, _ = _roll_axes(read.score, 2 * PPQ, 800, 450)
+    pitches = (60, 62, 64, 66)
+    for beat, pitch in enumerate(pitches):
+        background = SHADE if beat < 2 else WHITE
+        for x in (beat + 0.1, beat + 0.5, beat + 0.9):
+            drawn = _at(png, ax, x, pitch)
+            assert np.allclose(drawn, _note_rgb(0, 100, background), atol=0.03), (x, drawn)
+            for empty in {pitch - 1, pitch + 1, *pitches} - {pitch}:
+                assert np.allclose(_at(png, ax, x, empty), background, atol=0.03)
+    assert np.allclose(_at(png, ax, 2, 61), to_rgb("#d62728"), atol=0.1)  # where it goes on
+    # The Plotly figure: one bar per note, from its onset for its duration in its row.
     fig = pianoroll_figure(read.score, continuation_tick(read))
-    assert {t.name for t in fig.data} == {"1 Acoustic Grand Piano"}
-    assert any(s.type == "rect" for s in fig.layout.shapes)
+    (notes,) = fig.data
+    assert notes.name == "1 Acoustic Grand Piano"
+    assert list(notes.base) == [0, 1, 2, 3]
+    assert list(notes.x) == [1, 1, 1, 1]
+    assert list(notes.y) == [60, 62, 64, 66]
+    assert list(notes.marker.opacity) == [opacity(100)] * 4
+    (seed,) = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert (seed.x0, seed.x1) == (0, 2)
+    (mark,) = [s for s in fig.layout.shapes if s.line.color == "#d62728"]
+    assert (mark.x0, mark.x1) == (2, 2)
+    bar_lines = [s.x0 for s in fig.layout.shapes if s.type == "line" and s is not mark]
+    assert bar_lines == [0, 4]  # the one bar, start and end
 
 
 # ---- exports ----
@@ -329,6 +379,35 @@ def test_musescore_imports_the_export_intact(tmp_path) -> None:
 # ---- the commands ----
 
 
+def _assert_band_drawn(png: bytes, score: Score) -> None:
+    """`band()`'s notes are where its piano roll (1600 x 900, seed up to bar 2) shows
+    them, each in its track's colour, and the rows and beats beside them are empty."""
+    ax_pitch, ax_drum = _roll_axes(score, bar_tick(score, 2), 1600, 900)
+    assert bar_tick(score, 2) == 4 * PPQ
+
+    def background(beat: float) -> np.ndarray:
+        return SHADE if beat < 4 else WHITE
+
+    for i in range(14):
+        flute, x = 72 + i % 5, i + 0.5
+        assert np.allclose(_at(png, ax_pitch, x, flute), _note_rgb(0, 90, background(x)),
+                           atol=0.03), f"flute note {i}"  # fmt: skip
+        for empty in {flute - 1, flute + 1, *range(72, 77)} - {flute}:
+            assert np.allclose(_at(png, ax_pitch, x, empty), background(x), atol=0.03)
+        kick_or_snare = i % 2
+        x = i + 0.25
+        assert np.allclose(_at(png, ax_drum, x, kick_or_snare), _note_rgb(2, 100, background(x)),
+                           atol=0.03), f"drum hit {i}"  # fmt: skip
+        assert np.allclose(_at(png, ax_drum, x, 1 - kick_or_snare), background(x), atol=0.03)
+        assert np.allclose(_at(png, ax_drum, i + 0.75, kick_or_snare), background(i + 0.75),
+                           atol=0.03)  # fmt: skip
+    for i in range(7):
+        x = 2 * i + 0.5
+        assert np.allclose(_at(png, ax_pitch, x, 40), _note_rgb(1, 90, background(x)),
+                           atol=0.03), f"bass note {i}"  # fmt: skip
+        assert np.allclose(_at(png, ax_pitch, x, 41), background(x), atol=0.03)
+
+
 def test_render_pianoroll_and_export_commands(tmp_path) -> None:
     runner = CliRunner()
     song = tmp_path / "song.mid"
@@ -340,7 +419,7 @@ def test_render_pianoroll_and_export_commands(tmp_path) -> None:
     result = runner.invoke(app, ["pianoroll", str(song), "-o", str(tmp_path / "roll.png"),
                                  "--continuation-from", "2"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "roll.png").read_bytes()[:4] == b"\x89PNG"
+    _assert_band_drawn((tmp_path / "roll.png").read_bytes(), read_midi(song).score)
     xml = tmp_path / "song.musicxml"
     result = runner.invoke(
         app,
