@@ -311,9 +311,13 @@ def test_the_heatmaps_have_a_layer_each_heads_down_notes_across() -> None:
     note = generated_notes(ids, seed_length)[20]
     na = note_attention(attention, ids, seed_length, note, top=6)
     fig = attention_figure(na, note)
-    assert len(fig.data) == 2
-    for trace in fig.data:
-        assert np.asarray(trace.z).shape == (3, 8)  # 6 notes, structure, other notes
+    assert len(fig.data) == na.layers == 2
+    for layer, trace in enumerate(fig.data):
+        # heads down; across: the 6 notes, structure, the notes left out
+        expected = np.column_stack([na.weights[layer], na.structure[layer], na.other_notes[layer]])
+        assert expected.shape == (3, 8)
+        assert np.asarray(trace.z) == pytest.approx(expected)
+        assert (list(trace.y), list(trace.x)) == ([1, 2, 3], list(range(8)))
     ticks = list(fig.layout.xaxis2.ticktext)
     assert ticks[:6] == [n.short_label for n in na.notes]
     assert ticks[6:] == [STRUCTURE_LABEL, OTHER_NOTES_LABEL]
@@ -363,6 +367,11 @@ def test_a_real_generations_attention_reads_as_notes() -> None:
         assert np.allclose(na.weights.sum(-1) + na.other_notes + na.structure, na.total)
     fig = attention_figure(na, note)
     assert len(fig.data) == layers
-    columns = len(na.notes) + 1 + na.left_out
-    assert {np.asarray(t.z).shape for t in fig.data} == {(heads, columns)}
-    assert len(attention_summary_figure(na, note).data[0].y) == columns
+    blocks = [na.weights, na.structure[..., None]]
+    blocks += [na.other_notes[..., None]] if na.left_out else []
+    expected = np.concatenate(blocks, axis=-1)  # (layers, heads, notes + structure [+ other])
+    assert expected.shape == (layers, heads, len(na.notes) + 1 + na.left_out)
+    for layer, trace in enumerate(fig.data):
+        assert np.asarray(trace.z) == pytest.approx(expected[layer])
+    summary = attention_summary_figure(na, note)
+    assert list(summary.data[0].y) == pytest.approx(expected.mean(axis=(0, 1)))
