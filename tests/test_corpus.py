@@ -29,7 +29,7 @@ from music_lm.instruments import PROGRAM_RANGES, pitch_range, transpose_limits
 from music_lm.midi_io import write_midi
 from music_lm.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
 from music_lm.sources import CorpusError, SourceError, parse_source, style_of_tag
-from music_lm.vocab import VOCAB
+from music_lm.vocab import GRID_PER_QUARTER, VOCAB
 
 PPQ = 480
 FLUTE, BASS, PIANO = 73, 33, 0
@@ -454,13 +454,77 @@ def test_corpus_build_and_stats_from_the_command_line(midi_folder, tmp_path, mon
     assert table[2].split()[-2:] == ["1", "2"]
     assert out.rstrip().endswith("(12 encoded, 0 from the cache)")  # two files are one
 
+    saved = _keep_saved_figures(monkeypatch)
     code, out, _ = run_cli(monkeypatch, capsys, "corpus", "stats", str(tmp_path / "c"))
     assert code == 0
     assert "styles (pieces): irish 10" in out
     png = tmp_path / "c" / "stats.png"
     assert out.rstrip().endswith(f"wrote {png}")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 20_000  # four panels of bars, not an empty figure
+    ((fig, path),) = saved
+    assert Path(path) == png
+    import matplotlib.image as mpimg
+
+    assert mpimg.imread(png).shape[:2] == (800, 1200)
+    _assert_stats_drawn(fig, Corpus(tmp_path / "c"))
+
+
+def _keep_saved_figures(monkeypatch) -> list:
+    """(figure, path) of every matplotlib figure saved from now on: what a PNG shows,
+    read off the figure (bar heights, positions) rather than off its pixels."""
+    from matplotlib.figure import Figure
+
+    saved: list = []
+    save = Figure.savefig
+
+    def keep(fig, fname, *args, **kwargs):
+        saved.append((fig, fname))
+        return save(fig, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return saved
+
+
+def _bars(ax) -> tuple[np.ndarray, np.ndarray]:
+    """(left edges and the last right edge, heights) of a panel's bars, left to right."""
+    bars = sorted(ax.patches, key=lambda bar: bar.get_x())
+    edges = [bar.get_x() for bar in bars] + [bars[-1].get_x() + bars[-1].get_width()]
+    return np.array(edges), np.array([bar.get_height() for bar in bars])
+
+
+def _histogram(values, edges: np.ndarray) -> list[int]:
+    """Counts of `values` in the bins a histogram's bars span (the last right edge, read
+    back as x + width, may be a rounding error short of the largest value)."""
+    edges = edges.copy()
+    assert max(values) <= edges[-1] * (1 + 1e-9)
+    edges[-1] = max(edges[-1], max(values))
+    return np.histogram(values, edges)[0].tolist()
+
+
+def _assert_stats_drawn(fig, corpus: Corpus) -> None:
+    """The four panels of stats.png show the corpus's own figures: notes per pitch, note
+    durations, tokens per piece and pieces per style."""
+    from music_lm.codec import decode
+
+    pitches, durations, tokens, styles = fig.axes
+    pitch = VOCAB.ranges["pitch"]
+    ids = np.concatenate([corpus.ids(i) for i in range(len(corpus))])
+    per_pitch = np.bincount(ids[(ids >= pitch.start) & (ids < pitch.stop)] - pitch.start,
+                            minlength=128)  # fmt: skip
+    edges, heights = _bars(pitches)
+    assert (edges[:-1] + 0.5).tolist() == list(range(128))  # one bar per MIDI pitch
+    assert heights.tolist() == per_pitch.tolist()
+    melodic = [note.duration_tick / GRID_PER_QUARTER for i in range(len(corpus))
+               for track in decode(corpus.text(i)).tracks if not track.is_drum
+               for note in track.notes]  # fmt: skip
+    edges, heights = _bars(durations)
+    assert heights.tolist() == _histogram(melodic, edges)
+    assert heights.sum() == len(melodic) > 0
+    edges, heights = _bars(tokens)
+    lengths = [piece.tokens for piece in corpus.pieces]
+    assert heights.tolist() == _histogram(lengths, edges)
+    assert heights.sum() == len(corpus)
+    assert [bar.get_width() for bar in styles.patches] == [len(corpus)]
+    assert [label.get_text() for label in styles.get_yticklabels()] == ["irish"]
 
 
 def test_corpus_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys) -> None:

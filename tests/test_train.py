@@ -42,6 +42,7 @@ from music_lm.train import (
     evaluate,
     lr_factor,
     plain_model,
+    plot_losses,
     train,
 )
 from music_lm.vocab import VOCAB
@@ -139,8 +140,37 @@ def test_metrics_have_every_figure_the_docs_list(run: Path) -> None:
     assert last["val_perplexity"] == pytest.approx(math.exp(last["val_loss"]))
     assert 0 <= last["val_accuracy"] <= 1
     assert last["tokens_seen"] == 24 * 4 * 64
-    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((run / "tb").glob("events.out.tfevents.*"))
+
+
+def test_loss_png_draws_every_logged_loss(run: Path, tmp_path: Path, monkeypatch) -> None:
+    """loss.png is the drawing of metrics.jsonl: the training loss at every step, the
+    validation loss and bits per note at every evaluation. The curves are read off the
+    figure as it is saved; the run's PNG must then be that figure, pixel for pixel."""
+    import matplotlib.image as mpimg
+    from matplotlib.figure import Figure
+
+    drawn: list[Figure] = []
+    save = Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        drawn.append(fig)
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    logged = rows(run)
+    (tmp_path / run.name).mkdir()  # the run's name is the figure's title
+    again = plot_losses(logged, tmp_path / run.name / "loss.png")
+    (fig,) = drawn
+    curves = {line.get_label(): line.get_xydata().tolist()
+              for ax in fig.axes for line in ax.get_lines()}  # fmt: skip
+    evaluated = [r for r in logged if "val_loss" in r]
+    assert curves == {
+        "train loss": [[r["step"], r["train_loss"]] for r in logged],
+        "validation loss": [[r["step"], r["val_loss"]] for r in evaluated],
+        "validation bits per note": [[r["step"], r["val_bits_per_note"]] for r in evaluated],
+    }
+    assert np.array_equal(mpimg.imread(run / "loss.png"), mpimg.imread(again))
 
 
 def test_every_checkpoint_is_kept_whole_and_the_best_is_on_top(run: Path) -> None:
