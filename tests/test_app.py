@@ -5,12 +5,14 @@ again, as the page's poll would."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
 from pathlib import Path
 
 import mido
+import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
@@ -433,8 +435,16 @@ def test_a_valid_edit_is_rendered_and_saved_as_a_new_take(page: AppTest) -> None
 # ---- the attention and training views ----
 
 
+def _plotly_array(value) -> np.ndarray:
+    """An array of a figure's JSON: a list, or plotly's {"dtype", "bdata", "shape"}."""
+    if not isinstance(value, dict):
+        return np.asarray(value, dtype=np.float64)
+    flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    return flat.reshape([int(n) for n in str(value.get("shape", len(flat))).split(",")])
+
+
 def test_the_attention_of_a_generated_note_is_shown_per_layer_and_head(page: AppTest) -> None:
-    from music_lm.attention import generated_notes
+    from music_lm.attention import generated_notes, note_attention
 
     widget(page.checkbox, "Keep attention").check()
     generate(page, **{"Variants": 2})
@@ -453,10 +463,15 @@ def test_the_attention_of_a_generated_note_is_shown_per_layer_and_head(page: App
     layers, heads_per_layer = first.attention.shape[:2]
     heatmaps = [t for t in heads["data"] if t["type"] == "heatmap"]
     assert len(heatmaps) == layers
-    for heatmap in heatmaps:  # plotly writes arrays as {"dtype", "bdata", "shape"}
-        z = heatmap["z"]
-        rows = int(z["shape"].split(",")[0]) if isinstance(z, dict) else len(z)
-        assert rows == heads_per_layer
+    # each layer's cells: the chosen (last) note's attention to the notes before it, to the
+    # structure and to the notes left out, one row per head
+    na = note_attention(first.attention, first.ids, first.seed_length, notes[-1])
+    blocks = [na.weights, na.structure[..., None]]
+    blocks += [na.other_notes[..., None]] if na.left_out else []
+    expected = np.concatenate(blocks, axis=-1)
+    assert expected.shape[:2] == (layers, heads_per_layer)
+    for layer, heatmap in enumerate(heatmaps):
+        assert _plotly_array(heatmap["z"]) == pytest.approx(expected[layer], abs=1e-6)
 
 
 def test_a_note_clicked_on_the_roll_is_picked_for_the_attention_view(page: AppTest) -> None:
