@@ -103,8 +103,20 @@ def test_an_example_seed_shows_its_summary_roll_and_audio(page: AppTest) -> None
     metrics = {m.label: m.value for m in page.metric}
     assert metrics["Bars"] == "4"  # the first four bars are kept by default
     assert {"Notes", "Tempo", "Meter", "Key", "Length"} <= set(metrics)
-    assert len(page.get("plotly_chart")) == 1
+    (roll,) = page.get("plotly_chart")
     assert len(page.get("audio")) == 1
+    # the roll draws the kept bars' notes: a bar per note, from its onset, in its row
+    from music_lm.session import seed_from_midi
+
+    example = ROOT / "midi_in" / EXAMPLES[0]
+    score = seed_from_midi(example.read_bytes(), EXAMPLES[0]).cut(4).score
+    traces = json.loads(roll.proto.spec)["data"]
+    assert len(traces) == len([t for t in score.tracks if t.notes])
+    for trace, track in zip(traces, [t for t in score.tracks if t.notes], strict=True):
+        ppq = score.ticks_per_beat
+        assert _plotly_array(trace["base"]).tolist() == [n.onset_tick / ppq for n in track.notes]
+        assert _plotly_array(trace["x"]).tolist() == [n.duration_tick / ppq for n in track.notes]
+        assert _plotly_array(trace["y"]).tolist() == [n.pitch for n in track.notes]
 
 
 def test_every_example_can_be_chosen_and_cut(page: AppTest) -> None:
