@@ -54,6 +54,7 @@ check-lock: venv
 UPGRADE ?= 1
 lock:
 	@[ -x $(VENV)/bin/uv ] || { [ -x $(PY) ] || $(PYTHON) -m venv $(VENV); $(PIP) install -q "$$(grep -E '^uv==' $(LOCK))"; }
+	@cp $(LOCK) $(LOCK).new  # uv keeps the pins of the file it writes unless --upgrade
 	$(VENV)/bin/uv pip compile pyproject.toml requirements.in --extra all --extra dev \
 	  --find-links /opt/wheels --python $(PY) --no-header $(if $(filter 1,$(UPGRADE)),--upgrade) \
 	  -o $(LOCK).new

@@ -389,15 +389,15 @@ def session_alive():
     if context is None or not runtime.exists():
         return lambda: True
     server, session_id = runtime.get_instance(), context.session_id
-    gone_since: list[float] = []
+    gone_since: float | None = None
 
     def alive() -> bool:
+        nonlocal gone_since
         if server.is_active_session(session_id):
-            gone_since.clear()
+            gone_since = None
             return True
-        if not gone_since:
-            gone_since.append(time.monotonic())
-        return time.monotonic() - gone_since[0] < GONE_GRACE_S
+        gone_since = gone_since or time.monotonic()
+        return time.monotonic() - gone_since < GONE_GRACE_S
 
     return alive
 
@@ -756,8 +756,9 @@ def page() -> None:
     job = running_job()
     every = None
     if job is not None:  # a waiting job is looked at less often: its line moves slowly
-        every = WAIT_POLL_S if job.place is not None else POLL_S
-        st.session_state.job_was_waiting = job.place is not None
+        waiting = job.place is not None
+        every = WAIT_POLL_S if waiting else POLL_S
+        st.session_state.job_was_waiting = waiting
     st.fragment(progress_panel, run_every=every)()
     message = st.session_state.get("last_message")
     if message:

@@ -24,7 +24,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from train import write_section  # noqa: E402
+from train import device_name, write_section  # noqa: E402
 
 RUNS = 3
 CONFIGS = [("ACTIVE", 2), ("PASSIVE", 2), ("PASSIVE", 1)]
@@ -70,8 +70,6 @@ def measure(policy: str, threads: int) -> dict:
 
 
 def main() -> None:
-    from train import device_name
-
     rows = []
     for busy in (False, True):
         neighbour = None

@@ -11,6 +11,7 @@ what the page showed before it.
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 import time
 from collections import deque
@@ -415,7 +416,7 @@ class GenerationQueue:
             self._condition.notify_all()
             try:
                 while True:
-                    if job.stop_requested or not job.alive():
+                    if job.stop_requested:  # Stop pressed, or its session gone
                         return False
                     if self._waiting[0] is job and len(self._running) < self.slots:
                         self._running.append(job)
@@ -451,7 +452,7 @@ class GenerationQueue:
     def seconds_per_bar(self) -> float:
         if not self._seconds_per_bar:
             return self.DEFAULT_SECONDS_PER_BAR
-        return sorted(self._seconds_per_bar)[len(self._seconds_per_bar) // 2]
+        return statistics.median(self._seconds_per_bar)
 
     def wait_estimate_s(self, job: GenerationJob) -> float | None:
         """Seconds until `job` may start: what the running jobs have left plus the work of

@@ -103,6 +103,44 @@ def midi_facts(data: bytes) -> dict:
     return facts
 
 
+MARKER = "music_lm continuation"  # the marker music_lm writes where the new bars start
+NoteRow = tuple[int, "int | None", float, float, int]  # channel, program, onset, end, pitch
+
+
+def continuation_beat(facts: dict) -> float:
+    """The beat of the one continuation marker."""
+    markers = facts["markers"]
+    assert [text for _beat, text in markers] == [MARKER]
+    return markers[0][0]
+
+
+def new_notes(facts: dict) -> list[NoteRow]:
+    """(channel, program or None for drums, onset, end, pitch) of each note from the
+    continuation marker on, sorted."""
+    start = continuation_beat(facts)
+    return sorted(
+        (channel, None if channel == DRUM_CHANNEL else facts["programs"].get(channel, 0),
+         onset, end, pitch)
+        for channel, notes in facts["notes"].items()
+        for onset, end, pitch in notes
+        if onset >= start - 1e-9
+    )  # fmt: skip
+
+
+def melodic_notes(facts: dict, least: int = 5) -> list[NoteRow]:
+    """The new notes off the drum channel; at least `least` of them, or there is nothing
+    to judge a constraint by."""
+    notes = [n for n in new_notes(facts) if n[0] != DRUM_CHANNEL]
+    assert len(notes) >= least, f"too few new notes to judge: {notes}"
+    return notes
+
+
+def text_event(data: bytes) -> str:
+    """The first text event of a MIDI file (music_lm's settings line)."""
+    midi = mido.MidiFile(file=io.BytesIO(data))
+    return next(m.text for t in midi.tracks for m in t if m.type == "text")
+
+
 def bar_lines(facts: dict, start_beat: float, bars: int) -> list[float]:
     """The beats where the new bars start, and where the last one ends, by the meters."""
     meters = sorted(facts["meters"])

@@ -32,7 +32,18 @@ from unittest.mock import patch
 
 import pytest
 import typer.main
-from midi_checker import DRUM_CHANNEL, GROUPS, bar_lines, midi_facts, playable, scale_classes
+from midi_checker import (
+    GROUPS,
+    NoteRow,
+    bar_lines,
+    continuation_beat,
+    melodic_notes,
+    midi_facts,
+    new_notes,
+    playable,
+    scale_classes,
+    text_event,
+)
 
 from music_lm.cli import app, main
 from music_lm.vocab import VOCAB
@@ -45,7 +56,6 @@ BEATS_PER_BAR = 3  # quarter notes in a bar of 6/8
 # Flute (73), bass (33), piano (0) and drums: for --instruments. (An untrained model that
 # picks the drum track first tends to stay there: a drum hit is most of the vocabulary.)
 BAND = EXAMPLES / "band_with_drums.mid"
-MARKER = "music_lm continuation"
 
 # ---- the model's will: bias added to the logits of some token families ----
 
@@ -137,32 +147,18 @@ class Take:
         return midi_facts(self.file(".mid", variant).read_bytes())
 
     def start_beat(self, variant: int = 1) -> float:
-        markers = self.facts(variant)["markers"]
-        assert [text for _beat, text in markers] == [MARKER]
-        return markers[0][0]
+        return continuation_beat(self.facts(variant))
 
-    def new_notes(self, variant: int = 1) -> list[tuple[int, int | None, float, float, int]]:
+    def new_notes(self, variant: int = 1) -> list[NoteRow]:
         """(channel, program or None for drums, onset, end, pitch) of each new note."""
-        facts, start = self.facts(variant), self.start_beat(variant)
-        return sorted(
-            (channel, None if channel == DRUM_CHANNEL else facts["programs"].get(channel, 0),
-             onset, end, pitch)
-            for channel, notes in facts["notes"].items()
-            for onset, end, pitch in notes
-            if onset >= start - 1e-9
-        )  # fmt: skip
+        return new_notes(self.facts(variant))
 
-    def melodic(self, variant: int = 1) -> list[tuple[int, int | None, float, float, int]]:
-        notes = [n for n in self.new_notes(variant) if n[0] != DRUM_CHANNEL]
-        assert len(notes) >= 5, f"too few new notes to judge: {notes}"
-        return notes
+    def melodic(self, variant: int = 1) -> list[NoteRow]:
+        return melodic_notes(self.facts(variant))
 
     def text_event(self) -> str:
         """The settings line the MIDI carries (model hash, random seed, variant)."""
-        import mido
-
-        midi = mido.MidiFile(self.file(".mid"))
-        return next(m.text for t in midi.tracks for m in t if m.type == "text")
+        return text_event(self.file(".mid").read_bytes())
 
 
 class Runner:

@@ -23,12 +23,19 @@ import pytest
 
 pytest.importorskip("streamlit")
 pytest.importorskip("torch")
-from midi_checker import DRUM_CHANNEL, GROUPS, midi_facts
+from midi_checker import (
+    GROUPS,
+    NoteRow,
+    continuation_beat,
+    melodic_notes,
+    midi_facts,
+    new_notes,
+    text_event,
+)
 from streamlit.testing.v1 import AppTest
 from test_app import APP, button, finish, takes, widget
 from test_options import (
     BEATS_PER_BAR,
-    MARKER,
     _family_ids,
     _low_pitch_ids,
     changes_after_marker,
@@ -74,32 +81,16 @@ class PageTake:
         return midi_facts(self.take.files[".mid"])
 
     def start_beat(self) -> float:
-        markers = self.facts()["markers"]
-        assert [text for _beat, text in markers] == [MARKER]
-        return markers[0][0]
+        return continuation_beat(self.facts())
 
-    def new_notes(self) -> list[tuple[int, int | None, float, float, int]]:
-        facts, start = self.facts(), self.start_beat()
-        return sorted(
-            (channel, None if channel == DRUM_CHANNEL else facts["programs"].get(channel, 0),
-             onset, end, pitch)
-            for channel, notes in facts["notes"].items()
-            for onset, end, pitch in notes
-            if onset >= start - 1e-9
-        )  # fmt: skip
+    def new_notes(self) -> list[NoteRow]:
+        return new_notes(self.facts())
 
-    def melodic(self) -> list:
-        notes = [n for n in self.new_notes() if n[0] != DRUM_CHANNEL]
-        assert len(notes) >= 5, f"too few new notes to judge: {notes}"
-        return notes
+    def melodic(self) -> list[NoteRow]:
+        return melodic_notes(self.facts())
 
     def text_event(self) -> str:
-        import io
-
-        import mido
-
-        midi = mido.MidiFile(file=io.BytesIO(self.take.files[".mid"]))
-        return next(m.text for t in midi.tracks for m in t if m.type == "text")
+        return text_event(self.take.files[".mid"])
 
 
 # ---- driving the page ----
