@@ -2,7 +2,7 @@
 and download.
 
 UI only: the work is done by music_lm functions the CLI also calls; the session's state
-(seed, takes, undo, the background job) lives in `music_lm.session`.
+(seed, takes, undo, the background job) lives in `music_lm.page.session`.
 Run with `streamlit run app.py` (`make run`).
 
 MUSIC_LM_MODEL names the model offered as the default (the tests put a tiny one there);
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from music_lm.constraints import (
+from music_lm.generation.constraints import (
     GM_PROGRAMS,
     SCALES,
     ConstraintError,
@@ -31,9 +31,8 @@ from music_lm.constraints import (
     parse_key,
     parse_range,
 )
-from music_lm.export import ExportError
-from music_lm.generate import GenerationError, Header, Sampling
-from music_lm.session import (
+from music_lm.generation.runner import GenerationError, Header, Sampling
+from music_lm.page.session import (
     LIMITS,
     GenerationJob,
     History,
@@ -51,7 +50,8 @@ from music_lm.session import (
     seed_summary,
     warm_up,
 )
-from music_lm.vocab import VOCAB
+from music_lm.render.export import ExportError
+from music_lm.tokens.vocab import VOCAB
 
 ROOT = Path(__file__).parent
 EXAMPLES = ROOT / "midi_in"
@@ -88,7 +88,7 @@ def running_job() -> GenerationJob | None:
 def loaded_model(path: str, attention: bool):
     """A model shared by the sessions; one with attention weights is kept apart, because
     capturing attention switches its kernel."""
-    from music_lm.model import load_model
+    from music_lm.model.folder import load_model
 
     return load_model(path)
 
@@ -97,7 +97,7 @@ def loaded_model(path: str, attention: bool):
 def _wav(midi: bytes, name: str) -> tuple[bytes | None, str | None]:
     """(WAV, None) or (None, why not): a failure is cached too, so a machine without a
     soundfont does not try FluidSynth again on every rerun."""
-    from music_lm.audio import AudioError
+    from music_lm.render.audio import AudioError
 
     try:
         return render_wav(midi, name), None
@@ -224,8 +224,8 @@ def show_seed(seed: Seed) -> None:
     cols[5].metric("Length", f"{summary['seconds']:g} s")
     st.caption("Tracks: " + ", ".join(summary["tracks"]) + f" · style: {summary['style']}")
     if summary["notes"]:
-        from music_lm.midi_io import write_midi
-        from music_lm.pianoroll import pianoroll_figure
+        from music_lm.midi.io import write_midi
+        from music_lm.render.pianoroll import pianoroll_figure
 
         with st.expander("Seed: piano roll and audio", expanded=True):
             st.plotly_chart(pianoroll_figure(seed.score, title=seed.name), key="seed-roll")
@@ -466,8 +466,8 @@ def show_takes(takes: list[Take]) -> None:
 
 
 def show_take(take: Take) -> None:
-    from music_lm.pianoroll import pianoroll_figure
-    from music_lm.player import midi_player_html, player_available
+    from music_lm.page.player import midi_player_html, player_available
+    from music_lm.render.pianoroll import pianoroll_figure
 
     st.subheader(take.label)
     record = take.record
@@ -572,7 +572,7 @@ def token_view() -> None:
         return
     edited = edited_take(take, text, number=0)  # numbered when saved
     st.success(f"Valid: {len(text.split())} tokens; the edit is rendered below")
-    from music_lm.pianoroll import pianoroll_figure
+    from music_lm.render.pianoroll import pianoroll_figure
 
     figure = pianoroll_figure(edited.score, continuation_at=edited.continuation_tick or None)
     st.plotly_chart(figure, key=f"edit-roll-{number}")
@@ -590,7 +590,7 @@ def token_view() -> None:
 
 
 def attention_view() -> None:
-    from music_lm.attention import (
+    from music_lm.page.attention import (
         attention_figure,
         attention_summary_figure,
         generated_notes,
@@ -635,7 +635,7 @@ def note_picked_on_roll(take: Take, notes) -> int | None:
     The roll has a trace per track with notes, in track order, its notes as `roll_notes`
     gives them: (curve, point) names the note. A track may sound the same pitch twice at
     once; the k-th of such twins on the roll is the k-th in the text."""
-    from music_lm.pianoroll import roll_notes
+    from music_lm.render.pianoroll import roll_notes
 
     selection = st.session_state.get(f"roll-{take.number}")
     points = (selection or {}).get("selection", {}).get("points", [])
@@ -669,7 +669,7 @@ def note_picked_on_roll(take: Take, notes) -> int | None:
 def training_view() -> None:
     import plotly.graph_objects as go
 
-    from music_lm.model import ModelError, resolve_model_path
+    from music_lm.model.folder import ModelError, resolve_model_path
 
     choices = model_choices([RUNS])
     choice = st.selectbox("Run", choices, format_func=lambda c: c.label)

@@ -5,7 +5,7 @@ on, through `cache=`) against a StaticCache preallocated for the whole run.
 
 The shipped model in fp32 on the CPU, batch 2 (the page's default variants), a 400-token
 prefill then 300 decode steps with a growing attention mask and explicit position ids, as
-`music_lm.generate._Runner` steps; ms per decode step, median of 5 alternating runs. The
+`music_lm.generation.runner._Runner` steps; ms per decode step, median of 5 alternating runs. The
 "## KV cache" section of RESULTS.md is written from it.
 """
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 from train import device_name, write_section  # noqa: E402
 
-from music_lm.model import load_model  # noqa: E402
+from music_lm.model.folder import load_model  # noqa: E402
 
 ROWS, PREFILL, STEPS, RUNS = 2, 400, 300, 9
 

@@ -43,7 +43,7 @@ from mido import Message, MetaMessage
 from symusic import Score as SymScore
 
 from music_lm import midi_to_text, read_midi, text_to_midi
-from music_lm.vocab import GRID_PER_QUARTER, MAX_DURATION_STEPS, VOCAB
+from music_lm.tokens.vocab import GRID_PER_QUARTER, MAX_DURATION_STEPS, VOCAB
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".cache"

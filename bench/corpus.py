@@ -9,7 +9,7 @@ Hugging Face datasets engine against the local one, and the wall time of a full 
 
 1. tokenise: --files generated MIDI files (cached in bench/.cache/corpus-gen-N-SEED/), one
    process, file by file, file reading included: music_lm's per-file corpus work
-   (music_lm.corpus.encode_item: grid, encode, token ids) against MidiTok 3 REMI and TSD
+   (music_lm.corpus.build.encode_item: grid, encode, token ids) against MidiTok 3 REMI and TSD
    (symusic Score, tokenize to ids) configured as in bench/codec.py; files/s, best of --repeat.
 2. datasets: build_corpus_datasets (Dataset.map, num_proc W) against build_corpus (a pool of W
    processes, cold cache), both over the same --datasets-files generated files; then the local
@@ -45,9 +45,9 @@ from typing import Any
 import mido
 from mido import Message, MetaMessage
 
-from music_lm.corpus import BuildConfig, BuildResult, build_corpus, encode_item
-from music_lm.dataset import SPLITS
-from music_lm.sources import Item
+from music_lm.corpus.build import BuildConfig, BuildResult, build_corpus, encode_item
+from music_lm.corpus.dataset import SPLITS
+from music_lm.corpus.sources import Item
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -252,7 +252,7 @@ def engines(folder: Path, workers: int) -> dict[str, dict[str, Any]]:
     its cache; each into a fresh folder but the last, which updates the local one's."""
     import datasets
 
-    from music_lm.corpus_hf import build_corpus_datasets
+    from music_lm.corpus.hf_dataset import build_corpus_datasets
 
     datasets.disable_progress_bars()  # as the local builds below, which run without a bar
     config = BuildConfig(sources=(f"{folder}:bench",))
@@ -260,7 +260,7 @@ def engines(folder: Path, workers: int) -> dict[str, dict[str, Any]]:
     # lazy imports, and the tokenizer's (transformers and torch, 1-2 s) to write the corpus.
     first = next(folder.glob("*.mid"))
     encode_item(Item("bench", "midi", str(first), first.name, "user"), first.read_bytes())
-    importlib.import_module("music_lm.tokenizer")
+    importlib.import_module("music_lm.tokens.tokenizer")
 
     def hf(tmp: Path) -> BuildResult:
         return build_corpus_datasets(config, tmp / "datasets", workers, cache_dir=tmp / "hf")
@@ -387,7 +387,7 @@ def tokenise_section(part: dict[str, Any]) -> list[str]:
         "same in one track (format 0). PPQ 96 to 960.",
         "- What is timed: file by file in one process, reading the file included, the best of "
         f"{part['repeat']} passes (garbage collection on, as in a build). music_lm: "
-        "`music_lm.corpus.encode_item`, a corpus build's work per file (grid, encode, token "
+        "`music_lm.corpus.build.encode_item`, a corpus build's work per file (grid, encode, token "
         "ids). MidiTok (the anchor; music_lm's ratios to it in brackets): symusic Score from "
         "the bytes, `tokenizer.encode` to ids, with bench/codec.py's configuration (REMI and "
         "TSD, programs, tempos, meters, one stream, music_lm's 1/24 grid). A file that raises "
@@ -419,8 +419,8 @@ def datasets_section(part: dict[str, Any]) -> list[str]:
         f"- files: {files:,} generated as in part 1 (seed {part['seed']}), one source. Each "
         "figure is one build call, from listing the folder to the corpus folder written: files/s "
         "is files / wall seconds of the call. The anchor is the local engine "
-        "(`music_lm.corpus.build_corpus`) in the same run, same files and workers, with a fresh "
-        "encoding cache; then it runs again over that cache, which encodes nothing (the "
+        "(`music_lm.corpus.build.build_corpus`) in the same run, same files and workers, with a "
+        "fresh encoding cache; then it runs again over that cache, which encodes nothing (the "
         "incremental build). The datasets engine starts from a fresh Arrow cache too, and "
         "also writes Parquet shards. "
         "What a build imports once per process (the codec's modules; transformers and torch, "

@@ -5,7 +5,7 @@
 
 Four measurements, each in the same run as its anchor:
 
-* speed: ms per new token of our sampling loop (`music_lm.generate.generate`: KV cache,
+* speed: ms per new token of our sampling loop (`music_lm.generation.runner.generate`: KV cache,
   masks, top-p) against transformers' `model.generate()` with the same masks as a
   `LogitsProcessor`, and against `model.generate()` with no masks at all (the price of
   the model alone); the same seed, bars and sampling settings;
@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from midi_checker import check_constraints  # noqa: E402
 from train import device_name, write_section  # noqa: E402
 
-from music_lm.constraints import SEED_KEY, Constraints, ContinuationState  # noqa: E402
-from music_lm.generate import (  # noqa: E402
+from music_lm.generation.constraints import SEED_KEY, Constraints, ContinuationState  # noqa: E402
+from music_lm.generation.runner import (  # noqa: E402
     Sampling,
     V,
     _header_key,
@@ -55,9 +55,9 @@ from music_lm.generate import (  # noqa: E402
     seed_from_file,
     variant_files,
 )
-from music_lm.grammar import END, GrammarError, GrammarState, validate  # noqa: E402
-from music_lm.model import load_model  # noqa: E402
-from music_lm.vocab import GRID_PER_QUARTER, VOCAB  # noqa: E402
+from music_lm.model.folder import load_model  # noqa: E402
+from music_lm.tokens.grammar import END, GrammarError, GrammarState, validate  # noqa: E402
+from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB  # noqa: E402
 
 RESULTS = BENCH / "generate_results.json"
 SECTION = "## Generation"

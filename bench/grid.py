@@ -32,7 +32,7 @@ import music21
 from music21 import chord, corpus, harmony, note, stream
 
 GRIDS = (4, 8, 12, 16, 24, 32, 48, 96)
-CHOSEN = 24  # the codec's grid (music_lm.vocab.GRID_PER_QUARTER)
+CHOSEN = 24  # the codec's grid (music_lm.tokens.vocab.GRID_PER_QUARTER)
 BY_COLLECTION = (12, 24, 48)
 SKIP_DIRS = {"demos", "theoryExercises"}  # test files, not music
 SKIP_SUFFIXES = {".rntxt"}  # roman-numeral analyses: chords with no real notes

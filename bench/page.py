@@ -171,10 +171,10 @@ def steady(url: str, folder: Path, waiting: int, bars: int = 32) -> float:
 
 
 def batching() -> dict:
-    from music_lm.constraints import Constraints
-    from music_lm.generate import generate
-    from music_lm.model import load_model
-    from music_lm.session import seed_from_midi
+    from music_lm.generation.constraints import Constraints
+    from music_lm.generation.runner import generate
+    from music_lm.model.folder import load_model
+    from music_lm.page.session import seed_from_midi
 
     loaded = load_model("default")
     seed = list(seed_from_midi(SEED.read_bytes(), SEED.name).cut(SEED_BARS).ids)

@@ -1,4 +1,4 @@
-"""Benchmark audio rendering: music_lm.audio against pretty_midi's fluidsynth() and the
+"""Benchmark audio rendering: music_lm.render.audio against pretty_midi's fluidsynth() and the
 fluidsynth command-line player, on one core, the same soundfont and sample rate.
 
     .venv/bin/python bench/render.py
@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 
 from train import device_name, write_section  # noqa: E402
 
-from music_lm.audio import _Synth, encode_audio, find_soundfont, render_midi  # noqa: E402
-from music_lm.midi_io import write_midi  # noqa: E402
-from music_lm.score import Note, Score, TempoChange, TimeSignature, Track  # noqa: E402
+from music_lm.midi.io import write_midi  # noqa: E402
+from music_lm.midi.score import Note, Score, TempoChange, TimeSignature, Track  # noqa: E402
+from music_lm.render.audio import _Synth, encode_audio, find_soundfont, render_midi  # noqa: E402
 
 SECTION = "## Rendering"
 RATE = 44100

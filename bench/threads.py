@@ -34,10 +34,10 @@ import json, os, statistics, sys, threading
 os.environ["MUSIC_LM_DECODE_THREADS"] = sys.argv[1]  # generate() sets torch's threads from it
 import music_lm  # before torch: its OMP_WAIT_POLICY default applies
 import torch
-from music_lm.constraints import Constraints
-from music_lm.generate import generate
-from music_lm.model import load_model
-from music_lm.session import seed_from_midi
+from music_lm.generation.constraints import Constraints
+from music_lm.generation.runner import generate
+from music_lm.model.folder import load_model
+from music_lm.page.session import seed_from_midi
 
 runs = int(sys.argv[2])
 seed = list(seed_from_midi(open(sys.argv[3], "rb").read(), "seed.mid").cut(4).ids)

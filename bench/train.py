@@ -1,4 +1,4 @@
-"""Benchmark training throughput: our loop (music_lm.train) against Hugging Face Trainer.
+"""Benchmark training throughput: our loop (music_lm.training.loop) against Hugging Face Trainer.
 
     .venv/bin/python bench/train.py                       # CPU: the small preset
     python bench/train.py --presets small base --steps 30 # on a GPU: compiled bf16
@@ -6,7 +6,7 @@
 
 For each preset, the same GPT-2 (context 1,024) trains on windows of the same size:
 
-* ours: `music_lm.train.train` itself (the code users run: window sampling from a corpus,
+* ours: `music_lm.training.loop.train` itself (the code users run: window sampling from a corpus,
   transposition, the optimizer step, logging), `--steps` steps after `--warmup` steps that
   are not timed (torch.compile's first steps), tokens/s from its metrics.jsonl;
 * anchor: transformers' `Trainer` on the same model config, batch size and precision,
@@ -42,9 +42,9 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-from music_lm.model import PRESETS, model_config, new_model  # noqa: E402
-from music_lm.train import PEAK_BF16_FLOPS, TrainConfig, flops_per_token, train  # noqa: E402
-from music_lm.vocab import VOCAB  # noqa: E402
+from music_lm.model.folder import PRESETS, model_config, new_model  # noqa: E402
+from music_lm.tokens.vocab import VOCAB  # noqa: E402
+from music_lm.training.loop import PEAK_BF16_FLOPS, TrainConfig, flops_per_token, train  # noqa: E402
 
 RESULTS = BENCH / "train_results.json"
 SECTION = "## Training"
@@ -54,7 +54,7 @@ CONTEXT = 1024
 def synthetic_corpus(folder: Path, tokens: int = 600_000) -> Path:
     """A corpus folder of random pieces (a header, then bar/pos/track/dur/vel/pitch tokens):
     only its shape matters for speed."""
-    from music_lm.dataset import CORPUS_FORMAT, Piece
+    from music_lm.corpus.dataset import CORPUS_FORMAT, Piece
 
     if (folder / "manifest.json").is_file():
         return folder

@@ -20,9 +20,9 @@ from fuzz.harness import fuzz_main, instrumented
 
 with instrumented(__name__ == "__main__"):
     from music_lm.api import Encoded, encode_midi
-    from music_lm.codec import CodecError, decode
-    from music_lm.midi_io import MidiError, read_midi, write_midi
-    from music_lm.report import format_inspection, verify_round_trip
+    from music_lm.midi.io import MidiError, read_midi, write_midi
+    from music_lm.tokens.codec import CodecError, decode
+    from music_lm.tokens.report import format_inspection, verify_round_trip
 
 REFUSALS = (MidiError, CodecError)  # how the encode path may say no
 SUSTAIN_DROPPED = "controller CC64 (sustain pedal)"

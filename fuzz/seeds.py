@@ -19,10 +19,10 @@ if __package__ in (None, ""):  # run as a script: the repo root makes `fuzz` imp
 
 from fuzz.text_target import WALK_MODE, WORDS_MODE
 from music_lm.api import encode_midi
-from music_lm.codec import encode
-from music_lm.midi_io import write_midi
-from music_lm.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
-from music_lm.vocab import VOCAB
+from music_lm.midi.io import write_midi
+from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.tokens.codec import encode
+from music_lm.tokens.vocab import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "midi_in").glob("*.mid"))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from music_lm.codec import CodecError, GridChanges, decode, encode, to_grid
-from music_lm.midi_io import MidiRead, read_midi, write_midi
-from music_lm.report import format_inspection, verify_round_trip
-from music_lm.score import Score
+from music_lm.midi.io import MidiRead, read_midi, write_midi
+from music_lm.midi.score import Score
+from music_lm.tokens.codec import CodecError, GridChanges, decode, encode, to_grid
+from music_lm.tokens.report import format_inspection, verify_round_trip
 
 
 @dataclass

@@ -15,31 +15,30 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from music_lm.codec import CodecError
-from music_lm.grammar import GrammarError
-from music_lm.limits import LimitError, check_size, limits
-from music_lm.midi_io import MidiError
+from music_lm.errors import InputError, MusicLmError
+from music_lm.limits import check_size, limits
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")
 TEXT_SUFFIXES = (".txt",)
 STDIN = Path("-")
 
-# The errors that mean "this input is bad", as opposed to a bug.
-INPUT_ERRORS = (MidiError, GrammarError, CodecError, UnicodeDecodeError, LimitError)
+# The errors that mean "this input is bad", as opposed to a bug: MidiError, GrammarError,
+# CodecError and LimitError are InputErrors (read_text_file raises one for text that is not
+# UTF-8); UnicodeDecodeError is for the readers that decode text themselves.
+INPUT_ERRORS = (InputError, UnicodeDecodeError)
 
 Output = tuple[Path, bytes | str]  # where, and what
-DEBUG = {"on": False}  # `music-lm --debug`: a batch stops at the first error, with its traceback
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(MusicLmError, FileExistsError):
     """An output would overwrite an existing file without --force."""
 
 
-class OutputConflictError(OSError):
+class OutputConflictError(MusicLmError, OSError):
     """An output would overwrite an input, or two inputs would write one output."""
 
 
-class NoInputsError(FileNotFoundError):
+class NoInputsError(MusicLmError, FileNotFoundError):
     """A folder holds no file of the kind a command reads."""
 
 
@@ -110,7 +109,7 @@ def read_text_file(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise GrammarError(f"{path}: not UTF-8 token text") from None
+        raise InputError(f"{path}: not UTF-8 token text") from None
 
 
 def read_input_bytes(path: Path) -> bytes:
@@ -160,11 +159,13 @@ def run_batch(
     result: BatchResult,
     force: bool = False,
     errors: tuple[type[Exception], ...] = (),
+    debug: bool = False,
 ) -> BatchResult:
     """Run `job` on each input and write its outputs once all of them pass the checks.
 
     A bad input (an error of INPUT_ERRORS or `errors`) is recorded and the batch carries
-    on; nothing of it is written.
+    on; nothing of it is written. With `debug` (`music-lm --debug`) the batch stops at
+    the first error instead, with its traceback.
     """
     for source in inputs:
         try:
@@ -178,7 +179,7 @@ def run_batch(
         except (OutputExistsError, OutputConflictError) as err:
             result.failed.append((source, str(err)))  # names the output, which is the problem
         except (*INPUT_ERRORS, *errors, OSError) as err:
-            if DEBUG["on"]:  # music-lm --debug: the traceback, not the one line
+            if debug:
                 raise
             result.failed.append((source, _with_name(source, err)))
         else:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 
+from music_lm.errors import InputError
 
-class LimitError(ValueError):
+
+class LimitError(InputError, ValueError):
     """A malformed limit setting (the limits themselves are enforced where input is read)."""
 
 

@@ -6,7 +6,7 @@
    and music_lm.json) to music_lm/models/default/ (the folder `--model default` loads).
 2. That shipped model (fp16 weights, computed in fp32) is evaluated on the corpus's test
    split beside a unigram and an order-3 Markov model fitted on the training split
-   (`music_lm.evaluate`); the figures go to music_lm/models/default/eval.json.
+   (`music_lm.training.evaluate`); the figures go to music_lm/models/default/eval.json.
 3. docs/model-card.md is rendered from the run (train_config.json, metrics.jsonl,
    music_lm.json) and eval.json, and copied into the folder as its README.md.
 
@@ -28,16 +28,16 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from music_lm.dataset import Corpus  # noqa: E402
-from music_lm.evaluate import evaluate_model  # noqa: E402
-from music_lm.model import (  # noqa: E402
+from music_lm.corpus.dataset import Corpus  # noqa: E402
+from music_lm.model.folder import (  # noqa: E402
     DEFAULT_MODEL_DIR,
     load_model,
     model_meta,
     replace_folder,
     save_model_folder,
 )
-from music_lm.vocab import VOCAB  # noqa: E402
+from music_lm.tokens.vocab import VOCAB  # noqa: E402
+from music_lm.training.evaluate import evaluate_model  # noqa: E402
 
 CARD = ROOT / "docs" / "model-card.md"
 
@@ -92,7 +92,7 @@ def render_card(
     on_cpu = "GPU" not in hardware and "NVIDIA" not in hardware
     precision = config["precision"]
     if precision == "auto":  # what auto took: the card is rendered where the run trained
-        from music_lm.train import native_bf16
+        from music_lm.training.loop import native_bf16
 
         precision = "bf16" if native_bf16(not on_cpu) else "fp32"
     passes = last["tokens_seen"] / manifest["splits"]["train"]["tokens"]

@@ -18,7 +18,7 @@ import mido
 import pytest
 from hypothesis import settings
 
-from music_lm.score import Score
+from music_lm.midi.score import Score
 
 # Builds that are not given a cache folder use $MUSIC_LM_CACHE: never the user's own.
 os.environ["MUSIC_LM_CACHE"] = tempfile.mkdtemp(prefix="music_lm-test-cache-")
@@ -128,7 +128,7 @@ def tune(seed: int, notes: int = 24) -> Score:
     """A one-track piece in 4/4 (piano or flute): random pitches in eighths and quarters."""
     import random
 
-    from music_lm.score import Note, TempoChange, TimeSignature, Track
+    from music_lm.midi.score import Note, TempoChange, TimeSignature, Track
 
     rng = random.Random(seed)
     events, tick = [], 0
@@ -143,7 +143,7 @@ def tune(seed: int, notes: int = 24) -> Score:
 @pytest.fixture(scope="session")
 def tune_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Ten generated tunes as MIDI files: a user's song folder."""
-    from music_lm.midi_io import write_midi
+    from music_lm.midi.io import write_midi
 
     folder = tmp_path_factory.mktemp("tunes") / "midi"
     folder.mkdir()
@@ -155,8 +155,8 @@ def tune_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_corpus(tune_folder: Path, tmp_path_factory: pytest.TempPathFactory):
     """The ten tunes built into a corpus (style irish), every split present."""
-    from music_lm.corpus import BuildConfig, build_corpus
-    from music_lm.dataset import Corpus
+    from music_lm.corpus.build import BuildConfig, build_corpus
+    from music_lm.corpus.dataset import Corpus
 
     root = tmp_path_factory.mktemp("tiny-corpus")
     config = BuildConfig((f"{tune_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
@@ -169,7 +169,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained music GPT-2 of the "tiny" preset (context 64), saved as a model folder:
     fast, and its output is valid only because of the grammar's masks."""
     torch = pytest.importorskip("torch")
-    from music_lm.model import model_config, model_meta, new_model, save_model_folder
+    from music_lm.model.folder import model_config, model_meta, new_model, save_model_folder
 
     torch.manual_seed(0)
     model = new_model(model_config("tiny", context=64))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import mido
 
 if TYPE_CHECKING:  # the constraints asked for are read, never their tables
-    from music_lm.constraints import Constraints
+    from music_lm.generation.constraints import Constraints
 
 # Semitones above the tonic.
 SCALE_STEPS: dict[str, tuple[int, ...]] = {

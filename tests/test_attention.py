@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from music_lm.api import midi_to_text
-from music_lm.attention import (
+from music_lm.page.attention import (
     OTHER_NOTES_LABEL,
     STRUCTURE_LABEL,
     NoteToken,
@@ -24,9 +24,9 @@ from music_lm.attention import (
     note_attention,
     note_tokens,
 )
-from music_lm.codec import decode
-from music_lm.grammar import BAR, GrammarError, words_to_ids
-from music_lm.vocab import VOCAB
+from music_lm.tokens.codec import decode
+from music_lm.tokens.grammar import BAR, GrammarError, words_to_ids
+from music_lm.tokens.vocab import VOCAB
 
 MIDI_IN = Path(__file__).resolve().parent.parent / "midi_in"
 
@@ -346,9 +346,9 @@ def test_a_red_line_parts_the_seeds_notes_from_the_new_ones() -> None:
 
 def test_a_real_generations_attention_reads_as_notes() -> None:
     pytest.importorskip("torch")
-    from music_lm.constraints import Constraints
-    from music_lm.generate import generate
-    from music_lm.model import load_model
+    from music_lm.generation.constraints import Constraints
+    from music_lm.generation.runner import generate
+    from music_lm.model.folder import load_model
 
     model = load_model("default")
     generation = generate(MIDI_IN / "folk_tune.mid", constraints=Constraints(bars=1),

@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from music_lm.baselines import (
+from music_lm.corpus.dataset import Corpus
+from music_lm.tokens.vocab import VOCAB
+from music_lm.training.baselines import (
     NgramModel,
     baseline_report,
     evaluate_stream,
     split_stream,
 )
-from music_lm.dataset import Corpus
-from music_lm.vocab import VOCAB
 
 SMALL_V = 7
 ORDERS = (0, 1, 2, 3)

@@ -16,8 +16,8 @@ import mido
 import pytest
 
 import music_lm
-from music_lm.midi_io import MidiRead
-from music_lm.vocab import GRID_PER_QUARTER, nearest_velocity
+from music_lm.midi.io import MidiRead
+from music_lm.tokens.vocab import GRID_PER_QUARTER, nearest_velocity
 
 F = Fraction  # times in quarter notes, exactly
 PIANO, VIOLIN, CELLO = 0, 40, 42

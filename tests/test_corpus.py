@@ -16,20 +16,20 @@ import pytest
 from cli_runner import run_cli
 
 from music_lm.api import encode_midi
-from music_lm.corpus import (
+from music_lm.corpus.build import (
     BuildConfig,
     build_corpus,
     fingerprint,
     iter_failures,
     transpose_range,
 )
-from music_lm.dataset import Corpus, WindowSampler, sequential_windows, transpose_ids
-from music_lm.grammar import validate, walk
-from music_lm.instruments import PROGRAM_RANGES, pitch_range, transpose_limits
-from music_lm.midi_io import write_midi
-from music_lm.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
-from music_lm.sources import CorpusError, SourceError, parse_source, style_of_tag
-from music_lm.vocab import GRID_PER_QUARTER, VOCAB
+from music_lm.corpus.dataset import Corpus, WindowSampler, sequential_windows, transpose_ids
+from music_lm.corpus.sources import CorpusError, SourceError, parse_source, style_of_tag
+from music_lm.midi.instruments import PROGRAM_RANGES, pitch_range, transpose_limits
+from music_lm.midi.io import write_midi
+from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.tokens.grammar import validate, walk
+from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
 PPQ = 480
 FLUTE, BASS, PIANO = 73, 33, 0
@@ -206,7 +206,7 @@ def test_a_second_build_encodes_only_what_changed(built, midi_folder, tmp_path) 
 
 
 def test_an_interrupted_build_keeps_the_previous_corpus(built, midi_folder, tmp_path, monkeypatch):
-    import music_lm.corpus as corpus_module
+    import music_lm.corpus.build as corpus_module
 
     _, _, root = built
     config = BuildConfig((f"{midi_folder}:irish",))
@@ -234,9 +234,9 @@ def test_a_folder_that_is_not_a_corpus_is_never_overwritten(midi_folder, tmp_pat
 def test_the_parallel_build_gives_the_same_corpus(built, midi_folder, tmp_path, monkeypatch):
     """Two workers, replaced by fresh ones after every chunk (a real build: every 200), give
     the corpus of one process, byte for byte."""
-    import music_lm.corpus
+    import music_lm.corpus.build
 
-    monkeypatch.setattr(music_lm.corpus, "TASKS_PER_WORKER", 1)
+    monkeypatch.setattr(music_lm.corpus.build, "TASKS_PER_WORKER", 1)
     _, corpus, _ = built
     config = BuildConfig((f"{midi_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
     build_corpus(config, tmp_path / "c", cache_dir=tmp_path / "cache", workers=2)
@@ -250,7 +250,7 @@ def test_the_parallel_build_gives_the_same_corpus(built, midi_folder, tmp_path, 
 def test_the_datasets_engine_gives_the_same_corpus_and_parquet_shards(built, midi_folder, tmp_path):
     import datasets
 
-    from music_lm.corpus_hf import build_corpus_datasets
+    from music_lm.corpus.hf_dataset import build_corpus_datasets
 
     _, corpus, _ = built
     config = BuildConfig((f"{midi_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
@@ -503,7 +503,7 @@ def _histogram(values, edges: np.ndarray) -> list[int]:
 def _assert_stats_drawn(fig, corpus: Corpus) -> None:
     """The four panels of stats.png show the corpus's own figures: notes per pitch, note
     durations, tokens per piece and pieces per style."""
-    from music_lm.codec import decode
+    from music_lm.tokens.codec import decode
 
     pitches, durations, tokens, styles = fig.axes
     pitch = VOCAB.ranges["pitch"]
@@ -543,7 +543,7 @@ def test_tunes_that_music21s_midi_writer_refuses_as_is_still_come_through() -> N
     from music21.exceptions21 import StreamException
     from music21.midi import translate
 
-    from music_lm.sources import music21_items, music21_midi
+    from music_lm.corpus.sources import music21_items, music21_midi
 
     tune = next(
         i for i in music21_items({"folk-essen"}) if i.name == "essenFolksong/altdeu10.abc#15"
@@ -593,7 +593,7 @@ def changing_piece() -> Score:
 
 
 def test_a_piece_from_any_bar_on_is_a_valid_piece_with_what_is_in_force_there() -> None:
-    from music_lm.dataset import piece_from_bar
+    from music_lm.corpus.dataset import piece_from_bar
 
     text = encode_midi(write_midi(changing_piece())).text
     ids = np.array([VOCAB.ids[w] for w in text.split()])
@@ -634,7 +634,7 @@ def test_windows_are_valid_starts_of_pieces(tmp_path) -> None:
 def walk_prefix(ids: list[int]):
     """The grammar states along `ids`, which may stop anywhere and go on with a new piece
     after `end`."""
-    from music_lm.grammar import GrammarState
+    from music_lm.tokens.grammar import GrammarState
 
     state = GrammarState()
     for token in ids:

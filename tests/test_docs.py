@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from music_lm import decode, encode, validate
-from music_lm.grammar import SUCCESSIONS
-from music_lm.vocab import VOCAB
+from music_lm.tokens.grammar import SUCCESSIONS
+from music_lm.tokens.vocab import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN_FORMAT = (ROOT / "docs" / "token-format.md").read_text(encoding="utf-8")
@@ -53,7 +53,7 @@ def test_succession_table_matches_the_grammar() -> None:
 
 
 def test_the_corpus_docs_name_every_music21_collection_and_its_style() -> None:
-    from music_lm.sources import MUSIC21_STYLES
+    from music_lm.corpus.sources import MUSIC21_STYLES
 
     corpus_doc = (ROOT / "docs" / "corpus.md").read_text(encoding="utf-8")
     table = corpus_doc.split("music21's collections and their tags:")[1].split("\n\n")[1]

@@ -18,7 +18,7 @@ from fuzz import midi_target, text_target
 from fuzz.seeds import meta, note, smf, varlen
 from music_lm import CodecError, MidiError, read_midi
 from music_lm.api import encode_midi, inspect_midi
-from music_lm.score import Score, TimeSignature
+from music_lm.midi.score import Score, TimeSignature
 
 CRASHES = Path(__file__).resolve().parent / "fuzz_crashes"
 CHECKS = {"midi": midi_target.check, "text": text_target.check}
@@ -84,7 +84,7 @@ LINES_PER_CALL = 100  # of score.py, for a piece of one time signature
 
 
 def _lines_run(function: Callable[[], list[int]], limit: int) -> tuple[list[int], int]:
-    """(what `function` returns, the lines of music_lm/score.py it ran); stops with an
+    """(what `function` returns, the lines of music_lm/midi/score.py it ran); stops with an
     AssertionError past `limit` lines, so a regression fails at once."""
     count = 0
 

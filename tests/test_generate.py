@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from music_lm.api import midi_to_text
 from music_lm.cli import app
-from music_lm.constraints import (
+from music_lm.generation.constraints import (
     ConstraintError,
     Constraints,
     ContinuationState,
@@ -32,7 +32,7 @@ from music_lm.constraints import (
     parse_range,
     scale_pitch_classes,
 )
-from music_lm.generate import (
+from music_lm.generation.runner import (
     GenerationError,
     Sampling,
     _Runner,
@@ -46,9 +46,9 @@ from music_lm.generate import (
     seed_from_text,
     variant_files,
 )
-from music_lm.grammar import BAR, validate
-from music_lm.model import load_model, model_config, new_model
-from music_lm.vocab import GRID_PER_QUARTER, VOCAB
+from music_lm.model.folder import load_model, model_config, new_model
+from music_lm.tokens.grammar import BAR, validate
+from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "midi_in"
 SEEDS = sorted(EXAMPLES.glob("*.mid"))
@@ -262,7 +262,7 @@ def test_the_same_random_seed_gives_the_same_output(loaded) -> None:
 
 
 def test_without_a_seed_the_piece_starts_from_a_header(loaded) -> None:
-    from music_lm.generate import Header
+    from music_lm.generation.runner import Header
 
     header = Header(style="bach", tempo_bpm=90, time_signature=(3, 4), programs=(0, 32, -1))
     generation = generate(None, header=header, constraints=Constraints(bars=3),
@@ -285,7 +285,7 @@ def test_style_and_seed_bars_shape_the_seed(loaded) -> None:
 
 
 def test_mixed_distributions_follow_the_weights_and_the_schedule() -> None:
-    from music_lm.generate import _combine
+    from music_lm.generation.runner import _combine
 
     first, second = torch.zeros(2, len(VOCAB)), torch.zeros(2, len(VOCAB))
     first[:, 10], second[:, 20] = 30.0, 30.0  # each model sure of its own id
@@ -325,8 +325,8 @@ def test_checkpoints_mix_by_weights_and_by_schedule(loaded, tiny_model: Path) ->
 
 
 def test_a_header_from_options_alone(loaded) -> None:
-    from music_lm.constraints import SEED_KEY
-    from music_lm.generate import Header
+    from music_lm.generation.constraints import SEED_KEY
+    from music_lm.generation.runner import Header
 
     # --scale without --key: the tonic is C, and the header states no key
     generation = generate(constraints=Constraints(bars=1, scale=(SEED_KEY, "dorian")),
@@ -470,8 +470,8 @@ def test_continue_runs_over_a_folder_and_names_a_bad_file(tiny_model: Path, tmp_
 
 
 def test_the_masks_also_work_inside_transformers_generate() -> None:
-    from music_lm.generate import grammar_logits_processor
-    from music_lm.grammar import END
+    from music_lm.generation.runner import grammar_logits_processor
+    from music_lm.tokens.grammar import END
 
     torch.manual_seed(0)
     model = new_model(model_config("tiny", context=512)).eval()
@@ -497,7 +497,7 @@ def test_decoding_uses_one_torch_thread_and_gives_the_count_back(
 ) -> None:
     import torch
 
-    import music_lm.generate as generation
+    import music_lm.generation.runner as generation
 
     seen: list[int] = []
     real_forward = generation._Runner._forward

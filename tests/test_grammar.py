@@ -10,10 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import music_lm
-from music_lm.codec import decode, encode, to_grid
-from music_lm.grammar import GrammarError, GrammarState, describe_ranges, validate
-from music_lm.midi_io import read_midi, write_midi
-from music_lm.vocab import VOCAB, pitch_to_name
+from music_lm.midi.gm import pitch_to_name
+from music_lm.midi.io import read_midi, write_midi
+from music_lm.tokens.codec import decode, encode, to_grid
+from music_lm.tokens.grammar import GrammarError, GrammarState, describe_ranges, validate
+from music_lm.tokens.vocab import VOCAB
 
 # ---- valid pieces (canonical text: a header line, one line per bar, then "end") ----
 

@@ -20,7 +20,7 @@ EXAMPLES = sorted((ROOT / "midi_in").glob("*.mid"))
 
 
 def mido_reference(data: bytes) -> dict:
-    """The reading rules of music_lm.midi_io, written plainly over mido's parser:
+    """The reading rules of music_lm.midi.io, written plainly over mido's parser:
     instruments are (track, channel, program at note-on), notes pair first-in
     first-out per (channel, pitch), a note-off with nothing sounding (and not
     doubling one on that tick) followed on the same tick by a note-on of that

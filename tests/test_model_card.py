@@ -44,11 +44,11 @@ import numpy as np
 import pytest
 import torch
 
-from music_lm.corpus import BuildConfig, encode_item, fingerprint, piece_ids, split_of
-from music_lm.dataset import sequential_windows
-from music_lm.model import LoadedModel, TokenMap, load_model, new_model
-from music_lm.sources import music21_items
-from music_lm.train import score_windows
+from music_lm.corpus.build import BuildConfig, encode_item, fingerprint, piece_ids, split_of
+from music_lm.corpus.dataset import sequential_windows
+from music_lm.corpus.sources import music21_items
+from music_lm.model.folder import LoadedModel, TokenMap, load_model, new_model
+from music_lm.training.loop import score_windows
 
 SHIPPED = Path(__file__).resolve().parent.parent / "music_lm" / "models" / "default"
 EVALUATION = json.loads((SHIPPED / "eval.json").read_text(encoding="utf-8"))

@@ -46,7 +46,7 @@ from midi_checker import (
 )
 
 from music_lm.cli import app, main
-from music_lm.vocab import VOCAB
+from music_lm.tokens.vocab import VOCAB
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "midi_in"
 # A violin (program 40) alone in 6/8 and B minor, from a pickup bar of one note: short
@@ -73,7 +73,7 @@ def _low_pitch_ids() -> range:
 
 def pushing(ids: Callable[[], range]) -> Callable:
     """A forward pass that wants the tokens `ids()` above all others."""
-    from music_lm.generate import _Runner
+    from music_lm.generation.runner import _Runner
 
     original = _Runner._forward
 
@@ -97,7 +97,7 @@ def ranked() -> contextlib.AbstractContextManager:
     any random seed."""
     import torch
 
-    from music_lm.generate import _Runner
+    from music_lm.generation.runner import _Runner
 
     original = _Runner._forward
 
@@ -111,7 +111,9 @@ def ranked() -> contextlib.AbstractContextManager:
 
 def always_a_copy() -> contextlib.AbstractContextManager:
     """Every variant judged a copy of the seed: every retry is spent."""
-    return patch("music_lm.generate.post_check", lambda _ids, _seed_length: "copies the seed")
+    return patch(
+        "music_lm.generation.runner.post_check", lambda _ids, _seed_length: "copies the seed"
+    )
 
 
 # ---- running the command ----
@@ -228,7 +230,7 @@ def other_tiny_model_folder(folder: Path) -> Path:
     """A second untrained tiny model: other weights, so other notes from the same seed."""
     import torch
 
-    from music_lm.model import model_config, model_meta, new_model, save_model_folder
+    from music_lm.model.folder import model_config, model_meta, new_model, save_model_folder
 
     torch.manual_seed(1)
     folder.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ import pytest
 from browser import browser_page, chromium_path
 from external import requires
 
-from music_lm.player import (
+from music_lm.page.player import (
     DEFAULT_STATIC_URL,
     PLAYER_DIR,
     PLAYER_ID,

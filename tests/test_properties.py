@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import music_lm
-from music_lm.codec import decode, encode, to_grid
-from music_lm.grammar import validate
-from music_lm.midi_io import read_midi, write_midi
-from music_lm.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
-from music_lm.vocab import (
+from music_lm.midi.io import read_midi, write_midi
+from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.tokens.codec import decode, encode, to_grid
+from music_lm.tokens.grammar import validate
+from music_lm.tokens.vocab import (
     GRID_PER_QUARTER,
     MAX_DURATION_STEPS,
     VOCAB,

@@ -21,7 +21,10 @@ from conftest import build_midi, note_events
 from external import requires
 from typer.testing import CliRunner
 
-from music_lm.audio import (
+from music_lm.cli import app
+from music_lm.midi.io import read_midi, write_midi
+from music_lm.midi.score import Note, Score, TempoChange, TimeSignature, Track
+from music_lm.render.audio import (
     AudioError,
     encode_audio,
     find_soundfont,
@@ -29,10 +32,8 @@ from music_lm.audio import (
     render_score,
     tick_seconds,
 )
-from music_lm.cli import app
-from music_lm.export import daw_midi, export_midi, musicxml
-from music_lm.midi_io import read_midi, write_midi
-from music_lm.pianoroll import (
+from music_lm.render.export import daw_midi, export_midi, musicxml
+from music_lm.render.pianoroll import (
     SEED_SHADE,
     bar_tick,
     continuation_tick,
@@ -42,7 +43,6 @@ from music_lm.pianoroll import (
     pianoroll_figure,
     track_colour,
 )
-from music_lm.score import Note, Score, TempoChange, TimeSignature, Track
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "midi_in"
 TIM = Path(__import__("pretty_midi").__file__).parent / "TimGM6mb.sf2"

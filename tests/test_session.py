@@ -9,9 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from music_lm.constraints import Constraints
-from music_lm.generate import GenerationError, GenerationStoppedError, Header, Progress, generate
-from music_lm.session import (
+from music_lm.generation.constraints import Constraints
+from music_lm.generation.runner import (
+    GenerationError,
+    GenerationStoppedError,
+    Header,
+    Progress,
+    generate,
+)
+from music_lm.page.session import (
     GenerationJob,
     GenerationQueue,
     History,
@@ -28,7 +34,7 @@ from music_lm.session import (
     seed_summary,
     takes_of,
 )
-from music_lm.vocab import VOCAB
+from music_lm.tokens.vocab import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]
 CHORALE = (ROOT / "midi_in" / "bach_chorale.mid").read_bytes()
@@ -160,7 +166,7 @@ def test_check_text_names_the_token_and_what_was_expected() -> None:
 
 
 def _take(number: int):
-    from music_lm.session import Take
+    from music_lm.page.session import Take
 
     ids = (1, 2, 3)
     return Take(number, 1, 1, ids, 1, 0, 1, {}, {".txt": b"x"})

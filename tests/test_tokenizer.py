@@ -14,14 +14,14 @@ pytest.importorskip("transformers")
 from transformers import AutoTokenizer
 
 from music_lm import midi_to_text
-from music_lm.tokenizer import (
+from music_lm.tokens.tokenizer import (
     TokenizerMismatchError,
     build_tokenizer,
     check_vocabulary,
     load_tokenizer,
     save_tokenizer,
 )
-from music_lm.vocab import VOCAB
+from music_lm.tokens.vocab import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [midi_to_text(path) for path in sorted((ROOT / "midi_in").glob("*.mid"))]

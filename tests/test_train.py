@@ -22,8 +22,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from music_lm.dataset import Corpus
-from music_lm.model import (
+from music_lm.corpus.dataset import Corpus
+from music_lm.corpus.sources import CorpusError
+from music_lm.model.folder import (
     DEFAULT_MODEL_DIR,
     PRESETS,
     ModelError,
@@ -32,8 +33,8 @@ from music_lm.model import (
     model_config,
     new_model,
 )
-from music_lm.sources import CorpusError
-from music_lm.train import (
+from music_lm.tokens.vocab import VOCAB
+from music_lm.training.loop import (
     METRICS_FILE,
     TrainConfig,
     TrainError,
@@ -45,7 +46,6 @@ from music_lm.train import (
     plot_losses,
     train,
 )
-from music_lm.vocab import VOCAB
 
 TINY = {"preset": "tiny", "context": 64, "batch_size": 4, "log_every": 1, "eval_windows": 0,
         "progress": False, "transpose": 2}  # fmt: skip
@@ -288,7 +288,7 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(
     command resumes from it once there is room again."""
     import errno
 
-    import music_lm.train as training
+    import music_lm.training.loop as training
 
     real_save = torch.save
 
@@ -493,7 +493,7 @@ def test_the_default_model_ships_with_the_package() -> None:
 
 
 def test_finetune_dropout_reaches_every_dropout_module(run: Path, tiny_corpus: Corpus) -> None:
-    from music_lm.train import build_model
+    from music_lm.training.loop import build_model
 
     model, *_ = build_model(TrainConfig(data=("x",), output="y", base=str(run), dropout=0.25),
                             quiet)  # fmt: skip
@@ -516,7 +516,7 @@ def test_evaluated_checkpoints_carry_their_validation_figures(
 def test_bad_bases_and_settings_are_one_line_errors(
     run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from music_lm.model import resolve_model_path
+    from music_lm.model.folder import resolve_model_path
 
     with pytest.raises(ModelError, match="no such model folder"):
         resolve_model_path(f"{run.parent}/typo")
@@ -577,7 +577,7 @@ def test_the_command_line_tells_train_which_options_were_given(monkeypatch) -> N
     (it once compared with another library's enum and reported nothing)."""
     from typer.testing import CliRunner
 
-    import music_lm.train as train_module
+    import music_lm.training.loop as train_module
     from music_lm.cli import app
 
     seen = {}

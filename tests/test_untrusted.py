@@ -15,8 +15,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from music_lm.model import ModelError, load_model  # noqa: E402
-from music_lm.train import TrainConfig, TrainError, train  # noqa: E402
+from music_lm.model.folder import ModelError, load_model  # noqa: E402
+from music_lm.training.loop import TrainConfig, TrainError, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,18 +10,15 @@ from fractions import Fraction
 import mido
 import pytest
 
-from music_lm.vocab import (
-    GM_DRUMS,
-    GM_PROGRAMS,
+from music_lm.midi.gm import GM_DRUMS, GM_PROGRAMS, name_to_pitch, pitch_to_name
+from music_lm.tokens.vocab import (
     GRID_PER_QUARTER,
     MAX_DURATION_STEPS,
     SHORT_DURATION_STEPS,
     VOCAB,
     bar_steps,
-    name_to_pitch,
     nearest_tempo,
     nearest_velocity,
-    pitch_to_name,
     split_duration,
     steps_to_quarters_text,
 )
@@ -287,7 +284,7 @@ def test_split_duration_rejects_durations_out_of_range(steps):
 
 def test_importing_the_codec_loads_no_torch():
     code = (
-        "import sys, music_lm, music_lm.cli, music_lm.report, music_lm.files\n"
+        "import sys, music_lm, music_lm.cli, music_lm.tokens.report, music_lm.files\n"
         "heavy = sorted(m for m in ('torch', 'transformers', 'numpy') if m in sys.modules)\n"
         "assert not heavy, heavy\n"
     )

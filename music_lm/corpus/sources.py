@@ -1,0 +1,255 @@
+"""Where corpus pieces come from: music21's bundled corpus and folders of MIDI files.
+
+A source is written `music21` or `DIR[:TAG]`. It lists its pieces as `Item`s; a
+worker turns an item into MIDI bytes (`item_midi`), which the codec then encodes.
+music21 pieces go through music21's own MIDI writer (ties joined, repeats
+expanded, dynamics as velocities, parts as instruments), so every piece, whatever
+its format, enters the corpus through the same tested MIDI reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from music_lm.errors import MusicLmError
+from music_lm.files import MIDI_SUFFIXES
+from music_lm.tokens.vocab import STYLES
+
+MUSIC21 = "music21"
+
+# music21 corpus collection (its folder) -> style tag. Collections not listed here
+# (demos, theory exercises) are test material, not music, and are left out.
+MUSIC21_STYLES: dict[str, str] = {
+    "airdsAirs": "scottish",
+    "bach": "bach",
+    "beach": "romantic",
+    "beethoven": "beethoven",
+    "chopin": "chopin",
+    "ciconia": "medieval",
+    "corelli": "baroque",
+    "cpebach": "classical",
+    "essenFolksong": "folk-essen",
+    "handel": "handel",
+    "haydn": "haydn",
+    "johnson_j_r": "american",
+    "joplin": "joplin",
+    "josquin": "josquin",
+    "leadSheet": "american",
+    "liliuokalani": "world",
+    "luca": "medieval",
+    "lusitano": "renaissance",
+    "miscFolk": "folk",
+    "monteverdi": "monteverdi",
+    "mozart": "mozart",
+    "nottingham-dataset": "folk",
+    "oneills1850": "irish",
+    "palestrina": "palestrina",
+    "ryansMammoth": "american",
+    "schoenberg": "modern",
+    "schubert": "schubert",
+    "schumann_clara": "schumann",
+    "schumann_robert": "schumann",
+    "trecento": "medieval",
+    "verdi": "romantic",
+    "weber": "romantic",
+    "webern": "modern",
+}
+# Formats music21 parses as music; .rntxt files are roman-numeral analyses.
+MUSIC21_SUFFIXES = (".abc", ".krn", ".mxl", ".xml", ".musicxml")
+
+# Bump when music21_midi's output for a piece changes: cached encodings are then redone.
+MUSIC21_RECIPE = "midi-2"
+
+_ABC_TUNE = re.compile(rb"^X:\s*(\d+)", re.MULTILINE)
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class CorpusError(MusicLmError, ValueError):
+    """A corpus that cannot be built or read: names the folder or source and the problem."""
+
+
+class SourceError(CorpusError):
+    """A source that cannot be used: names the source and the problem."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One corpus source: music21's corpus, or a folder of MIDI files with a tag."""
+
+    kind: str  # "music21" or "midi"
+    path: str  # the folder; for music21, the collections to take ("" for all)
+    tag: str  # source label: "music21", or the folder's tag
+
+    def spec(self) -> str:
+        if self.kind == MUSIC21:
+            return f"{MUSIC21}:{self.path}" if self.path else MUSIC21
+        return f"{self.path}:{self.tag}"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One piece to encode: a MIDI file, or one piece (one tune of an ABC file) of music21."""
+
+    source: str  # the source's label
+    kind: str  # "music21" or "midi"
+    path: str  # the file to read
+    name: str  # how reports name it: relative to the source folder, "#N" for a tune
+    style: str  # style tag written as the piece's `style:` token
+    number: int | None = None  # tune number inside an ABC file
+
+
+def parse_source(spec: str) -> Source:
+    """`music21`, `music21:bach,palestrina` (some of its collections, by folder or style
+    name), `DIR` (tagged with the folder's name) or `DIR:TAG` -> Source."""
+    if spec == MUSIC21 or (spec.startswith(f"{MUSIC21}:") and not Path(spec).is_dir()):
+        wanted = [c for c in spec[len(MUSIC21) + 1 :].split(",") if c]
+        known = set(MUSIC21_STYLES) | set(MUSIC21_STYLES.values())
+        unknown = [c for c in wanted if c not in known]
+        if unknown:
+            raise SourceError(
+                f"source {spec!r}: {', '.join(unknown)} is not a music21 collection or style "
+                f"(collections: {', '.join(sorted(MUSIC21_STYLES))})"
+            )
+        return Source(MUSIC21, ",".join(wanted), MUSIC21)
+    path, tag = spec, None
+    if ":" in spec and not Path(spec).is_dir():
+        path, tag = spec.rsplit(":", 1)
+    folder = Path(path)
+    if not folder.is_dir():
+        raise SourceError(f"source {spec!r}: {path} is not a folder (nor 'music21')")
+    tag = tag or folder.resolve().name
+    if not _TAG.match(tag) or tag == MUSIC21:
+        raise SourceError(
+            f"source {spec!r}: tag {tag!r} must be letters, digits, '-', '_' or '.' "
+            f"(and not {MUSIC21!r})"
+        )
+    return Source("midi", str(folder), tag)
+
+
+def style_of_tag(tag: str) -> str:
+    """The style token of a folder tag: the tag itself when it is a style of the
+    vocabulary (`jazz`, `irish`, ...), else `user`."""
+    tag = tag.lower()
+    return tag if tag in STYLES else "user"
+
+
+def list_items(source: Source) -> list[Item]:
+    """The pieces of a source, in a fixed order (sorted paths, tunes in file order)."""
+    if source.kind == MUSIC21:
+        wanted = set(source.path.split(",")) if source.path else None
+        return music21_items(wanted)
+    folder = Path(source.path)
+    style = style_of_tag(source.tag)
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)
+    return [
+        Item(source.tag, "midi", str(p), p.relative_to(folder).as_posix(), style)
+        for p in paths
+        if p.is_file()
+    ]
+
+
+def music21_items(wanted: set[str] | None = None) -> list[Item]:
+    """The pieces of music21's bundled corpus that we use (of the `wanted` collections or
+    styles, else all); ABC files holding many tunes (an "opus") give one item per tune."""
+    from music21 import common, corpus
+
+    root = Path(common.getCorpusFilePath())
+    items: list[Item] = []
+    # music21's own corpus only ("core"), not corpora a user registered with it
+    for path in sorted(Path(p) for p in corpus.getPaths(name=("core",))):
+        relative = path.relative_to(root)
+        collection = relative.parts[0]
+        style = MUSIC21_STYLES.get(collection)
+        if style is None or path.suffix not in MUSIC21_SUFFIXES:
+            continue
+        if wanted is not None and not {collection, style} & wanted:
+            continue
+        numbers: list[int | None] = [None]
+        if path.suffix == ".abc":
+            found = list(dict.fromkeys(int(n) for n in _ABC_TUNE.findall(path.read_bytes())))
+            numbers = found if len(found) > 1 else [None]
+        name = relative.as_posix()
+        items += [
+            Item(MUSIC21, MUSIC21, str(path), name + ("" if n is None else f"#{n}"), style, n)
+            for n in numbers
+        ]
+    return items
+
+
+def content_key(item: Item, data: bytes) -> str:
+    """Cache key of an item: its file's content, the tune number, and for music21 pieces
+    music21's version (its parser decides the notes)."""
+    digest = hashlib.sha256(data).hexdigest()
+    if item.kind != MUSIC21:
+        return digest
+    import music21
+
+    number = -1 if item.number is None else item.number
+    return f"{digest}#{number}@music21-{music21.__version__}/{MUSIC21_RECIPE}"
+
+
+def item_midi(item: Item) -> bytes:
+    """The piece as Standard MIDI File bytes (a MIDI file as it is on disk)."""
+    if item.kind != MUSIC21:
+        return Path(item.path).read_bytes()
+    return music21_midi(item.path, item.number)
+
+
+def music21_midi(path: str, number: int | None = None) -> bytes:
+    """Parse one music21 corpus piece and write it with music21's MIDI writer.
+
+    music21 expands repeats on the way to MIDI. Two of its bugs are worked around:
+    expanding copies a measure's meter, key and tempo marks by reference, and the MIDI
+    writer then refuses the second copy (a thousand Essen and O'Neill tunes); and some
+    pieces' repeat marks are inconsistent and cannot be expanded (a few quartets): the
+    marks are then removed and the music is taken once, as written."""
+    from music21 import converter, repeat, stream
+    from music21.exceptions21 import StreamException
+    from music21.midi import translate
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # music21 warns about every odd spelling
+        parsed = converter.parse(path, number=number, forceSource=True, storePickle=False)
+        if isinstance(parsed, stream.Opus):
+            parsed = parsed.scores[0]
+        try:
+            return translate.streamToMidiFile(parsed).writestr()
+        except (repeat.ExpanderException, StreamException):
+            pass
+        try:
+            expanded = parsed.expandRepeats()
+        except repeat.ExpanderException:
+            expanded = _without_repeats(parsed)
+        _unshare_marks(expanded)
+        return translate.streamToMidiFile(expanded).writestr()
+
+
+def _without_repeats(score):
+    from music21 import bar, repeat, stream
+
+    for measure in score.recurse().getElementsByClass(stream.Measure):
+        for side in ("leftBarline", "rightBarline"):
+            if isinstance(getattr(measure, side), bar.Repeat):
+                setattr(measure, side, None)
+    for mark in list(score.recurse().getElementsByClass(repeat.RepeatMark)):
+        mark.activeSite.remove(mark)
+    return score
+
+
+def _unshare_marks(score) -> None:
+    """Give each meter, key and tempo mark that appears in several measures its own copy."""
+    import copy
+
+    from music21 import key, meter, tempo
+
+    marks = (meter.TimeSignature, key.KeySignature, tempo.MetronomeMark)
+    seen: set[int] = set()
+    for container in score.recurse(streamsOnly=True, includeSelf=True):
+        for mark in list(container.getElementsByClass(marks)):
+            if id(mark) in seen:
+                container.replace(mark, copy.deepcopy(mark))
+            seen.add(id(mark))
