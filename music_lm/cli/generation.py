@@ -1,0 +1,284 @@
+"""`music-lm generate | continue`: grammar-constrained continuations of a seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from music_lm.cli.root import (
+    DEFAULT_INPUT,
+    DEFAULT_OUTPUT,
+    FORCE,
+    app,
+    debug_on,
+    finish_batch,
+)
+from music_lm.files import (
+    MIDI_SUFFIXES,
+    BatchResult,
+    find_inputs,
+    run_batch,
+)
+
+SEED_BARS = typer.Option(None, "--seed-bars", help="Use only the first M bars of the seed.")
+
+
+def _generation_options(settings: dict):
+    """(Constraints, Sampling, instrument names, mix weights) from the command's options,
+    taking those options out of `settings` (what is left goes to `generate` as it is)."""
+    from music_lm.generation.constraints import (
+        SEED_KEY,
+        Constraints,
+        parse_instrument,
+        parse_key,
+        parse_range,
+    )
+    from music_lm.generation.runner import Sampling, parse_temperature
+
+    key, scale = settings.pop("key"), settings.pop("scale")
+    chosen_scale = parse_key(key) if key is not None else None
+    if scale is not None:  # Constraints checks the name
+        chosen_scale = (chosen_scale[0] if chosen_scale else SEED_KEY, scale.strip().lower())
+    instruments = settings.pop("instruments")
+    names = [n for n in (instruments or "").split(",") if n.strip()]
+    programs = frozenset(p for n in names for p in parse_instrument(n)) if names else None
+    mix_weights = settings.pop("mix_weights")
+    weights = None
+    if mix_weights:
+        try:
+            weights = [float(w) for w in mix_weights.split(",")]
+        except ValueError:
+            raise typer.BadParameter(
+                f"--mix-weights takes numbers such as 0.2,0.8, got {mix_weights!r}"
+            ) from None
+    pitch_range = settings.pop("pitch_range")
+    constraints = Constraints(
+        bars=settings.pop("bars"),
+        scale=chosen_scale,
+        pitch_range=parse_range(pitch_range) if pitch_range else None,
+        instrument_ranges=settings.pop("instrument_ranges"),
+        max_polyphony=settings.pop("max_polyphony"),
+        instruments=programs,
+        lock_tempo=settings.pop("lock_tempo"),
+        lock_meter=settings.pop("lock_meter"),
+        lock_key=settings.pop("lock_key"),
+    )
+    sampling = Sampling(
+        parse_temperature(settings.pop("temperature")),
+        settings.pop("top_k"),
+        settings.pop("top_p"),
+        settings.pop("min_p"),
+    )
+    return constraints, sampling, names, weights
+
+
+def _header(style: str | None, tempo: float | None, meter: str | None, constraints, names):
+    from music_lm.generation.constraints import instrument_program
+    from music_lm.generation.runner import Header, _default_programs, _implied_key
+
+    signature = (4, 4)
+    if meter is not None:
+        try:
+            numerator, denominator = (int(x) for x in meter.split("/"))
+            signature = (numerator, denominator)
+        except ValueError:
+            raise typer.BadParameter(f"--ts takes N/D such as 3/4, got {meter!r}") from None
+    programs = tuple(instrument_program(n) for n in names) or _default_programs(constraints)
+    return Header(style=style or "none", tempo_bpm=tempo or 120.0, time_signature=signature,
+                  key=_implied_key(constraints), programs=programs)  # fmt: skip
+
+
+def _variant_outputs(generation, stem: str, output: Path) -> list[tuple[Path, bytes]]:
+    from music_lm.generation.runner import variant_files
+
+    outputs = []
+    for variant in generation.variants:
+        for suffix, data in variant_files(generation, variant, stem).items():
+            outputs.append((output / f"{stem}-{variant.index}{suffix}", data))
+    return outputs
+
+
+def _report(generation, stem: str, output: Path) -> None:
+    for variant in generation.variants:
+        note = f", {variant.retries} retries" if variant.retries else ""
+        if variant.post_check != "ok":
+            note += f", kept although it {variant.post_check}"
+        typer.echo(f"{output / stem}-{variant.index}.mid: {variant.new_tokens} new tokens from bar "
+                   f"{variant.continuation_bar}{note}")  # fmt: skip
+    seconds, speed = generation.seconds, generation.tokens_per_s
+    typer.echo(f"random seed {generation.settings['random_seed']}; {seconds:.1f} s, "
+               f"{speed:,.0f} tokens/s", err=True)  # fmt: skip
+
+
+def _generation_command(
+    ctx: typer.Context,
+    seeds: list[Path | None],
+    output: Path,
+    name: str | None,
+    force: bool,
+    model: list[str],
+    device: str | None,
+    run_options: dict,
+    verb: str = "continued",
+) -> None:
+    import torch
+
+    from music_lm.generation.constraints import ConstraintError
+    from music_lm.generation.runner import GenerationError
+    from music_lm.generation.runner import generate as run_generation
+    from music_lm.model.folder import load_model
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    loaded = [load_model(m, device=device) for m in model]
+    result = BatchResult()
+    for seed in seeds:
+        stem = name or (seed.stem if seed is not None else "generated")
+        made: list = []
+
+        def job(_source: Path, seed=seed, stem=stem, made=made) -> list[tuple[Path, bytes]]:
+            generation = run_generation(seed, models=model, loaded=loaded, device=device,
+                                        **run_options)  # fmt: skip
+            made.append(generation)
+            return _variant_outputs(generation, stem, output)
+
+        failed = len(result.failed)
+        source = seed if seed is not None else Path("<header>")
+        run_batch(
+            [source],
+            job,
+            result,
+            force,
+            errors=(GenerationError, ConstraintError),
+            debug=debug_on(ctx),
+        )
+        if made and len(result.failed) == failed:
+            _report(made[0], stem, output)
+    finish_batch(result, verb)
+
+
+Opt = typer.Option
+MODEL_OPTION = Opt(
+    ["default"],
+    "--model",
+    "-m",
+    help="Model folder or run (default: the shipped model); repeat it to mix.",
+)
+BARS = Opt(8, "--bars", "-b", help="Exactly this many new bars.")
+VARIANTS = Opt(1, "--variants", "-n", help="How many continuations.")
+MIX = Opt(None, help="With several models: weights or schedule.")
+MIX_WEIGHTS = Opt(None, help="With --mix weights: e.g. 0.2,0.3,0.5.")
+STYLE = Opt(None, help="Style tag of the piece (e.g. bach).")
+TEMPERATURE = Opt("1.0", help="T, or FIRST:LAST to ramp across the new bars.")
+TOP_K = Opt(0, help="Sample among the k likeliest tokens (0: off).")
+TOP_P = Opt(0.95, help="Nucleus sampling (1: off).")
+MIN_P = Opt(0.0, help="Drop tokens below min-p x the likeliest (0: off).")
+RANDOM_SEED = Opt(None, help="Random seed (default: drawn and printed).")
+KEY = Opt(None, help="Keep to a key: TONIC:SCALE, e.g. D:minor.")
+SCALE = Opt(None, help="Keep to a scale on the tonic of --key, or of the seed's key.")
+RANGE = Opt(None, "--range", help="Pitch range of the melodic tracks, e.g. C3-C6.")
+INSTRUMENT_RANGES = Opt(True, help="Keep each instrument in its playable range.")
+POLYPHONY = Opt(None, help="At most N notes at once on a melodic track.")
+INSTRUMENTS = Opt(None, help="Instruments that may play, e.g. piano,bass,drums.")
+LOCK_TEMPO = Opt(True, "--lock-tempo/--free-tempo", help="No tempo changes.")
+LOCK_METER = Opt(True, "--lock-meter/--free-meter", help="No meter changes.")
+LOCK_KEY = Opt(True, "--lock-key/--free-key", help="No key changes.")
+MAX_NEW = Opt(None, help="Token budget per variant (default: 256 per new bar).")
+RETRIES = Opt(3, help="Redraws of a silent or copied continuation.")
+DEVICE = Opt(None, help="cpu or cuda (default: cuda when there is one).")
+
+
+def _run_generation(
+    ctx: typer.Context, seeds, output, name, force, model, device, settings: dict, verb: str
+):
+    constraints, sampling, names, weights = _generation_options(settings)
+    header = settings.pop("header", None)
+    if header is not None:
+        header = _header(settings["style"], *header, constraints, names)
+    options = {"constraints": constraints, "sampling": sampling, "mix_weights": weights,
+               "header": header, **settings}  # fmt: skip
+    _generation_command(ctx, seeds, output, name, force, model, device, options, verb)
+
+
+@app.command()
+def generate(
+    ctx: typer.Context,
+    seed: Path | None = typer.Argument(
+        None, help="A MIDI or token-text seed; without it the piece starts from a header."
+    ),
+    output: Path = Opt(DEFAULT_OUTPUT, "--output", "-o", help="Output folder."),
+    bars: int = BARS,
+    seed_bars: int | None = SEED_BARS,
+    variants: int = VARIANTS,
+    model: list[str] = MODEL_OPTION,
+    mix: str | None = MIX,
+    mix_weights: str | None = MIX_WEIGHTS,
+    style: str | None = STYLE,
+    temperature: str = TEMPERATURE,
+    top_k: int = TOP_K,
+    top_p: float = TOP_P,
+    min_p: float = MIN_P,
+    random_seed: int | None = RANDOM_SEED,
+    key: str | None = KEY,
+    scale: str | None = SCALE,
+    pitch_range: str | None = RANGE,
+    instrument_ranges: bool = INSTRUMENT_RANGES,
+    max_polyphony: int | None = POLYPHONY,
+    instruments: str | None = INSTRUMENTS,
+    lock_tempo: bool = LOCK_TEMPO,
+    lock_meter: bool = LOCK_METER,
+    lock_key: bool = LOCK_KEY,
+    tempo: float | None = Opt(None, help="Without a seed: the tempo in BPM (default 120)."),
+    ts: str | None = Opt(None, "--ts", help="Without a seed: the time signature (default 4/4)."),
+    max_new_tokens: int | None = MAX_NEW,
+    retries: int = RETRIES,
+    name: str | None = Opt(None, help="Output file stem (default: the seed's, or generated)."),
+    device: str | None = DEVICE,
+    force: bool = FORCE,
+) -> None:
+    """Continue a seed by exactly --bars bars; writes STEM-K.mid, .txt and .json per variant."""
+    settings = dict(locals())
+    for option in ("ctx", "seed", "output", "name", "force", "model", "device", "tempo", "ts"):
+        settings.pop(option)
+    if seed is None:
+        settings["header"] = (tempo, ts)
+    _run_generation(ctx, [seed], output, name, force, model, device, settings, "generated")
+
+
+@app.command("continue")
+def continue_(
+    ctx: typer.Context,
+    source: Path = typer.Argument(DEFAULT_INPUT, help="A folder of MIDI files (or one file)."),
+    output: Path = Opt(DEFAULT_OUTPUT, "--output", "-o", help="Output folder."),
+    bars: int = BARS,
+    seed_bars: int | None = SEED_BARS,
+    variants: int = VARIANTS,
+    model: list[str] = MODEL_OPTION,
+    mix: str | None = MIX,
+    mix_weights: str | None = MIX_WEIGHTS,
+    style: str | None = STYLE,
+    temperature: str = TEMPERATURE,
+    top_k: int = TOP_K,
+    top_p: float = TOP_P,
+    min_p: float = MIN_P,
+    random_seed: int | None = RANDOM_SEED,
+    key: str | None = KEY,
+    scale: str | None = SCALE,
+    pitch_range: str | None = RANGE,
+    instrument_ranges: bool = INSTRUMENT_RANGES,
+    max_polyphony: int | None = POLYPHONY,
+    instruments: str | None = INSTRUMENTS,
+    lock_tempo: bool = LOCK_TEMPO,
+    lock_meter: bool = LOCK_METER,
+    lock_key: bool = LOCK_KEY,
+    max_new_tokens: int | None = MAX_NEW,
+    retries: int = RETRIES,
+    device: str | None = DEVICE,
+    force: bool = FORCE,
+) -> None:
+    """Continue every MIDI file of a folder, with the options of `generate`."""
+    settings = dict(locals())
+    for option in ("ctx", "source", "output", "force", "model", "device"):
+        settings.pop(option)
+    seeds = find_inputs(source, MIDI_SUFFIXES, exclude=output)
+    _run_generation(ctx, seeds, output, None, force, model, device, settings, "continued")

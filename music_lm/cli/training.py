@@ -1,0 +1,184 @@
+"""`music-lm train | finetune | evaluate`: GPT-2 on a corpus or on your own MIDI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from music_lm.cli.corpus import DEFAULT_CORPUS
+from music_lm.cli.root import (
+    FORCE,
+    app,
+)
+from music_lm.files import (
+    OutputExistsError,
+)
+
+DEFAULT_RUN_DATA = [str(DEFAULT_CORPUS)]
+
+
+def _given(ctx: typer.Context) -> set[str]:
+    """The options the user set on the command line (resuming may change only some)."""
+
+    # By name: typer >= 0.20 runs on its own copy of click, whose ParameterSource is
+    # another enum than click's (comparing with click's never matched: resuming with a new
+    # --max-steps kept the old one).
+    def source(name: str) -> str:
+        found = ctx.get_parameter_source(name)
+        return getattr(found, "name", "")
+
+    return {p.name for p in ctx.command.params if source(p.name) == "COMMANDLINE"}
+
+
+def _weights(specs: list[str]) -> dict[str, float]:
+    weights = {}
+    for spec in specs:
+        name, _, share = spec.partition("=")
+        try:
+            weights[name] = float(share)
+        except ValueError:
+            raise typer.BadParameter(f"{spec!r}: write NAME=SHARE, e.g. bach=0.3") from None
+    return weights
+
+
+def _run_training(ctx: typer.Context, base: str | None, **options) -> None:
+    from music_lm.training.loop import TrainConfig, train
+
+    options["data"] = tuple(options["data"])
+    options["weights"] = _weights(options.pop("weights"))
+    options["compile"] = options["compile"].lower()
+    config = TrainConfig(base=base, **options)
+    given = _given(ctx) | {"output", "base"}
+    result = train(config, given=given, log=lambda m: typer.echo(m, err=True))
+    best = f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss else ""
+    typer.echo(f"{result.run}: step {result.step}{best}")
+
+
+FINETUNE_STEPS = 300  # a few hundred steps suit a folder of songs; see docs/training.md
+
+TRAIN_HELP = {
+    "preset": "Model size: tiny, small (6 M parameters) or base (25 M).",
+    "max_steps": "Optimizer steps (default: --epochs over the training tokens).",
+    "epochs": "Passes over the training tokens, when --max-steps is not given (default 1).",
+    "batch_size": "Windows per micro-batch and device.",
+    "grad_accum": "Micro-batches per optimizer step.",
+    "context": "Tokens per window (at most the model's positions).",
+    "eval_windows": "Validation windows per evaluation, spread over the split (0: all).",
+    "transpose": "Random transposition of each piece, within ± this many semitones.",
+    "weights": "Mixing weight by source or style, NAME=SHARE (repeat), e.g. bach=0.3.",
+    "compile": "torch.compile: auto (on a GPU), on or off.",
+    "precision": "auto (bf16 on a GPU or CPU that has it natively), bf16 or fp32.",
+    "lora_rank": "Train LoRA adapters of this rank instead of all weights (merged on save).",
+}
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder (again: resumes)."),
+    data: list[str] = typer.Option(
+        DEFAULT_RUN_DATA,
+        "--data",
+        "-d",
+        help="Built corpus folder(s), or folder(s) of MIDI files (built on the way).",
+    ),
+    preset: str = typer.Option("small", help=TRAIN_HELP["preset"]),
+    n_layer: int | None = typer.Option(None, help="Layers (overrides the preset)."),
+    n_head: int | None = typer.Option(None, help="Attention heads (overrides the preset)."),
+    n_embd: int | None = typer.Option(None, help="Width (overrides the preset)."),
+    context: int = typer.Option(1024, help=TRAIN_HELP["context"]),
+    dropout: float = typer.Option(0.0, help="Dropout of the new model."),
+    max_steps: int | None = typer.Option(None, help=TRAIN_HELP["max_steps"]),
+    epochs: float | None = typer.Option(None, help=TRAIN_HELP["epochs"]),
+    batch_size: int = typer.Option(16, help=TRAIN_HELP["batch_size"]),
+    grad_accum: int = typer.Option(1, help=TRAIN_HELP["grad_accum"]),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
+    warmup_steps: int = typer.Option(100, help="Linear warmup steps (then cosine decay)."),
+    weight_decay: float = typer.Option(0.1, help="AdamW weight decay."),
+    transpose: int = typer.Option(5, help=TRAIN_HELP["transpose"]),
+    weights: list[str] = typer.Option([], "--weight", "-w", help=TRAIN_HELP["weights"]),
+    eval_every: int = typer.Option(200, help="Evaluate on the validation split every N steps."),
+    eval_windows: int = typer.Option(64, help=TRAIN_HELP["eval_windows"]),
+    save_every: int = typer.Option(500, help="Keep a checkpoint every N steps."),
+    log_every: int = typer.Option(10, help="Write metrics every N steps."),
+    seed: int = typer.Option(0, help="Seed of the weights and the data order."),
+    compile: str = typer.Option("auto", help=TRAIN_HELP["compile"]),
+    precision: str = typer.Option("auto", help=TRAIN_HELP["precision"]),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Pretrain a GPT-2 from scratch on token shards. Again on the same folder: resumes."""
+    _run_training(ctx, None, **{k: v for k, v in locals().items() if k != "ctx"})
+
+
+@app.command()
+def finetune(
+    ctx: typer.Context,
+    base: str = typer.Option(
+        "default",
+        "--base",
+        "-b",
+        help="Model to start from: a run folder, default (the shipped model), or a GPT-2 "
+        "folder or hub id (the music tokens are added to its tokenizer).",
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Run folder (again: resumes)."),
+    data: list[str] = typer.Option(
+        ..., "--data", "-d", help="Your MIDI folder (built into a corpus), or a built corpus."
+    ),
+    context: int = typer.Option(1024, help=TRAIN_HELP["context"]),
+    dropout: float = typer.Option(0.1, help="Dropout while fine-tuning (small data)."),
+    max_steps: int | None = typer.Option(
+        None, help="Optimizer steps (default 300, or from --epochs when given)."
+    ),
+    epochs: float | None = typer.Option(None, help=TRAIN_HELP["epochs"]),
+    batch_size: int = typer.Option(8, help=TRAIN_HELP["batch_size"]),
+    grad_accum: int = typer.Option(1, help=TRAIN_HELP["grad_accum"]),
+    lr: float = typer.Option(2e-4, help="Peak learning rate."),
+    warmup_steps: int = typer.Option(20, help="Linear warmup steps (then cosine decay)."),
+    weight_decay: float = typer.Option(0.1, help="AdamW weight decay."),
+    transpose: int = typer.Option(5, help=TRAIN_HELP["transpose"]),
+    weights: list[str] = typer.Option([], "--weight", "-w", help=TRAIN_HELP["weights"]),
+    eval_every: int = typer.Option(50, help="Evaluate on the validation split every N steps."),
+    eval_windows: int = typer.Option(0, help=TRAIN_HELP["eval_windows"]),
+    save_every: int = typer.Option(100, help="Keep a checkpoint every N steps."),
+    log_every: int = typer.Option(10, help="Write metrics every N steps."),
+    seed: int = typer.Option(0, help="Seed of the data order."),
+    lora_rank: int = typer.Option(0, help=TRAIN_HELP["lora_rank"]),
+    lora_alpha: int = typer.Option(16, help="LoRA scale numerator (scale = alpha / rank)."),
+    compile: str = typer.Option("auto", help=TRAIN_HELP["compile"]),
+    precision: str = typer.Option("auto", help=TRAIN_HELP["precision"]),
+    progress: bool | None = typer.Option(None, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Fine-tune a model on your own MIDI. Again on the same folder: resumes."""
+    options = {k: v for k, v in locals().items() if k not in ("ctx", "base")}
+    if max_steps is None and epochs is None:
+        options["max_steps"] = FINETUNE_STEPS
+    _run_training(ctx, base, **options)
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(DEFAULT_CORPUS, "--data", "-d", help="A built corpus folder."),
+    model: str = typer.Option("default", "--model", "-m", help="Model folder, or default."),
+    split: str = typer.Option("test", help="train, valid or test."),
+    baselines: bool = typer.Option(
+        True, help="Also fit and score a unigram and an order-3 Markov model on the same split."
+    ),
+    batch_size: int = typer.Option(8, help="Windows per forward pass."),
+    output: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
+    force: bool = FORCE,
+) -> None:
+    """Loss, perplexity, accuracy and bits per note of a model on a corpus split."""
+    import json
+
+    from music_lm.training.evaluate import evaluate_model, format_evaluation
+
+    if batch_size < 1:
+        raise typer.BadParameter(f"--batch-size must be >= 1, got {batch_size}")
+    if output is not None and output.exists() and not force:
+        raise OutputExistsError(f"{output}: exists (use --force to overwrite)")
+    result = evaluate_model(model, data, split, baselines, batch_size)
+    typer.echo(format_evaluation(result))
+    if output is not None:
+        output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        typer.echo(f"wrote {output}")
