@@ -46,15 +46,15 @@ _PUBLIC: dict[str, str] = {
     "decode": "music_lm.tokens.codec",
     "encode": "music_lm.tokens.codec",
     "to_grid": "music_lm.tokens.codec",
-    "Encoded": "music_lm.api",
-    "encode_midi": "music_lm.api",
+    "Encoded": "music_lm.tokens.encoded",
+    "encode_midi": "music_lm.tokens.encoded",
     "inspect_midi": "music_lm.api",
     "midi_to_text": "music_lm.api",
     "text_to_midi": "music_lm.api",
     "text_to_score": "music_lm.api",
     # these three load torch and transformers when first used
     "Constraints": "music_lm.generation.constraints",
-    "Sampling": "music_lm.generation.runner",
+    "Sampling": "music_lm.generation.settings",
     "generate": "music_lm.generation.runner",
 }
 
@@ -101,18 +101,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
-    from music_lm.api import (
-        Encoded,
-        encode_midi,
-        inspect_midi,
-        midi_to_text,
-        text_to_midi,
-        text_to_score,
-    )
+    from music_lm.api import inspect_midi, midi_to_text, text_to_midi, text_to_score
     from music_lm.errors import MusicLmError
     from music_lm.generation.constraints import Constraints
-    from music_lm.generation.runner import Sampling, generate
+    from music_lm.generation.runner import generate
+    from music_lm.generation.settings import Sampling
     from music_lm.midi.io import MidiError, read_midi, write_midi
     from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
     from music_lm.tokens.codec import CodecError, decode, encode, to_grid
+    from music_lm.tokens.encoded import Encoded, encode_midi
     from music_lm.tokens.grammar import GrammarError, validate

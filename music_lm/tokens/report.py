@@ -5,15 +5,12 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from music_lm.midi.io import read_midi, write_midi
 from music_lm.midi.score import Score
 from music_lm.tokens.codec import decode, encode, to_grid
+from music_lm.tokens.encoded import Encoded
 from music_lm.tokens.vocab import GRID_PER_QUARTER
-
-if TYPE_CHECKING:  # api imports this module, so the type comes in for checkers only
-    from music_lm.api import Encoded
 
 
 @dataclass(frozen=True)
