@@ -44,7 +44,9 @@ sys.path.insert(0, str(ROOT))
 
 from music_lm.model.folder import PRESETS, model_config, new_model  # noqa: E402
 from music_lm.tokens.vocab import VOCAB  # noqa: E402
-from music_lm.training.loop import PEAK_BF16_FLOPS, TrainConfig, flops_per_token, train  # noqa: E402
+from music_lm.training.config import TrainConfig  # noqa: E402
+from music_lm.training.loop import train  # noqa: E402
+from music_lm.training.metrics import PEAK_BF16_FLOPS, flops_per_token  # noqa: E402
 
 RESULTS = BENCH / "train_results.json"
 SECTION = "## Training"

@@ -92,7 +92,7 @@ def render_card(
     on_cpu = "GPU" not in hardware and "NVIDIA" not in hardware
     precision = config["precision"]
     if precision == "auto":  # what auto took: the card is rendered where the run trained
-        from music_lm.training.loop import native_bf16
+        from music_lm.training.build import native_bf16
 
         precision = "bf16" if native_bf16(not on_cpu) else "fp32"
     passes = last["tokens_seen"] / manifest["splits"]["train"]["tokens"]

@@ -44,11 +44,13 @@ import numpy as np
 import pytest
 import torch
 
-from music_lm.corpus.build import BuildConfig, encode_item, fingerprint, piece_ids, split_of
+from music_lm.corpus.config import BuildConfig
 from music_lm.corpus.dataset import sequential_windows
+from music_lm.corpus.encoding import encode_item
 from music_lm.corpus.sources import music21_items
+from music_lm.corpus.split import fingerprint, piece_ids, split_of
 from music_lm.model.folder import LoadedModel, TokenMap, load_model, new_model
-from music_lm.training.loop import score_windows
+from music_lm.training.scoring import score_windows
 
 SHIPPED = Path(__file__).resolve().parent.parent / "music_lm" / "models" / "default"
 EVALUATION = json.loads((SHIPPED / "eval.json").read_text(encoding="utf-8"))

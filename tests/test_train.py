@@ -34,18 +34,12 @@ from music_lm.model.folder import (
     new_model,
 )
 from music_lm.tokens.vocab import VOCAB
-from music_lm.training.loop import (
-    METRICS_FILE,
-    TrainConfig,
-    TrainError,
-    add_lora,
-    checkpoints,
-    evaluate,
-    lr_factor,
-    plain_model,
-    plot_losses,
-    train,
-)
+from music_lm.training.build import add_lora, lr_factor, plain_model
+from music_lm.training.checkpoints import checkpoints
+from music_lm.training.config import TrainConfig, TrainError
+from music_lm.training.loop import train
+from music_lm.training.metrics import METRICS_FILE, plot_losses
+from music_lm.training.scoring import evaluate
 
 TINY = {"preset": "tiny", "context": 64, "batch_size": 4, "log_every": 1, "eval_windows": 0,
         "progress": False, "transpose": 2}  # fmt: skip
@@ -288,7 +282,7 @@ def test_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(
     command resumes from it once there is room again."""
     import errno
 
-    import music_lm.training.loop as training
+    import music_lm.training.checkpoints as training
 
     real_save = torch.save
 
@@ -493,7 +487,7 @@ def test_the_default_model_ships_with_the_package() -> None:
 
 
 def test_finetune_dropout_reaches_every_dropout_module(run: Path, tiny_corpus: Corpus) -> None:
-    from music_lm.training.loop import build_model
+    from music_lm.training.build import build_model
 
     model, *_ = build_model(TrainConfig(data=("x",), output="y", base=str(run), dropout=0.25),
                             quiet)  # fmt: skip

@@ -16,7 +16,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from music_lm.model.folder import ModelError, load_model  # noqa: E402
-from music_lm.training.loop import TrainConfig, TrainError, train  # noqa: E402
+from music_lm.training.config import TrainConfig, TrainError  # noqa: E402
+from music_lm.training.loop import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -43,7 +43,8 @@ def _weights(specs: list[str]) -> dict[str, float]:
 
 
 def _run_training(ctx: typer.Context, base: str | None, **options) -> None:
-    from music_lm.training.loop import TrainConfig, train
+    from music_lm.training.config import TrainConfig
+    from music_lm.training.loop import train
 
     options["data"] = tuple(options["data"])
     options["weights"] = _weights(options.pop("weights"))

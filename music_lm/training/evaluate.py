@@ -20,7 +20,7 @@ import torch
 from music_lm.corpus.dataset import Corpus
 from music_lm.model.folder import count_parameters, load_model
 from music_lm.training.baselines import baseline_report
-from music_lm.training.loop import evaluate
+from music_lm.training.scoring import evaluate
 
 
 def evaluate_model(

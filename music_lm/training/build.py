@@ -1,0 +1,173 @@
+"""Building what a run trains: the GPT-2 (fresh, or a base to fine-tune, with LoRA adapters),
+the optimizer and the learning-rate schedule, and bf16 where the device computes it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from music_lm.model.folder import (
+    ModelError,
+    TokenMap,
+    error_line,
+    model_config,
+    music_tokens_for,
+    new_model,
+    read_meta,
+    resolve_model_path,
+    token_map_of,
+)
+from music_lm.tokens.vocab import VOCAB
+from music_lm.training.config import TrainConfig, TrainError
+
+# ---- the schedule and the optimizer ----
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup to 1, then cosine down to `min_ratio` at `total` steps."""
+    if step < warmup:  # warmup 0: none
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def native_bf16(cuda: bool) -> bool:
+    """Whether the device computes in bf16 natively: a GPU that has it, or a CPU with
+    AVX512-BF16 or AMX (where bf16 autocast doubled training speed on 2 EPYC cores; on
+    other CPUs oneDNN would emulate it, slower than fp32)."""
+    if cuda:
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device):
+    """AdamW (fused on a GPU, foreach on a CPU); no weight decay on biases and norms."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # The fused kernel is the fast one on a GPU; on a CPU the multi-tensor (foreach) one is:
+    # fused ran a whole training step 10 % slower on the 2-core EPYC (bench/RESULTS.md).
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.95), eps=1e-8,
+                             fused=fused or None, foreach=not fused)  # fmt: skip
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, max_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The learning-rate schedule of `lr_factor` over `max_steps` (warmup at most a tenth)."""
+    warmup = min(config.warmup_steps, max(1, max_steps // 10))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, warmup, max_steps, config.min_lr_ratio)
+    )
+
+
+# ---- building the model ----
+
+
+def _set_dropout(model: torch.nn.Module, dropout: float) -> None:
+    """Dropout of a loaded model: the config (saved with it) and every Dropout module (built
+    from the config at load time, so changing the config alone would do nothing)."""
+    for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        setattr(model.config, name, dropout)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = dropout
+
+
+def build_model(config: TrainConfig, log: Callable[[str], None]):
+    """(model, token_map, tokenizer, base_path): a fresh GPT-2 or the base to fine-tune.
+    The tokenizer is None when the model's vocabulary is the grammar's own."""
+    if config.base is None:
+        mc = model_config(config.preset, config.context, config.dropout,
+                          config.n_layer, config.n_head, config.n_embd)  # fmt: skip
+        torch.manual_seed(config.seed)
+        return new_model(mc), TokenMap(), None, None
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model_path(config.base)
+    meta = read_meta(path) if Path(path).is_dir() else None
+    try:
+        base_config = AutoConfig.from_pretrained(path)
+        if base_config.model_type != "gpt2":
+            raise ModelError(
+                f"{config.base}: a {base_config.model_type} model; music_lm trains GPT-2"
+            )
+        model = AutoModelForCausalLM.from_pretrained(
+            path, use_safetensors=True, dtype=torch.float32, attn_implementation="sdpa"
+        )
+        tokenizer = (
+            AutoTokenizer.from_pretrained(path)
+            if (meta or {}).get("token_ids") or (meta is None)
+            else None
+        )
+    except OSError as err:  # not found on the hub, no network, no safetensors weights...
+        raise ModelError(f"{config.base}: cannot load the model ({error_line(err)})") from None
+    _set_dropout(model, config.dropout)
+    if meta is not None:
+        log(f"fine-tuning {path}")
+        return model, token_map_of(meta), tokenizer, path
+    if config.lora_rank:
+        raise TrainError(
+            f"{config.base}: a text model; its new music-token embeddings must be trained in "
+            "full, which LoRA does not do: fine-tune it without --lora-rank first"
+        )
+    tokenizer, token_map = music_tokens_for(tokenizer)
+    model.resize_token_embeddings(len(tokenizer))
+    # model.generate() through the Auto classes stops at the music `end`, not the text one.
+    for name, word in (("bos_token_id", "piece"), ("eos_token_id", "end"),
+                       ("pad_token_id", "<pad>")):  # fmt: skip
+        music_id = token_map.model_ids[VOCAB.ids[word]]
+        setattr(model.config, name, music_id)
+        setattr(model.generation_config, name, music_id)
+    log(f"fine-tuning {path}: a text model; {len(VOCAB)} music tokens added to its tokenizer, "
+        f"embeddings resized to {len(tokenizer)}")  # fmt: skip
+    return model, token_map, tokenizer, path
+
+
+def add_lora(model: torch.nn.Module, config: TrainConfig):
+    """Wrap `model` with LoRA adapters on every attention and MLP projection."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=0.0,
+        target_modules=["c_attn", "c_proj", "c_fc"],
+        fan_in_fan_out=True,  # GPT-2's Conv1D stores weights transposed
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    import warnings
+
+    with warnings.catch_warnings():
+        # peft asks transformers for a property that transformers 5 deprecated: not ours.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        return get_peft_model(model, lora)
+
+
+def plain_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The GPT-2 to save: LoRA adapters merged into a copy (the training model keeps them)."""
+    if hasattr(model, "merge_and_unload"):
+        import copy
+
+        return copy.deepcopy(model).merge_and_unload()
+    return model
+
+
+def plain_model_config_holder(model: torch.nn.Module) -> torch.nn.Module:
+    """The module that carries the GPT-2 config and transformer (under LoRA: the base)."""
+    inner = getattr(model, "module", model)
+    if hasattr(inner, "get_base_model"):
+        inner = inner.get_base_model()
+    return inner

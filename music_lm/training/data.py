@@ -1,0 +1,40 @@
+"""A run's training data: the corpora given (a MIDI folder built into a corpus inside the
+run folder first), and what the run needs to know of them before it starts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from music_lm.corpus.dataset import Corpus
+from music_lm.corpus.sources import CorpusError
+
+
+def prepare_data(paths: Sequence[str], run: Path, log: Callable[[str], None]) -> list[Corpus]:
+    """Corpus folders as they are; a folder of MIDI files is built into a corpus inside the
+    run folder first (10 % held out for validation, encodings cached)."""
+    corpora = []
+    for number, name in enumerate(paths):
+        path = Path(name)
+        if (path / "manifest.json").is_file():
+            corpora.append(Corpus(path))
+            continue
+        if not path.is_dir():
+            raise CorpusError(f"{path}: no such corpus or MIDI folder")
+        from music_lm.corpus.build import build_corpus
+        from music_lm.corpus.config import BuildConfig
+
+        target = run / f"corpus-{number}"
+        log(f"{path}: a folder of MIDI files; building its corpus in {target}")
+        config = BuildConfig((str(path),), valid_fraction=0.1, test_fraction=0.0)
+        build_corpus(config, target, progress=False, log=log)
+        corpora.append(Corpus(target))
+    return corpora
+
+
+def train_tokens(corpora: Sequence[Corpus]) -> int:
+    return sum(c.manifest["splits"]["train"]["tokens"] for c in corpora)
+
+
+def has_split(corpora: Sequence[Corpus], split: str) -> bool:
+    return any(c.split(split) for c in corpora)
