@@ -9,7 +9,7 @@ Hugging Face datasets engine against the local one, and the wall time of a full 
 
 1. tokenise: --files generated MIDI files (cached in bench/.cache/corpus-gen-N-SEED/), one
    process, file by file, file reading included: music_lm's per-file corpus work
-   (music_lm.corpus.build.encode_item: grid, encode, token ids) against MidiTok 3 REMI and TSD
+   (music_lm.corpus.encoding.encode_item: grid, encode, token ids) against MidiTok 3 REMI and TSD
    (symusic Score, tokenize to ids) configured as in bench/codec.py; files/s, best of --repeat.
 2. datasets: build_corpus_datasets (Dataset.map, num_proc W) against build_corpus (a pool of W
    processes, cold cache), both over the same --datasets-files generated files; then the local
@@ -45,8 +45,10 @@ from typing import Any
 import mido
 from mido import Message, MetaMessage
 
-from music_lm.corpus.build import BuildConfig, BuildResult, build_corpus, encode_item
+from music_lm.corpus.build import BuildResult, build_corpus
+from music_lm.corpus.config import BuildConfig
 from music_lm.corpus.dataset import SPLITS
+from music_lm.corpus.encoding import encode_item
 from music_lm.corpus.sources import Item
 
 BENCH = Path(__file__).resolve().parent
@@ -387,8 +389,8 @@ def tokenise_section(part: dict[str, Any]) -> list[str]:
         "same in one track (format 0). PPQ 96 to 960.",
         "- What is timed: file by file in one process, reading the file included, the best of "
         f"{part['repeat']} passes (garbage collection on, as in a build). music_lm: "
-        "`music_lm.corpus.build.encode_item`, a corpus build's work per file (grid, encode, token "
-        "ids). MidiTok (the anchor; music_lm's ratios to it in brackets): symusic Score from "
+        "`music_lm.corpus.encoding.encode_item`, a corpus build's work per file (grid, encode, "
+        "token ids). MidiTok (the anchor; music_lm's ratios to it in brackets): symusic Score from "
         "the bytes, `tokenizer.encode` to ids, with bench/codec.py's configuration (REMI and "
         "TSD, programs, tempos, meters, one stream, music_lm's 1/24 grid). A file that raises "
         "(MidiTok) or returns an error (music_lm) counts as failed; tokens/file is per file "

@@ -155,7 +155,8 @@ def tune_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_corpus(tune_folder: Path, tmp_path_factory: pytest.TempPathFactory):
     """The ten tunes built into a corpus (style irish), every split present."""
-    from music_lm.corpus.build import BuildConfig, build_corpus
+    from music_lm.corpus.build import build_corpus
+    from music_lm.corpus.config import BuildConfig
     from music_lm.corpus.dataset import Corpus
 
     root = tmp_path_factory.mktemp("tiny-corpus")

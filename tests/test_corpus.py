@@ -15,19 +15,16 @@ import numpy as np
 import pytest
 from cli_runner import run_cli
 
-from music_lm.api import encode_midi
-from music_lm.corpus.build import (
-    BuildConfig,
-    build_corpus,
-    fingerprint,
-    iter_failures,
-    transpose_range,
-)
+from music_lm.corpus.build import build_corpus
+from music_lm.corpus.config import BuildConfig
 from music_lm.corpus.dataset import Corpus, WindowSampler, sequential_windows, transpose_ids
 from music_lm.corpus.sources import CorpusError, SourceError, parse_source, style_of_tag
+from music_lm.corpus.split import fingerprint, transpose_range
+from music_lm.corpus.write import iter_failures
 from music_lm.midi.instruments import PROGRAM_RANGES, pitch_range, transpose_limits
 from music_lm.midi.io import write_midi
 from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.tokens.encoded import encode_midi
 from music_lm.tokens.grammar import validate, walk
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
@@ -206,7 +203,7 @@ def test_a_second_build_encodes_only_what_changed(built, midi_folder, tmp_path) 
 
 
 def test_an_interrupted_build_keeps_the_previous_corpus(built, midi_folder, tmp_path, monkeypatch):
-    import music_lm.corpus.build as corpus_module
+    import music_lm.corpus.write as corpus_module
 
     _, _, root = built
     config = BuildConfig((f"{midi_folder}:irish",))

@@ -38,9 +38,15 @@ from music_lm.render.pianoroll import (
     bar_tick,
     continuation_tick,
     midi_pianoroll,
-    opacity,
     pianoroll_axes,
     pianoroll_figure,
+)
+from music_lm.render.roll_layout import (
+    Lane,
+    NoteBox,
+    bar_and_beat,
+    opacity,
+    roll_layout,
     track_colour,
 )
 
@@ -277,6 +283,59 @@ def test_the_continuation_is_read_from_the_generation_marker(tmp_path) -> None:
     assert (mark.x0, mark.x1) == (2, 2)
     bar_lines = [s.x0 for s in fig.layout.shapes if s.type == "line" and s is not mark]
     assert bar_lines == [0, 4]  # the one bar, start and end
+
+
+def test_the_layout_both_rolls_draw_is_plain_data() -> None:
+    """A flute and a drum kit, the seed its first bar: each track's rectangles in its own
+    colour and lane, the lanes' ranges and labels, the bars and the seed's span."""
+    score = Score(
+        PPQ,
+        [
+            Track(73, False, [Note(0, 4 * PPQ, 72, 127), Note(4 * PPQ, 2 * PPQ, 75, 64)]),
+            Track(0, True, [Note(i * PPQ, PPQ // 2, 38 if i % 2 else 36, 100) for i in range(8)]),
+        ],
+        [TempoChange(0, 120.0)],
+        [TimeSignature(0, 4, 4)],
+    )
+    layout = roll_layout(score, continuation_at=4 * PPQ)
+    flute, kit = layout.tracks
+    assert (flute.index, flute.label, flute.colour, flute.drums) == (0, "1 flute", "#1f77b4", False)
+    assert flute.notes == (
+        NoteBox(0.0, 4.0, 72, "C5", 127, 1.0),
+        NoteBox(4.0, 2.0, 75, "D#5", 64, opacity(64)),
+    )
+    assert (kit.index, kit.label, kit.colour, kit.drums) == (1, "2 Drums", "#ff7f0e", True)
+    # drums in rows of their own from 0, the lowest key at the bottom
+    assert [(n.onset_beats, n.row, n.name) for n in kit.notes[:2]] == [
+        (0.0, 0, "Bass drum 1"),
+        (1.0, 1, "Acoustic snare"),
+    ]
+    assert {n.duration_beats for n in kit.notes} == {0.5}
+    # the pitch axis: the notes' span and a free row each side, every note named
+    assert layout.pitch_lane == Lane(
+        "pitch", (70.5, 76.5), (71, 72, 73, 74, 75, 76), ("B4", "C5", "C#5", "D5", "D#5", "E5")
+    )
+    assert layout.drum_lane == Lane("drums", (-0.6, 1.6), (0, 1), ("Bass drum 1", "Acoustic snare"))
+    assert layout.end_beats == 7.5
+    assert layout.bar_lines == layout.bar_label_at == (0, 4)
+    assert layout.bar_labels == ("1", "2")
+    assert layout.seed_end_beats == 4.0
+    assert bar_and_beat(layout, 5.5) == "bar 2, beat 2.50"
+
+
+def test_the_layout_thins_its_labels_and_leaves_out_what_is_absent() -> None:
+    """A wide melody over 80 bars, no drums and no seed: a C on the axis every octave, a
+    bar number every third bar (at most ~32), no drum lane and no seed."""
+    notes = [Note(i * 4 * PPQ, PPQ, 36 + i % 40, 90) for i in range(80)]
+    score = Score(PPQ, [Track(0, False, notes)], [TempoChange(0, 120.0)], [TimeSignature(0, 4, 4)])
+    layout = roll_layout(score)
+    assert layout.pitch_lane is not None
+    assert layout.pitch_lane.tick_labels == ("C2", "C3", "C4", "C5")
+    assert len(layout.bar_lines) == 80
+    assert layout.bar_labels[:3] == ("1", "4", "7")
+    assert len(layout.bar_labels) == 27
+    assert layout.bar_label_at[1] == 12.0  # bar 4, in quarter notes
+    assert (layout.drum_lane, layout.seed_end_beats) == (None, None)
 
 
 # ---- exports ----

@@ -24,22 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from music_lm.corpus.build import (
-    ENCODER_VERSION,
-    BuildConfig,
-    BuildResult,
-    Encoding,
-    _assemble,
-    _check_output,
-    _content_keys,
-    _encode_job,
-    _write_corpus,
-    default_cache_dir,
-    list_sources,
-    piece_ids,
-)
+from music_lm.corpus.build import BuildResult, list_sources
+from music_lm.corpus.cache import content_keys, default_cache_dir
+from music_lm.corpus.config import BuildConfig
 from music_lm.corpus.dataset import SPLITS
+from music_lm.corpus.encoding import ENCODER_VERSION, Encoding, encode_job
 from music_lm.corpus.sources import CorpusError, Item
+from music_lm.corpus.split import assemble, piece_ids
+from music_lm.corpus.write import check_output, write_corpus
 from music_lm.tokens.vocab import VOCAB
 
 PARQUET = "parquet"
@@ -54,7 +46,7 @@ def _encode_batch(batch: dict[str, list], sustain: bool) -> dict[str, list]:
         batch["style"], batch["key"], strict=True,
     ):  # fmt: skip
         item = Item(source, kind, path, name, style, number if number >= 0 else None)
-        _, enc = _encode_job((key, item, sustain))
+        _, enc = encode_job((key, item, sustain))
         out["ids"].append(np.frombuffer(enc.ids, dtype="<u2"))
         out["notes"].append(enc.notes)
         out["tracks"].append(json.dumps(enc.tracks))
@@ -103,9 +95,9 @@ def build_corpus_datasets(
     import datasets
 
     started = time.perf_counter()
-    _check_output(out)
+    check_output(out)
     sources, items = list_sources(config, log)
-    keys = _content_keys(items)
+    keys = content_keys(items)
     todo: dict[str, Item] = {}
     for item, key in zip(items, keys, strict=True):
         if key:
@@ -155,7 +147,7 @@ def build_corpus_datasets(
     log(f"{len(results)} encodings {where} in {arrow.parent}")
     encode_seconds = time.perf_counter() - started
 
-    pieces, piece_keys, failures, duplicates = _assemble(items, keys, results, config)
+    pieces, piece_keys, failures, duplicates = assemble(items, keys, results, config)
     if not pieces:
         raise CorpusError(f"{out}: none of the {len(items)} pieces could be encoded")
 
@@ -188,8 +180,8 @@ def build_corpus_datasets(
                         writer.write_table(pa.table(batch, schema=schema))
 
     counts = {"encoded": 0 if cached else len(todo), "cached": len(todo) if cached else 0}
-    manifest = _write_corpus(out, config, sources, items, pieces, fetch, failures, duplicates,
-                             encode_seconds, started, extra=write_parquet,
-                             engine=f"datasets-{datasets.__version__}", workers=workers,
-                             counts=counts)  # fmt: skip
+    manifest = write_corpus(out, config, sources, items, pieces, fetch, failures, duplicates,
+                            encode_seconds, started, extra=write_parquet,
+                            engine=f"datasets-{datasets.__version__}", workers=workers,
+                            counts=counts)  # fmt: skip
     return BuildResult(out, manifest, failures, duplicates, counts["encoded"], counts["cached"])
