@@ -19,9 +19,10 @@ if __package__ in (None, ""):  # run as a script: the repo root makes `fuzz` imp
 from fuzz.harness import fuzz_main, instrumented
 
 with instrumented(__name__ == "__main__"):
-    from music_lm.api import Encoded, encode_midi
-    from music_lm.midi.io import MidiError, read_midi, write_midi
+    from music_lm.midi.read import MidiError, read_midi
+    from music_lm.midi.write import write_midi
     from music_lm.tokens.codec import CodecError, decode
+    from music_lm.tokens.encoded import Encoded, encode_midi
     from music_lm.tokens.report import format_inspection, verify_round_trip
 
 REFUSALS = (MidiError, CodecError)  # how the encode path may say no

@@ -18,10 +18,10 @@ if __package__ in (None, ""):  # run as a script: the repo root makes `fuzz` imp
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fuzz.text_target import WALK_MODE, WORDS_MODE
-from music_lm.api import encode_midi
-from music_lm.midi.io import write_midi
 from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.midi.write import write_midi
 from music_lm.tokens.codec import encode
+from music_lm.tokens.encoded import encode_midi
 from music_lm.tokens.vocab import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,9 +30,12 @@ if __package__ in (None, ""):  # run as a script: the repo root makes `fuzz` imp
 from fuzz.harness import fuzz_main, instrumented
 
 with instrumented(__name__ == "__main__"):
-    from music_lm.midi.io import read_midi, write_midi
+    from music_lm.midi.read import read_midi
+    from music_lm.midi.write import write_midi
     from music_lm.tokens.codec import decode, encode, to_grid
-    from music_lm.tokens.grammar import GrammarError, GrammarState, Ranges, validate
+    from music_lm.tokens.grammar import GrammarError, GrammarState
+    from music_lm.tokens.rules import Ranges
+    from music_lm.tokens.validate import validate
     from music_lm.tokens.vocab import VOCAB
 
 WALK_MODE, WORDS_MODE = 0x00, 0x01

@@ -177,5 +177,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert plain.stderr.startswith(f"music-lm: error: {bad}: ")
     assert debug.returncode == 1
     assert debug.stderr.startswith("Traceback (most recent call last):")
-    assert 'music_lm/midi/io.py", line' in debug.stderr  # where the error was raised
-    assert debug.stderr.strip().splitlines()[-1].startswith(f"music_lm.midi.io.MidiError: {bad}: ")
+    assert 'music_lm/midi/read.py", line' in debug.stderr  # where the error was raised
+    assert (
+        debug.stderr.strip().splitlines()[-1].startswith(f"music_lm.midi.read.MidiError: {bad}: ")
+    )

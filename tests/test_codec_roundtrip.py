@@ -16,7 +16,7 @@ import mido
 import pytest
 
 import music_lm
-from music_lm.midi.io import MidiRead
+from music_lm.midi.read import MidiRead
 from music_lm.tokens.vocab import GRID_PER_QUARTER, nearest_velocity
 
 F = Fraction  # times in quarter notes, exactly

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from music_lm import decode, encode, validate
-from music_lm.tokens.grammar import SUCCESSIONS
+from music_lm.tokens.rules import SUCCESSIONS
 from music_lm.tokens.vocab import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]

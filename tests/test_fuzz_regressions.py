@@ -17,8 +17,9 @@ import pytest
 from fuzz import midi_target, text_target
 from fuzz.seeds import meta, note, smf, varlen
 from music_lm import CodecError, MidiError, read_midi
-from music_lm.api import encode_midi, inspect_midi
+from music_lm.api import inspect_midi
 from music_lm.midi.score import Score, TimeSignature
+from music_lm.tokens.encoded import encode_midi
 
 CRASHES = Path(__file__).resolve().parent / "fuzz_crashes"
 CHECKS = {"midi": midi_target.check, "text": text_target.check}

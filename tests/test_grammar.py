@@ -11,9 +11,12 @@ from hypothesis import strategies as st
 
 import music_lm
 from music_lm.midi.gm import pitch_to_name
-from music_lm.midi.io import read_midi, write_midi
+from music_lm.midi.read import read_midi
+from music_lm.midi.write import write_midi
 from music_lm.tokens.codec import decode, encode, to_grid
-from music_lm.tokens.grammar import GrammarError, GrammarState, describe_ranges, validate
+from music_lm.tokens.grammar import GrammarError, GrammarState
+from music_lm.tokens.rules import describe_ranges
+from music_lm.tokens.validate import validate
 from music_lm.tokens.vocab import VOCAB
 
 # ---- valid pieces (canonical text: a header line, one line per bar, then "end") ----

@@ -13,14 +13,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from music_lm import CodecError, MidiError, read_midi, text_to_midi
-from music_lm.api import encode_midi
+from music_lm.tokens.encoded import encode_midi
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "midi_in").glob("*.mid"))
 
 
 def mido_reference(data: bytes) -> dict:
-    """The reading rules of music_lm.midi.io, written plainly over mido's parser:
+    """The reading rules of music_lm.midi.read, written plainly over mido's parser:
     instruments are (track, channel, program at note-on), notes pair first-in
     first-out per (channel, pitch), a note-off with nothing sounding (and not
     doubling one on that tick) followed on the same tick by a note-on of that

@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import music_lm
-from music_lm.midi.io import read_midi, write_midi
+from music_lm.midi.read import read_midi
 from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.midi.write import write_midi
 from music_lm.tokens.codec import decode, encode, to_grid
-from music_lm.tokens.grammar import validate
+from music_lm.tokens.validate import validate
 from music_lm.tokens.vocab import (
     GRID_PER_QUARTER,
     MAX_DURATION_STEPS,

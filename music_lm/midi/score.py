@@ -1,4 +1,5 @@
-"""Our own score types, on integer ticks. No MIDI library type leaks out of midi_io.
+"""Our own score types, on integer ticks. No MIDI library type leaks out of the reader
+(midi/read.py) or the writer (midi/write.py).
 
 A `Score` is what a musician would recognise: tracks (an instrument each) of
 notes, plus the tempo map, time signatures and key signatures. Times are ticks

@@ -17,13 +17,8 @@ from music_lm.errors import InputError
 from music_lm.limits import check_length
 from music_lm.midi.gm import MAX_MELODIC_TRACKS, MAX_TRACKS
 from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
-from music_lm.tokens.grammar import (
-    GrammarError,
-    GrammarState,
-    check_complete,
-    located,
-    words_to_ids,
-)
+from music_lm.tokens.grammar import GrammarError, GrammarState
+from music_lm.tokens.validate import check_complete, located, words_to_ids
 from music_lm.tokens.vocab import (
     GRID_PER_QUARTER,
     MAX_DURATION_STEPS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from music_lm.midi.io import MidiRead, read_midi
+from music_lm.midi.read import MidiRead, read_midi
 from music_lm.midi.score import Score
 from music_lm.tokens.codec import CodecError, GridChanges, encode, to_grid
 

@@ -6,8 +6,9 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass
 
-from music_lm.midi.io import read_midi, write_midi
+from music_lm.midi.read import read_midi
 from music_lm.midi.score import Score
+from music_lm.midi.write import write_midi
 from music_lm.tokens.codec import decode, encode, to_grid
 from music_lm.tokens.encoded import Encoded
 from music_lm.tokens.vocab import GRID_PER_QUARTER
