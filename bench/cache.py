@@ -5,7 +5,7 @@ on, through `cache=`) against a StaticCache preallocated for the whole run.
 
 The shipped model in fp32 on the CPU, batch 2 (the page's default variants), a 400-token
 prefill then 300 decode steps with a growing attention mask and explicit position ids, as
-`music_lm.generation.runner._Runner` steps; ms per decode step, median of 5 alternating runs. The
+`music_lm.generation.models._Runner` steps; ms per decode step, median of 5 alternating runs. The
 "## KV cache" section of RESULTS.md is written from it.
 """
 

@@ -43,20 +43,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 from midi_checker import check_constraints  # noqa: E402
 from train import device_name, write_section  # noqa: E402
 
-from music_lm.generation.constraints import SEED_KEY, Constraints, ContinuationState  # noqa: E402
-from music_lm.generation.runner import (  # noqa: E402
-    Sampling,
-    V,
-    _header_key,
-    allowed_mask,
-    cut_seed,
-    generate,
-    grammar_logits_processor,
-    seed_from_file,
-    variant_files,
-)
+from music_lm.generation.constraints import SEED_KEY, Constraints  # noqa: E402
+from music_lm.generation.outputs import variant_files  # noqa: E402
+from music_lm.generation.processor import grammar_logits_processor  # noqa: E402
+from music_lm.generation.runner import generate  # noqa: E402
+from music_lm.generation.sampling import V, allowed_mask  # noqa: E402
+from music_lm.generation.seeds import _header_key, cut_seed, seed_from_file  # noqa: E402
+from music_lm.generation.settings import Sampling  # noqa: E402
+from music_lm.generation.state import ContinuationState  # noqa: E402
 from music_lm.model.folder import load_model  # noqa: E402
-from music_lm.tokens.grammar import END, GrammarError, GrammarState, validate  # noqa: E402
+from music_lm.tokens.grammar import GrammarError, GrammarState  # noqa: E402
+from music_lm.tokens.rules import END  # noqa: E402
+from music_lm.tokens.validate import validate  # noqa: E402
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB  # noqa: E402
 
 RESULTS = BENCH / "generate_results.json"

@@ -37,7 +37,7 @@ import torch
 from music_lm.generation.constraints import Constraints
 from music_lm.generation.runner import generate
 from music_lm.model.folder import load_model
-from music_lm.page.session import seed_from_midi
+from music_lm.page.seeds import seed_from_midi
 
 runs = int(sys.argv[2])
 seed = list(seed_from_midi(open(sys.argv[3], "rb").read(), "seed.mid").cut(4).ids)

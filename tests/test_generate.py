@@ -23,31 +23,18 @@ from typer.testing import CliRunner
 
 from music_lm.api import midi_to_text
 from music_lm.cli import app
-from music_lm.generation.constraints import (
-    ConstraintError,
-    Constraints,
-    ContinuationState,
-    parse_instrument,
-    parse_key,
-    parse_range,
-    scale_pitch_classes,
-)
-from music_lm.generation.runner import (
-    GenerationError,
-    Sampling,
-    _Runner,
-    allowed_mask,
-    cut_seed,
-    filtered_probabilities,
-    generate,
-    key_signature_of,
-    parse_temperature,
-    post_check,
-    seed_from_text,
-    variant_files,
-)
+from music_lm.generation.constraints import ConstraintError, Constraints, scale_pitch_classes
+from music_lm.generation.models import _Runner
+from music_lm.generation.options import parse_instrument, parse_key, parse_range
+from music_lm.generation.outputs import post_check, variant_files
+from music_lm.generation.runner import generate
+from music_lm.generation.sampling import allowed_mask, filtered_probabilities
+from music_lm.generation.seeds import cut_seed, key_signature_of, seed_from_text
+from music_lm.generation.settings import GenerationError, Sampling, parse_temperature
+from music_lm.generation.state import ContinuationState
 from music_lm.model.folder import load_model, model_config, new_model
-from music_lm.tokens.grammar import BAR, validate
+from music_lm.tokens.rules import BAR
+from music_lm.tokens.validate import validate
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "midi_in"
@@ -262,7 +249,7 @@ def test_the_same_random_seed_gives_the_same_output(loaded) -> None:
 
 
 def test_without_a_seed_the_piece_starts_from_a_header(loaded) -> None:
-    from music_lm.generation.runner import Header
+    from music_lm.generation.seeds import Header
 
     header = Header(style="bach", tempo_bpm=90, time_signature=(3, 4), programs=(0, 32, -1))
     generation = generate(None, header=header, constraints=Constraints(bars=3),
@@ -285,7 +272,7 @@ def test_style_and_seed_bars_shape_the_seed(loaded) -> None:
 
 
 def test_mixed_distributions_follow_the_weights_and_the_schedule() -> None:
-    from music_lm.generation.runner import _combine
+    from music_lm.generation.sampling import _combine
 
     first, second = torch.zeros(2, len(VOCAB)), torch.zeros(2, len(VOCAB))
     first[:, 10], second[:, 20] = 30.0, 30.0  # each model sure of its own id
@@ -326,7 +313,7 @@ def test_checkpoints_mix_by_weights_and_by_schedule(loaded, tiny_model: Path) ->
 
 def test_a_header_from_options_alone(loaded) -> None:
     from music_lm.generation.constraints import SEED_KEY
-    from music_lm.generation.runner import Header
+    from music_lm.generation.seeds import Header
 
     # --scale without --key: the tonic is C, and the header states no key
     generation = generate(constraints=Constraints(bars=1, scale=(SEED_KEY, "dorian")),
@@ -470,8 +457,8 @@ def test_continue_runs_over_a_folder_and_names_a_bad_file(tiny_model: Path, tmp_
 
 
 def test_the_masks_also_work_inside_transformers_generate() -> None:
-    from music_lm.generation.runner import grammar_logits_processor
-    from music_lm.tokens.grammar import END
+    from music_lm.generation.processor import grammar_logits_processor
+    from music_lm.tokens.rules import END
 
     torch.manual_seed(0)
     model = new_model(model_config("tiny", context=512)).eval()
@@ -497,7 +484,7 @@ def test_decoding_uses_one_torch_thread_and_gives_the_count_back(
 ) -> None:
     import torch
 
-    import music_lm.generation.runner as generation
+    import music_lm.generation.models as generation
 
     seen: list[int] = []
     real_forward = generation._Runner._forward

@@ -73,7 +73,7 @@ def _low_pitch_ids() -> range:
 
 def pushing(ids: Callable[[], range]) -> Callable:
     """A forward pass that wants the tokens `ids()` above all others."""
-    from music_lm.generation.runner import _Runner
+    from music_lm.generation.models import _Runner
 
     original = _Runner._forward
 
@@ -97,7 +97,7 @@ def ranked() -> contextlib.AbstractContextManager:
     any random seed."""
     import torch
 
-    from music_lm.generation.runner import _Runner
+    from music_lm.generation.models import _Runner
 
     original = _Runner._forward
 

@@ -27,70 +27,53 @@ SEED_BARS = typer.Option(None, "--seed-bars", help="Use only the first M bars of
 def _generation_options(settings: dict):
     """(Constraints, Sampling, instrument names, mix weights) from the command's options,
     taking those options out of `settings` (what is left goes to `generate` as it is)."""
-    from music_lm.generation.constraints import (
-        SEED_KEY,
-        Constraints,
-        parse_instrument,
-        parse_key,
-        parse_range,
+    from music_lm.generation.options import (
+        constraints_from_options,
+        instrument_names,
+        parse_mix_weights,
+        sampling_from_options,
     )
-    from music_lm.generation.runner import Sampling, parse_temperature
+    from music_lm.generation.settings import GenerationError
 
-    key, scale = settings.pop("key"), settings.pop("scale")
-    chosen_scale = parse_key(key) if key is not None else None
-    if scale is not None:  # Constraints checks the name
-        chosen_scale = (chosen_scale[0] if chosen_scale else SEED_KEY, scale.strip().lower())
-    instruments = settings.pop("instruments")
-    names = [n for n in (instruments or "").split(",") if n.strip()]
-    programs = frozenset(p for n in names for p in parse_instrument(n)) if names else None
-    mix_weights = settings.pop("mix_weights")
-    weights = None
-    if mix_weights:
-        try:
-            weights = [float(w) for w in mix_weights.split(",")]
-        except ValueError:
-            raise typer.BadParameter(
-                f"--mix-weights takes numbers such as 0.2,0.8, got {mix_weights!r}"
-            ) from None
-    pitch_range = settings.pop("pitch_range")
-    constraints = Constraints(
+    names = instrument_names(settings["instruments"])
+    constraints = constraints_from_options(
         bars=settings.pop("bars"),
-        scale=chosen_scale,
-        pitch_range=parse_range(pitch_range) if pitch_range else None,
+        key=settings.pop("key"),
+        scale=settings.pop("scale"),
+        pitch_range=settings.pop("pitch_range"),
         instrument_ranges=settings.pop("instrument_ranges"),
         max_polyphony=settings.pop("max_polyphony"),
-        instruments=programs,
+        instruments=settings.pop("instruments"),
         lock_tempo=settings.pop("lock_tempo"),
         lock_meter=settings.pop("lock_meter"),
         lock_key=settings.pop("lock_key"),
     )
-    sampling = Sampling(
-        parse_temperature(settings.pop("temperature")),
+    sampling = sampling_from_options(
+        settings.pop("temperature"),
         settings.pop("top_k"),
         settings.pop("top_p"),
         settings.pop("min_p"),
     )
+    try:
+        weights = parse_mix_weights(settings.pop("mix_weights"))
+    except GenerationError as err:  # a usage error, as Typer reports its own
+        raise typer.BadParameter(str(err)) from None
     return constraints, sampling, names, weights
 
 
 def _header(style: str | None, tempo: float | None, meter: str | None, constraints, names):
-    from music_lm.generation.constraints import instrument_program
-    from music_lm.generation.runner import Header, _default_programs, _implied_key
+    from music_lm.generation.options import header_from_options, parse_meter
+    from music_lm.generation.settings import GenerationError
 
-    signature = (4, 4)
-    if meter is not None:
-        try:
-            numerator, denominator = (int(x) for x in meter.split("/"))
-            signature = (numerator, denominator)
-        except ValueError:
-            raise typer.BadParameter(f"--ts takes N/D such as 3/4, got {meter!r}") from None
-    programs = tuple(instrument_program(n) for n in names) or _default_programs(constraints)
-    return Header(style=style or "none", tempo_bpm=tempo or 120.0, time_signature=signature,
-                  key=_implied_key(constraints), programs=programs)  # fmt: skip
+    try:
+        signature = parse_meter(meter) if meter is not None else None
+    except GenerationError as err:  # a usage error, as Typer reports its own
+        raise typer.BadParameter(str(err)) from None
+    return header_from_options(style, tempo, signature, None, names, constraints)
 
 
 def _variant_outputs(generation, stem: str, output: Path) -> list[tuple[Path, bytes]]:
-    from music_lm.generation.runner import variant_files
+    from music_lm.generation.outputs import variant_files
 
     outputs = []
     for variant in generation.variants:
@@ -125,8 +108,8 @@ def _generation_command(
     import torch
 
     from music_lm.generation.constraints import ConstraintError
-    from music_lm.generation.runner import GenerationError
     from music_lm.generation.runner import generate as run_generation
+    from music_lm.generation.settings import GenerationError
     from music_lm.model.folder import load_model
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,123 @@
+"""The models a generation samples from, each stepping through the batch with its own KV
+cache, and the window of a piece that a model reads when the piece outgrows its context."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from music_lm.tokens.rules import BAR, PIECE
+
+
+class _Runner:
+    """One model stepping through a batch with its own KV cache."""
+
+    def __init__(self, loaded, device: torch.device, attention: bool = False) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = device
+        self.context = loaded.context
+        self.attention = attention
+        self.past = None
+        self.length = 0  # positions in the cache
+        self.mask: torch.Tensor | None = None  # [rows, length] attention mask
+        self.positions: torch.Tensor | None = None  # [rows] next position id
+        self.pads: list[int] = []  # per row: padding before its window in the cache
+        self.last_attentions = None
+
+    @torch.inference_mode()
+    def prefill(self, windows: list[list[int]]) -> torch.Tensor:
+        """Start the cache on these windows (left-padded); the next-token logits."""
+        width = max(map(len, windows))
+        rows = len(windows)
+        ids = torch.full((rows, width), PIECE, dtype=torch.long)
+        mask = torch.zeros((rows, width), dtype=torch.long)
+        for row, window in enumerate(windows):
+            ids[row, width - len(window) :] = torch.tensor(window)
+            mask[row, width - len(window) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        self.mask = mask.to(self.device)
+        self.past = None
+        self.pads = [width - len(w) for w in windows]
+        logits = self._forward(ids.to(self.device), positions.to(self.device))
+        self.positions = positions[:, -1].to(self.device) + 1
+        self.length = width
+        return logits
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, self.mask.new_ones((self.mask.shape[0], 1))], dim=1)
+        logits = self._forward(tokens[:, None].to(self.device), self.positions[:, None])
+        self.positions = self.positions + 1
+        self.length += 1
+        return logits
+
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        out = self.model(
+            input_ids=self.loaded.token_map.to_model(ids),
+            attention_mask=self.mask,
+            position_ids=positions,
+            cache=self.past,  # transformers >= 5.24 (`past_key_values` is deprecated)
+            use_cache=True,
+            output_attentions=self.attention,
+        )
+        self.past = out.cache
+        self.last_attentions = out.attentions if self.attention else None
+        return self.loaded.token_map.music_logits(out.logits[:, -1, :]).float()
+
+    @property
+    def full(self) -> bool:
+        return self.length + 1 > self.context
+
+
+def window_of(ids: Sequence[int], limit: int) -> tuple[list[int], int]:
+    """What the model reads of a piece longer than its context: the header and the latest
+    bars that fit in `limit` tokens (a header restated at that bar, as in training).
+    Returns (window, index in `ids` of the first body token kept)."""
+    from music_lm.corpus.dataset import piece_from_bar
+
+    ids = list(ids)
+    if len(ids) <= limit:
+        return ids, 0
+    array = np.asarray(ids, dtype=np.int64)
+    bar_starts = np.flatnonzero(array == BAR)
+    for start in bar_starts[1:]:
+        window = piece_from_bar(array, int(start), keep_tracks=True)
+        if len(window) <= limit:
+            return window.tolist(), int(start)
+    # One bar longer than the window: its header, then as much of the end as fits.
+    header = ids[: int(bar_starts[0])] if len(bar_starts) else ids[:8]
+    keep = limit - len(header)
+    if keep < 1:  # a header longer than the window: the latest tokens alone
+        return ids[-limit:], len(ids) - limit
+    return header + ids[-keep:], len(ids) - keep
+
+
+def load_runners(
+    names: Sequence[str | Path],
+    loaded: Sequence | None,
+    device: torch.device,
+    attention: bool,
+) -> list[_Runner]:
+    """A runner per model name, on `device`: the models of `loaded` (in the same order) or
+    those loaded here. With `attention`, the first keeps its attention weights."""
+    from music_lm.model.folder import load_model  # transformers loads with the first model
+
+    runners = []
+    for index, name in enumerate(names):
+        model = loaded[index] if loaded is not None else load_model(name, device=device)
+        runners.append(_Runner(model, device, attention=attention and index == 0))
+    if attention:
+        _eager_attention(runners[0].model)
+    return runners
+
+
+def _eager_attention(model) -> None:
+    """SDPA gives no attention weights; the eager kernel does."""
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation("eager")
+    else:  # older transformers
+        model.config._attn_implementation = "eager"
