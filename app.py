@@ -2,7 +2,7 @@
 and download.
 
 UI only: the work is done by music_lm functions the CLI also calls; the session's state
-(seed, takes, undo, the background job) lives in `music_lm.page.session`.
+(seed, takes, undo, the background job) lives in `music_lm.page`.
 Run with `streamlit run app.py` (`make run`).
 
 MUSIC_LM_MODEL names the model offered as the default (the tests put a tiny one there);
@@ -21,35 +21,23 @@ from pathlib import Path
 
 import streamlit as st
 
-from music_lm.generation.constraints import (
-    GM_PROGRAMS,
-    SCALES,
-    ConstraintError,
-    Constraints,
-    key_signature_tonic,
-    parse_instrument,
-    parse_key,
-    parse_range,
+from music_lm.generation.constraints import SCALES, ConstraintError, key_signature_tonic
+from music_lm.generation.options import (
+    constraints_from_options,
+    header_from_options,
+    parse_meter,
+    parse_mix_weights,
+    sampling_from_options,
 )
-from music_lm.generation.runner import GenerationError, Header, Sampling
-from music_lm.page.session import (
-    LIMITS,
-    GenerationJob,
-    History,
-    Seed,
-    SeedError,
-    Take,
-    check_text,
-    edited_take,
-    generate_takes,
-    model_choices,
-    render_wav,
-    run_metrics,
-    seed_from_header,
-    seed_from_midi,
-    seed_summary,
-    warm_up,
-)
+from music_lm.generation.settings import GenerationError
+from music_lm.midi.gm import GM_PROGRAMS
+from music_lm.page.history import History
+from music_lm.page.jobs import GenerationJob, generate_takes
+from music_lm.page.limits import LIMITS
+from music_lm.page.models import model_choices, run_metrics
+from music_lm.page.process import warm_up
+from music_lm.page.seeds import Seed, SeedError, seed_from_header, seed_from_midi, seed_summary
+from music_lm.page.takes import Take, check_text, edited_take, render_wav
 from music_lm.render.export import ExportError
 from music_lm.tokens.vocab import VOCAB
 
@@ -168,14 +156,10 @@ def settings_seed() -> Seed | None:
     if not names:
         st.info("Choose at least one instrument.")
         return None
-    numerator, denominator = (int(x) for x in meter.split("/"))
-    key_value = None
-    if key != "none":
-        key_value = VOCAB.values[VOCAB.ids[f"key:{key}"]]
-    programs = tuple(-1 if n == "drums" else GM_PROGRAMS.index(n) for n in names)
     try:
-        header = Header(style, tempo, (numerator, denominator), key_value, programs)
-    except GenerationError as err:
+        header = header_from_options(style, tempo, parse_meter(meter),
+                                     None if key == "none" else key, names)  # fmt: skip
+    except (ConstraintError, GenerationError) as err:
         st.error(str(err))
         return None
     return seed_from_header(header)
@@ -224,7 +208,7 @@ def show_seed(seed: Seed) -> None:
     cols[5].metric("Length", f"{summary['seconds']:g} s")
     st.caption("Tracks: " + ", ".join(summary["tracks"]) + f" · style: {summary['style']}")
     if summary["notes"]:
-        from music_lm.midi.io import write_midi
+        from music_lm.midi.write import write_midi
         from music_lm.render.pianoroll import pianoroll_figure
 
         with st.expander("Seed: piano roll and audio", expanded=True):
@@ -300,22 +284,23 @@ def options_form(seed: Seed | None) -> dict | None:
         st.error(f"Keep attention works up to {LIMITS.attention_bars} new bars, not {bars}.")
         return None
     try:
-        programs = None
-        if instruments:
-            programs = frozenset(p for n in instruments for p in parse_instrument(n))
-        constraints = Constraints(
+        key_words, scale_words, seed_key = key_options(seed, key, scale)
+        constraints = constraints_from_options(
             bars=int(bars),
-            scale=chosen_scale(seed, key, scale),
-            pitch_range=parse_range(pitch_range) if pitch_range.strip() else None,
+            key=key_words,
+            scale=scale_words,
+            pitch_range=pitch_range,
             instrument_ranges=instrument_ranges,
             max_polyphony=int(polyphony) or None,
-            instruments=programs,
+            instruments=instruments,
             lock_tempo="tempo" in locks,
             lock_meter="meter" in locks,
             lock_key="key" in locks,
+            seed_key=seed_key,
         )
-        sampling = Sampling(tuple(temperature), int(top_k), float(top_p), float(min_p))
-        mix_weights = parse_weights(weights) if len(models) > 1 and mix == "weights" else None
+        sampling = sampling_from_options(tuple(temperature), int(top_k), float(top_p),
+                                         float(min_p))  # fmt: skip
+        mix_weights = parse_mix_weights(weights) if len(models) > 1 and mix == "weights" else None
     except (ConstraintError, GenerationError) as err:
         st.error(str(err))
         return None
@@ -333,29 +318,17 @@ def options_form(seed: Seed | None) -> dict | None:
     }
 
 
-def chosen_scale(seed: Seed, key: str, scale: str) -> tuple[int, str] | None:
-    """The scale constraint of the two key widgets. "The seed's key" is the seed's key
-    signature, major or minor as it is (C major without one); a scale on its own keeps to
-    that scale on the seed key's tonic."""
-    if key == "off" and scale == "(the key's)":
-        return None
-    if key in ("off", SEED_KEY_LABEL):
-        signature = seed.score.key_signatures[0] if seed.score.key_signatures else None
-        tonic, mode = (0, "major")
-        if signature is not None:
-            tonic, mode = key_signature_tonic((signature.sharps, signature.mode))
-    else:
-        tonic, mode = parse_key(key)
-    return (tonic, mode if scale == "(the key's)" else scale)
-
-
-def parse_weights(text: str) -> list[float] | None:
-    if not text.strip():
-        return None
-    try:
-        return [float(w) for w in text.split(",")]
-    except ValueError:
-        raise GenerationError(f"mix weights are numbers such as 0.3,0.7, got {text!r}") from None
+def key_options(seed: Seed, key: str, scale: str) -> tuple[str | None, str | None, tuple[int, str]]:
+    """The two key widgets as the words of --key and --scale, and the seed's key signature
+    (C major without one) that a scale on its own is on. "The seed's key" is the seed's key
+    signature, major or minor as it is: its mode as the scale, on the seed's tonic."""
+    signature = seed.score.key_signatures[0] if seed.score.key_signatures else None
+    seed_key = (0, "major") if signature is None else (signature.sharps, signature.mode)
+    scale_words = None if scale == "(the key's)" else scale
+    if key == SEED_KEY_LABEL and scale_words is None:
+        scale_words = key_signature_tonic(seed_key)[1]
+    key_words = None if key in ("off", SEED_KEY_LABEL) else key
+    return key_words, scale_words, seed_key
 
 
 def start_job(seed: Seed, options: dict) -> None:
@@ -635,7 +608,7 @@ def note_picked_on_roll(take: Take, notes) -> int | None:
     The roll has a trace per track with notes, in track order, its notes as `roll_notes`
     gives them: (curve, point) names the note. A track may sound the same pitch twice at
     once; the k-th of such twins on the roll is the k-th in the text."""
-    from music_lm.render.pianoroll import roll_notes
+    from music_lm.render.roll_layout import roll_notes
 
     selection = st.session_state.get(f"roll-{take.number}")
     points = (selection or {}).get("selection", {}).get("points", [])

@@ -174,7 +174,7 @@ def batching() -> dict:
     from music_lm.generation.constraints import Constraints
     from music_lm.generation.runner import generate
     from music_lm.model.folder import load_model
-    from music_lm.page.session import seed_from_midi
+    from music_lm.page.seeds import seed_from_midi
 
     loaded = load_model("default")
     seed = list(seed_from_midi(SEED.read_bytes(), SEED.name).cut(SEED_BARS).ids)

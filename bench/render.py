@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from train import device_name, write_section  # noqa: E402
 
-from music_lm.midi.io import write_midi  # noqa: E402
 from music_lm.midi.score import Note, Score, TempoChange, TimeSignature, Track  # noqa: E402
+from music_lm.midi.write import write_midi  # noqa: E402
 from music_lm.render.audio import _Synth, encode_audio, find_soundfont, render_midi  # noqa: E402
 
 SECTION = "## Rendering"

@@ -37,11 +37,11 @@ _PUBLIC: dict[str, str] = {
     "TempoChange": "music_lm.midi.score",
     "TimeSignature": "music_lm.midi.score",
     "Track": "music_lm.midi.score",
-    "MidiError": "music_lm.midi.io",
-    "read_midi": "music_lm.midi.io",
-    "write_midi": "music_lm.midi.io",
+    "MidiError": "music_lm.midi.read",
+    "read_midi": "music_lm.midi.read",
+    "write_midi": "music_lm.midi.write",
     "GrammarError": "music_lm.tokens.grammar",
-    "validate": "music_lm.tokens.grammar",
+    "validate": "music_lm.tokens.validate",
     "CodecError": "music_lm.tokens.codec",
     "decode": "music_lm.tokens.codec",
     "encode": "music_lm.tokens.codec",
@@ -52,10 +52,9 @@ _PUBLIC: dict[str, str] = {
     "midi_to_text": "music_lm.api",
     "text_to_midi": "music_lm.api",
     "text_to_score": "music_lm.api",
-    # these three load torch and transformers when first used
     "Constraints": "music_lm.generation.constraints",
     "Sampling": "music_lm.generation.settings",
-    "generate": "music_lm.generation.runner",
+    "generate": "music_lm.generation.runner",  # loads torch and transformers
 }
 
 __all__ = [  # the keys of _PUBLIC, written out for linters
@@ -106,8 +105,10 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from music_lm.generation.constraints import Constraints
     from music_lm.generation.runner import generate
     from music_lm.generation.settings import Sampling
-    from music_lm.midi.io import MidiError, read_midi, write_midi
+    from music_lm.midi.read import MidiError, read_midi
     from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+    from music_lm.midi.write import write_midi
     from music_lm.tokens.codec import CodecError, decode, encode, to_grid
     from music_lm.tokens.encoded import Encoded, encode_midi
-    from music_lm.tokens.grammar import GrammarError, validate
+    from music_lm.tokens.grammar import GrammarError
+    from music_lm.tokens.validate import validate

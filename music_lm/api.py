@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from music_lm.midi.io import write_midi
 from music_lm.midi.score import Score
+from music_lm.midi.write import write_midi
 from music_lm.tokens.codec import decode
 from music_lm.tokens.encoded import encode_midi
 from music_lm.tokens.report import format_inspection, verify_round_trip

@@ -143,7 +143,7 @@ def tune(seed: int, notes: int = 24) -> Score:
 @pytest.fixture(scope="session")
 def tune_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Ten generated tunes as MIDI files: a user's song folder."""
-    from music_lm.midi.io import write_midi
+    from music_lm.midi.write import write_midi
 
     folder = tmp_path_factory.mktemp("tunes") / "midi"
     folder.mkdir()

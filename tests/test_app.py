@@ -20,8 +20,9 @@ pytest.importorskip("torch")
 from midi_checker import check_constraints
 from streamlit.testing.v1 import AppTest
 
-from music_lm.generation.constraints import Constraints, parse_range
-from music_lm.page.session import PageLimits
+from music_lm.generation.constraints import Constraints
+from music_lm.generation.options import parse_range
+from music_lm.page.limits import PageLimits
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -106,7 +107,7 @@ def test_an_example_seed_shows_its_summary_roll_and_audio(page: AppTest) -> None
     (roll,) = page.get("plotly_chart")
     assert len(page.get("audio")) == 1
     # the roll draws the kept bars' notes: a bar per note, from its onset, in its row
-    from music_lm.page.session import seed_from_midi
+    from music_lm.page.seeds import seed_from_midi
 
     example = ROOT / "midi_in" / EXAMPLES[0]
     score = seed_from_midi(example.read_bytes(), EXAMPLES[0]).cut(4).score
@@ -336,14 +337,14 @@ def test_a_model_that_cannot_load_is_named(page: AppTest, tmp_path: Path, monkey
 
 
 def test_an_unexpected_error_shows_one_line_and_no_traceback(page, monkeypatch, caplog) -> None:
-    import music_lm.page.session
+    import music_lm.page.models
 
     monkeypatch.delenv("MUSIC_LM_PAGE_DEBUG")
 
     def broken(*args, **kwargs):
         raise RuntimeError("/srv/secret/path exploded")
 
-    monkeypatch.setattr(music_lm.page.session, "run_metrics", broken)  # the Training view's
+    monkeypatch.setattr(music_lm.page.models, "run_metrics", broken)  # the Training view's
     page.run()
     assert not page.exception
     errors = messages(page.error)
@@ -365,7 +366,7 @@ def test_stop_ends_a_running_generation(page: AppTest) -> None:
 
 
 def test_a_generation_past_its_time_limit_stops_with_a_message(page: AppTest, monkeypatch):
-    monkeypatch.setattr("music_lm.page.session.LIMITS", PageLimits(generation_seconds=0.05))
+    monkeypatch.setattr("music_lm.page.jobs.LIMITS", PageLimits(generation_seconds=0.05))
     generate(page, **{"Bars to generate": 64, "Variants": 4})
     errors = messages(page.error)
     assert any("ran past its limit of 0.05 s" in e for e in errors), errors
@@ -488,7 +489,7 @@ def test_the_attention_of_a_generated_note_is_shown_per_layer_and_head(page: App
 
 def test_a_note_clicked_on_the_roll_is_picked_for_the_attention_view(page: AppTest) -> None:
     from music_lm.page.attention import generated_notes
-    from music_lm.render.pianoroll import roll_notes
+    from music_lm.render.roll_layout import roll_notes
 
     widget(page.checkbox, "Keep attention").check()
     generate(page, **{"Variants": 1})

@@ -25,7 +25,9 @@ from music_lm.page.attention import (
     note_tokens,
 )
 from music_lm.tokens.codec import decode
-from music_lm.tokens.grammar import BAR, GrammarError, words_to_ids
+from music_lm.tokens.grammar import GrammarError
+from music_lm.tokens.rules import BAR
+from music_lm.tokens.validate import words_to_ids
 from music_lm.tokens.vocab import VOCAB
 
 MIDI_IN = Path(__file__).resolve().parent.parent / "midi_in"

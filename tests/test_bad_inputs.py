@@ -15,10 +15,11 @@ import mido
 import pytest
 from cli_runner import run_cli
 
-from music_lm.api import encode_midi
-from music_lm.midi.io import MidiError, read_midi
+from music_lm.midi.read import MidiError, read_midi
 from music_lm.tokens.codec import CodecError
-from music_lm.tokens.grammar import GrammarError, validate
+from music_lm.tokens.encoded import encode_midi
+from music_lm.tokens.grammar import GrammarError
+from music_lm.tokens.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = (ROOT / "midi_in" / "folk_tune.mid").read_bytes()
@@ -102,7 +103,7 @@ def test_a_100_mb_file_is_refused_by_its_size_before_it_is_read(bad_folder: Path
 
 @pytest.mark.parametrize("name", list(BAD_MIDI))
 def test_the_page_upload_names_the_file(name: str) -> None:
-    from music_lm.page.session import SeedError, seed_from_midi
+    from music_lm.page.seeds import SeedError, seed_from_midi
 
     with pytest.raises(SeedError) as caught:
         seed_from_midi(BAD_MIDI[name][0], "upload.mid")

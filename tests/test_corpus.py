@@ -22,10 +22,10 @@ from music_lm.corpus.sources import CorpusError, SourceError, parse_source, styl
 from music_lm.corpus.split import fingerprint, transpose_range
 from music_lm.corpus.write import iter_failures
 from music_lm.midi.instruments import PROGRAM_RANGES, pitch_range, transpose_limits
-from music_lm.midi.io import write_midi
 from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.midi.write import write_midi
 from music_lm.tokens.encoded import encode_midi
-from music_lm.tokens.grammar import validate, walk
+from music_lm.tokens.validate import validate, walk
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
 PPQ = 480

@@ -67,7 +67,8 @@ def test_a_bad_limit_option_is_a_usage_error(monkeypatch, capsys) -> None:
 
 
 def test_generation_stops_at_the_time_limit(tiny_model: Path, monkeypatch) -> None:
-    from music_lm.generation.runner import GenerationError, generate
+    from music_lm.generation.runner import generate
+    from music_lm.generation.settings import GenerationError
 
     monkeypatch.setenv("MUSIC_LM_LIMITS", "generation_s=0.000001")
     with pytest.raises(GenerationError, match=r"ran past its limit of 1e-06 s"):

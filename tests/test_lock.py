@@ -27,7 +27,7 @@ def test_the_lock_pins_the_versions_the_code_needs() -> None:
     assert lock["torch"] == "2.13.0+cpu"  # the CPU build, never PyPI's CUDA one
     assert not [name for name in lock if name.startswith("nvidia-")]
     major, minor = map(int, lock["transformers"].split(".")[:2])
-    assert (major, minor) >= (5, 24)  # generate.py passes `cache=`
+    assert (major, minor) >= (5, 24)  # generation/models.py passes `cache=`
     for tool in ("pip", "setuptools", "uv"):
         assert tool in lock
 

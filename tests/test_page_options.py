@@ -74,7 +74,7 @@ SILENCE = _silence()  # 10 ms
 class PageTake:
     """A take of the page, read as tests/test_options.py reads a command's output."""
 
-    take: object  # music_lm.page.session.Take
+    take: object  # music_lm.page.takes.Take
     page: AppTest
 
     def facts(self) -> dict:
@@ -353,7 +353,8 @@ def shared(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         # No audio for the takes: an untrained model holds notes for hundreds of quarter
         # notes, minutes of audio per take, which these rows never listen to.
-        monkeypatch.setattr("music_lm.page.session.render_wav", lambda _midi, _name: SILENCE)
+        monkeypatch.setattr("music_lm.page.takes.render_wav", lambda _midi, _name: SILENCE)
+        monkeypatch.setattr("music_lm.page.jobs.render_wav", lambda _midi, _name: SILENCE)
         other = other_tiny_model_folder(root / "other")
         yield Page(open_page(tiny_model, other, root, monkeypatch), defaults={})
 

@@ -22,8 +22,9 @@ from external import requires
 from typer.testing import CliRunner
 
 from music_lm.cli import app
-from music_lm.midi.io import read_midi, write_midi
+from music_lm.midi.read import read_midi
 from music_lm.midi.score import Note, Score, TempoChange, TimeSignature, Track
+from music_lm.midi.write import write_midi
 from music_lm.render.audio import (
     AudioError,
     encode_audio,

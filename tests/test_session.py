@@ -10,30 +10,15 @@ from pathlib import Path
 import pytest
 
 from music_lm.generation.constraints import Constraints
-from music_lm.generation.runner import (
-    GenerationError,
-    GenerationStoppedError,
-    Header,
-    Progress,
-    generate,
-)
-from music_lm.page.session import (
-    GenerationJob,
-    GenerationQueue,
-    History,
-    PageLimits,
-    Seed,
-    SeedError,
-    check_text,
-    edited_take,
-    generate_takes,
-    model_choices,
-    run_metrics,
-    seed_from_header,
-    seed_from_midi,
-    seed_summary,
-    takes_of,
-)
+from music_lm.generation.runner import generate
+from music_lm.generation.seeds import Header
+from music_lm.generation.settings import GenerationError, GenerationStoppedError, Progress
+from music_lm.page.history import History
+from music_lm.page.jobs import GenerationJob, GenerationQueue, generate_takes
+from music_lm.page.limits import PageLimits
+from music_lm.page.models import model_choices, run_metrics
+from music_lm.page.seeds import Seed, SeedError, seed_from_header, seed_from_midi, seed_summary
+from music_lm.page.takes import check_text, edited_take, takes_of
 from music_lm.tokens.vocab import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,7 +151,7 @@ def test_check_text_names_the_token_and_what_was_expected() -> None:
 
 
 def _take(number: int):
-    from music_lm.page.session import Take
+    from music_lm.page.takes import Take
 
     ids = (1, 2, 3)
     return Take(number, 1, 1, ids, 1, 0, 1, {}, {".txt": b"x"})

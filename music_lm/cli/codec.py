@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from music_lm.api import encode_midi, text_to_midi
+from music_lm.api import text_to_midi
 from music_lm.cli.root import (
     DEFAULT_INPUT,
     DEFAULT_OUTPUT,
@@ -29,8 +29,9 @@ from music_lm.files import (
     run_batch,
 )
 from music_lm.tokens.codec import CodecError
-from music_lm.tokens.grammar import validate as validate_text
+from music_lm.tokens.encoded import encode_midi
 from music_lm.tokens.report import format_inspection, verify_round_trip
+from music_lm.tokens.validate import validate as validate_text
 
 
 def _encode_input(path: Path, sustain: bool = False):

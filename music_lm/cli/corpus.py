@@ -55,7 +55,8 @@ def corpus_build(
     """Encode sources into uint16 token shards with an index, a manifest and the tokenizer.
 
     Run it again to update: only files whose content changed are encoded again."""
-    from music_lm.corpus.build import BuildConfig, build_corpus
+    from music_lm.corpus.build import build_corpus
+    from music_lm.corpus.config import BuildConfig
     from music_lm.corpus.stats import manifest_table
 
     config = BuildConfig(

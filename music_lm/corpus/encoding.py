@@ -33,7 +33,7 @@ def encode_item(item: Item, data: bytes, sustain: bool = False) -> Encoding:
     """Encode one piece; any failure becomes Encoding(error=...)."""
     # the codec is imported when a piece is first encoded, not with the build's modules
     from music_lm.tokens.encoded import encode_midi
-    from music_lm.tokens.grammar import words_to_ids
+    from music_lm.tokens.validate import words_to_ids
 
     try:
         midi = data if item.kind == "midi" else item_midi(item)

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from music_lm.midi.gm import GM_PROGRAMS, pitch_to_name
-from music_lm.render.pianoroll import drum_name, track_colour
-from music_lm.tokens.grammar import GrammarError, GrammarState, located
+from music_lm.render.roll_layout import drum_name, track_colour
+from music_lm.tokens.grammar import GrammarError, GrammarState
+from music_lm.tokens.validate import located
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
 if TYPE_CHECKING:
@@ -277,6 +278,7 @@ def _seed_boundary(na: NoteAttention) -> float | None:
 def attention_figure(na: NoteAttention, note: NoteToken | None = None) -> go.Figure:
     """One heatmap per layer (stacked, sharing the x axis): heads down, earlier notes
     across, one colour scale. Hover a cell for the note and the weight."""
+    # on use: Plotly loads only when a figure is drawn
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -331,6 +333,7 @@ def attention_figure(na: NoteAttention, note: NoteToken | None = None) -> go.Fig
 def attention_summary_figure(na: NoteAttention, note: NoteToken | None = None) -> go.Figure:
     """The mean over layers and heads per earlier note, as bars coloured by track: which
     notes mattered, at a glance."""
+    # on use: Plotly loads only when a figure is drawn
     import plotly.graph_objects as go
 
     note = na.note if note is None else note

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from music_lm.errors import MusicLmError
-from music_lm.midi.io import read_midi
+from music_lm.midi.read import read_midi
 from music_lm.midi.score import Score
 
 SAMPLE_RATES = (22050, 32000, 44100, 48000, 96000)

@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 from music_lm.errors import MusicLmError
-from music_lm.midi.io import MidiRead, read_midi, write_midi
+from music_lm.midi.read import MidiRead, read_midi
+from music_lm.midi.write import write_midi
 
 
 class ExportError(MusicLmError, RuntimeError):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from music_lm.errors import MusicLmError
-from music_lm.midi.io import MidiRead, read_midi
+from music_lm.midi.read import MidiRead, read_midi
 from music_lm.midi.score import Score
 from music_lm.render.roll_layout import NOTE_HEIGHT, Lane, bar_and_beat, roll_layout
 
