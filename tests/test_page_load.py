@@ -73,10 +73,12 @@ def test_sessions_on_a_cold_server_all_get_their_takes_and_see_their_place(
                 if takes_drawn(page, variants=1):
                     finished.append(index)
             time.sleep(0.1)
-        # One generation at a time, first come first served: every session but the first to
-        # get its takes waited, and was told its place while it did.
-        for index in finished[1:]:
-            assert places_seen[index], f"session {index + 1} never saw its place in line"
+        # One generation at a time, first come first served: every session but the one whose
+        # job ran first waited, and was told its place while it did. (Which job ran first is
+        # the server's to know: the order in which this loop sees takes drawn is not it, as a
+        # page may show its takes a poll later than the next one.)
+        unseen = [index + 1 for index, seen in enumerate(places_seen) if not seen]
+        assert len(unseen) <= 1, f"sessions {unseen} never saw their place in line"
         assert max(max(p, default=0) for p in places_seen) >= 2
 
 
