@@ -55,6 +55,7 @@ def corpus_build(
     """Encode sources into uint16 token shards with an index, a manifest and the tokenizer.
 
     Run it again to update: only files whose content changed are encoded again."""
+    # the command's stage loads when it runs, so --help and the codec commands stay fast
     from music_lm.corpus.build import build_corpus
     from music_lm.corpus.config import BuildConfig
     from music_lm.corpus.stats import manifest_table
@@ -66,6 +67,7 @@ def corpus_build(
     if engine == "local":
         result = build_corpus(config, output, cache, jobs or None, progress, log)
     elif engine == "datasets":
+        # the command's stage loads when it runs, so --help and the codec commands stay fast
         from music_lm.corpus.hf_dataset import build_corpus_datasets
 
         result = build_corpus_datasets(config, output, jobs or None, log, cache)
@@ -94,6 +96,7 @@ def corpus_stats(
     force: bool = FORCE,
 ) -> None:
     """The manifest as a table, and a PNG of pitch, duration, length and style distributions."""
+    # the command's stage loads when it runs, so --help and the codec commands stay fast
     from music_lm.corpus.dataset import Corpus
     from music_lm.corpus.stats import manifest_table, plot_stats
 

@@ -27,6 +27,7 @@ SEED_BARS = typer.Option(None, "--seed-bars", help="Use only the first M bars of
 def _generation_options(settings: dict):
     """(Constraints, Sampling, instrument names, mix weights) from the command's options,
     taking those options out of `settings` (what is left goes to `generate` as it is)."""
+    # the command's stage loads when it runs, so --help and the codec commands stay fast
     from music_lm.generation.options import (
         constraints_from_options,
         instrument_names,
@@ -62,6 +63,7 @@ def _generation_options(settings: dict):
 
 
 def _header(style: str | None, tempo: float | None, meter: str | None, constraints, names):
+    # the command's stage loads when it runs, so --help and the codec commands stay fast
     from music_lm.generation.options import header_from_options, parse_meter
     from music_lm.generation.settings import GenerationError
 
@@ -73,6 +75,7 @@ def _header(style: str | None, tempo: float | None, meter: str | None, constrain
 
 
 def _variant_outputs(generation, stem: str, output: Path) -> list[tuple[Path, bytes]]:
+    # the command's stage loads when it runs, so --help and the codec commands stay fast
     from music_lm.generation.outputs import variant_files
 
     outputs = []
@@ -105,6 +108,7 @@ def _generation_command(
     run_options: dict,
     verb: str = "continued",
 ) -> None:
+    # torch and the model load only when a generation runs
     import torch
 
     from music_lm.generation.constraints import ConstraintError

@@ -49,6 +49,7 @@ def render(
     force: bool = FORCE,
 ) -> None:
     """MIDI -> audio through FluidSynth and a General MIDI soundfont."""
+    # the command's stage loads when it runs, so --help and the codec commands stay fast
     from music_lm.render.audio import (
         FORMATS,
         AudioError,
@@ -93,6 +94,7 @@ def pianoroll(
     force: bool = FORCE,
 ) -> None:
     """MIDI -> a piano-roll PNG: a colour per track, drums in their own lane, bar lines."""
+    # the command's stage loads when it runs, so --help and the codec commands stay fast
     from music_lm.render.pianoroll import PianoRollError, midi_pianoroll
 
     inputs, target = _outputs_of(source, output, ".png")
@@ -121,6 +123,7 @@ def export(
     force: bool = FORCE,
 ) -> None:
     """MIDI -> DAW-ready MIDI (and MusicXML for notation programs)."""
+    # the command's stage loads when it runs, so --help and the codec commands stay fast
     from music_lm.render.export import ExportError, daw_midi, export_midi, musicxml
 
     inputs, target = _outputs_of(source, output, ".mid")

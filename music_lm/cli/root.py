@@ -15,6 +15,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from music_lm import __version__
 from music_lm.errors import MusicLmError
 from music_lm.files import (
     STDIN,
@@ -22,6 +23,7 @@ from music_lm.files import (
     output_for,
     single_output,
 )
+from music_lm.limits import LimitError, limits, parse_limits, set_limits
 
 DEFAULT_INPUT = Path("midi_in")
 DEFAULT_OUTPUT = Path("midi_out")
@@ -62,8 +64,6 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from music_lm import __version__
-
         typer.echo(f"music-lm {__version__}")
         raise typer.Exit()
 
@@ -81,7 +81,6 @@ def _options(
         "notes, quarters, tokens, generation_s, audio_s. Also $MUSIC_LM_LIMITS.",
     ),
 ) -> None:
-    from music_lm.limits import LimitError, limits, parse_limits, set_limits
 
     del debug  # read from the context where it is needed: debug_on(ctx)
     set_limits(None)  # $MUSIC_LM_LIMITS, then the options over it

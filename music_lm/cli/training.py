@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -43,6 +44,7 @@ def _weights(specs: list[str]) -> dict[str, float]:
 
 
 def _run_training(ctx: typer.Context, base: str | None, **options) -> None:
+    # torch loads only when the command runs
     from music_lm.training.config import TrainConfig
     from music_lm.training.loop import train
 
@@ -170,8 +172,8 @@ def evaluate(
     force: bool = FORCE,
 ) -> None:
     """Loss, perplexity, accuracy and bits per note of a model on a corpus split."""
-    import json
 
+    # torch loads only when the command runs
     from music_lm.training.evaluate import evaluate_model, format_evaluation
 
     if batch_size < 1:

@@ -59,6 +59,7 @@ class BuildResult:
 
 
 def _progress(total: int, desc: str, enabled: bool | None):
+    # tqdm only when a progress bar is shown
     from tqdm import tqdm
 
     # enabled None: a bar when stderr is a terminal (tqdm's own rule), none in logs

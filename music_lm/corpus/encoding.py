@@ -6,6 +6,7 @@ ranges, or the reason it failed. These functions run in the build's worker proce
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +75,5 @@ def encode_chunk(jobs: list[tuple[str, Item, bool]]) -> list[tuple[str, Encoding
 
 def quiet_worker() -> None:
     """A worker process's initializer: no warnings from the files it reads."""
-    import warnings
 
     warnings.simplefilter("ignore")

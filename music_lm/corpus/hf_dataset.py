@@ -92,6 +92,7 @@ def build_corpus_datasets(
     cache_dir: Path | None = None,
 ) -> BuildResult:
     """Build the corpus folder `out` with `datasets.Dataset.map` doing the encoding."""
+    # datasets (and pyarrow) only for --engine datasets
     import datasets
 
     started = time.perf_counter()
@@ -155,6 +156,7 @@ def build_corpus_datasets(
         return piece_ids(results[piece_keys[index]], pieces[index].style)
 
     def write_parquet(folder: Path) -> None:
+        # pyarrow only for --engine datasets
         import pyarrow as pa
         import pyarrow.parquet as pq
 

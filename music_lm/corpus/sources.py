@@ -9,6 +9,7 @@ its format, enters the corpus through the same tested MIDI reader.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 import warnings
@@ -155,6 +156,7 @@ def list_items(source: Source) -> list[Item]:
 def music21_items(wanted: set[str] | None = None) -> list[Item]:
     """The pieces of music21's bundled corpus that we use (of the `wanted` collections or
     styles, else all); ABC files holding many tunes (an "opus") give one item per tune."""
+    # music21 takes seconds to import: only when a music21 piece is read
     from music21 import common, corpus
 
     root = Path(common.getCorpusFilePath())
@@ -186,6 +188,7 @@ def content_key(item: Item, data: bytes) -> str:
     digest = hashlib.sha256(data).hexdigest()
     if item.kind != MUSIC21:
         return digest
+    # music21 takes seconds to import: only when a music21 piece is read
     import music21
 
     number = -1 if item.number is None else item.number
@@ -207,6 +210,7 @@ def music21_midi(path: str, number: int | None = None) -> bytes:
     writer then refuses the second copy (a thousand Essen and O'Neill tunes); and some
     pieces' repeat marks are inconsistent and cannot be expanded (a few quartets): the
     marks are then removed and the music is taken once, as written."""
+    # music21 takes seconds to import: only when a music21 piece is read
     from music21 import converter, repeat, stream
     from music21.exceptions21 import StreamException
     from music21.midi import translate
@@ -229,6 +233,7 @@ def music21_midi(path: str, number: int | None = None) -> bytes:
 
 
 def _without_repeats(score):
+    # music21 takes seconds to import: only when a music21 piece is read
     from music21 import bar, repeat, stream
 
     for measure in score.recurse().getElementsByClass(stream.Measure):
@@ -242,8 +247,8 @@ def _without_repeats(score):
 
 def _unshare_marks(score) -> None:
     """Give each meter, key and tempo mark that appears in several measures its own copy."""
-    import copy
 
+    # music21 takes seconds to import: only when a music21 piece is read
     from music21 import key, meter, tempo
 
     marks = (meter.TimeSignature, key.KeySignature, tempo.MetronomeMark)

@@ -9,6 +9,7 @@ import numpy as np
 
 from music_lm.corpus.dataset import SPLITS, Corpus
 from music_lm.midi.gm import PITCH_CLASS_NAMES
+from music_lm.tokens.codec import decode
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
 _PITCH = VOCAB.ranges["pitch"]
@@ -60,7 +61,6 @@ def manifest_table(manifest: dict) -> str:
 def distributions(corpus: Corpus, sample: int = 2000, seed: int = 0) -> dict:
     """Pitch counts (all pieces), note durations in quarters (a sample of `sample` pieces,
     decoded), tokens per piece and pieces per style."""
-    from music_lm.tokens.codec import decode
 
     pitch_counts = np.zeros(128, dtype=np.int64)
     for name in {p.shard for p in corpus.pieces}:
@@ -85,6 +85,7 @@ def distributions(corpus: Corpus, sample: int = 2000, seed: int = 0) -> dict:
 
 def plot_stats(corpus: Corpus, png: Path, sample: int = 2000) -> dict:
     """Write a 2x2 PNG: pitches, note durations, tokens per piece, styles."""
+    # matplotlib only when the PNG is drawn
     import matplotlib
 
     matplotlib.use("Agg")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+import music_lm
 from music_lm.corpus.config import BuildConfig
 from music_lm.corpus.dataset import CORPUS_FORMAT, SPLITS, Piece
 from music_lm.corpus.encoding import ENCODER_VERSION
@@ -168,7 +169,6 @@ def _swap_in(staging: Path, out: Path) -> None:
 
 def _manifest(config, sources: list[Source], items, pieces, failures, duplicates, shards,
               encode_seconds: float, build_seconds: float) -> dict:  # fmt: skip
-    import music_lm
 
     table: dict[str, dict[str, dict[str, int]]] = defaultdict(
         lambda: {s: {"pieces": 0, "notes": 0, "tokens": 0} for s in SPLITS}

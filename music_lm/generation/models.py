@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from music_lm.corpus.dataset import piece_from_bar
 from music_lm.tokens.rules import BAR, PIECE
 
 
@@ -77,7 +78,6 @@ def window_of(ids: Sequence[int], limit: int) -> tuple[list[int], int]:
     """What the model reads of a piece longer than its context: the header and the latest
     bars that fit in `limit` tokens (a header restated at that bar, as in training).
     Returns (window, index in `ids` of the first body token kept)."""
-    from music_lm.corpus.dataset import piece_from_bar
 
     ids = list(ids)
     if len(ids) <= limit:

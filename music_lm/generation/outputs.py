@@ -14,6 +14,8 @@ import numpy as np
 
 from music_lm.generation.constraints import Constraints
 from music_lm.generation.settings import Sampling
+from music_lm.midi.write import write_midi
+from music_lm.tokens.codec import decode, encode
 from music_lm.tokens.rules import BAR, END
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
@@ -34,7 +36,6 @@ class Variant:
 
     @property
     def text(self) -> str:
-        from music_lm.tokens.codec import decode, encode
 
         return encode(decode(" ".join(VOCAB.tokens[t] for t in self.ids)))
 
@@ -148,8 +149,6 @@ def model_records(names: Sequence[str | Path], loaded: Sequence) -> list[dict]:
 def variant_files(generation: Generation, variant: Variant, stem: str) -> dict[str, bytes]:
     """The three files of a variant: MIDI (with a marker where the continuation starts and
     the settings as a text event), token text and a JSON record."""
-    from music_lm.midi.write import write_midi
-    from music_lm.tokens.codec import decode
 
     text = variant.text
     score = decode(text)

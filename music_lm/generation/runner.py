@@ -38,6 +38,7 @@ from music_lm.generation.sampling import _sample_rows, _Watch
 from music_lm.generation.seeds import Header, prepare_seed, seed_state
 from music_lm.generation.settings import GenerationError, Progress, Sampling
 from music_lm.generation.state import ContinuationState
+from music_lm.limits import limits
 from music_lm.tokens.rules import BAR
 
 DECODE_THREADS_ENV = "MUSIC_LM_DECODE_THREADS"
@@ -237,8 +238,6 @@ def _budget(max_new_tokens: int | None, constraints: Constraints, state: Continu
 def _time_limit(time_limit_s: float | None) -> float:
     """The sampling's time limit: `time_limit_s`, else the `generation_s` limit."""
     if time_limit_s is None:
-        from music_lm.limits import limits
-
         time_limit_s = limits().generation_s
     if time_limit_s <= 0:
         raise GenerationError(f"the time limit must be positive, got {time_limit_s} s")

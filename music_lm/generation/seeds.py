@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from music_lm.api import midi_to_text
 from music_lm.generation.constraints import (
     SEED_KEY,
     ConstraintError,
@@ -16,6 +17,7 @@ from music_lm.generation.constraints import (
 )
 from music_lm.generation.settings import GenerationError
 from music_lm.generation.state import ContinuationState
+from music_lm.limits import check_size
 from music_lm.tokens.grammar import GrammarError, GrammarState
 from music_lm.tokens.rules import BAR, END
 from music_lm.tokens.validate import located, words_to_ids
@@ -104,8 +106,6 @@ def seed_from_file(path: str | Path) -> tuple[list[int], str]:
     if not path.is_file():
         raise GenerationError(f"{path}: no such file")
     if path.suffix.lower() in (".mid", ".midi", ".smf", ".kar"):
-        from music_lm.api import midi_to_text
-
         try:
             text = midi_to_text(path)
         except (ValueError, OSError) as err:
@@ -114,8 +114,6 @@ def seed_from_file(path: str | Path) -> tuple[list[int], str]:
                 message if str(path) in message else f"{path}: {message}"
             ) from None
     else:
-        from music_lm.limits import check_size
-
         check_size(path.stat().st_size, str(path), GenerationError)
         try:
             text = path.read_text(encoding="utf-8")

@@ -28,10 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import AddedToken
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from transformers.utils import logging as hf_logging
 
+from music_lm import __version__
 from music_lm.errors import MusicLmError
-from music_lm.tokens.tokenizer import DEFAULT_CONTEXT, build_tokenizer
+from music_lm.tokens.tokenizer import DEFAULT_CONTEXT, build_tokenizer, load_tokenizer
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
 MODEL_FORMAT = "music_lm-model"
@@ -138,7 +141,6 @@ def model_meta(
     token_map: TokenMap = TokenMap(), training: dict | None = None, base: str | None = None
 ) -> dict:
     """The contents of music_lm.json."""
-    from music_lm import __version__
 
     meta = {
         "format": MODEL_FORMAT,
@@ -169,7 +171,6 @@ def save_model_folder(
 
     Writes into `directory` as it is; callers that need atomicity write to a temporary
     folder and rename it (see `replace_folder`)."""
-    from transformers.utils import logging as hf_logging
 
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
@@ -309,10 +310,7 @@ def load_model(
             f"{needed}"
         )
     if token_map.identity:
-        from music_lm.tokens.tokenizer import load_tokenizer
-
         load_tokenizer(path)  # raises on a tokenizer of another vocabulary
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" on every command is noise
     try:
@@ -359,7 +357,6 @@ def music_tokens_for(tokenizer) -> tuple[object, TokenMap]:
     """Add the music tokens to a foreign (text) tokenizer: each token is matched as a
     whole word, the space before it absorbed, so `tokenizer("piece style:bach")` gives
     the two music tokens and nothing else. Returns the tokenizer and the token map."""
-    from tokenizers import AddedToken
 
     tokenizer.add_tokens([AddedToken(word, lstrip=True, normalized=False) for word in VOCAB.tokens])
     ids = tokenizer.convert_tokens_to_ids(list(VOCAB.tokens))

@@ -19,6 +19,7 @@ def warm_up() -> None:
     with _WARM_UP:
         if _warmed:
             return
+        # the point of the warm-up: the heavy imports, once, under the lock
         import matplotlib
 
         matplotlib.use("Agg")  # no display on a server; set before pyplot is imported

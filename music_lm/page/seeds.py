@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from music_lm.errors import MusicLmError
+from music_lm.generation.settings import GenerationError
 from music_lm.midi.score import Score
 from music_lm.page.limits import LIMITS, PageLimits
 from music_lm.tokens.rules import BAR, END
@@ -58,7 +59,6 @@ class Seed:
 def _seed_ids(text: str, name: str) -> tuple[int, ...]:
     # on use: only a seed read from MIDI is checked here
     from music_lm.generation.seeds import seed_from_text
-    from music_lm.generation.settings import GenerationError
 
     try:
         return tuple(seed_from_text(text, name))

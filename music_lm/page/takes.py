@@ -12,6 +12,7 @@ from functools import cached_property
 import numpy as np
 
 from music_lm.midi.score import Score
+from music_lm.tokens.codec import decode, encode
 from music_lm.tokens.grammar import GrammarError
 from music_lm.tokens.validate import validate, words_to_ids
 
@@ -120,7 +121,6 @@ def edited_take(take: Take, text: str, number: int) -> Take:
     continuation stays marked when the edit left the seed's tokens as they were."""
     # on use: only a saved edit decodes text and writes MIDI
     from music_lm.midi.write import write_midi
-    from music_lm.tokens.codec import decode, encode
 
     score = decode(text)  # GrammarError names the first bad token
     ids = words_to_ids(text.split())

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from music_lm.errors import MusicLmError
+from music_lm.limits import limits
 from music_lm.midi.read import read_midi
 from music_lm.midi.score import Score
 
@@ -79,6 +80,7 @@ def find_soundfont(path: str | Path | None = None) -> Path:
         if Path(candidate).is_file():
             return Path(candidate)
     try:
+        # pretty_midi only to find its bundled soundfont
         import pretty_midi
     except ImportError:
         pretty_midi = None
@@ -100,6 +102,7 @@ class _Synth:
 
     def __init__(self, soundfont: Path, sample_rate: int) -> None:
         try:
+            # libfluidsynth only when audio is rendered
             import fluidsynth
         except (ImportError, OSError) as err:  # OSError: pyfluidsynth without libfluidsynth
             raise AudioError(
@@ -211,7 +214,6 @@ def render_score(
     """Render a score to stereo float samples at `sample_rate` (see the module doc)."""
     if sample_rate not in SAMPLE_RATES:
         raise AudioError(f"--sample-rate must be one of {SAMPLE_RATES}, got {sample_rate}")
-    from music_lm.limits import limits
 
     seconds = tick_seconds(score)(score.end_tick) if score.end_tick else 0.0
     most = limits().audio_s
@@ -299,6 +301,7 @@ def encode_audio(rendered: Rendered, audio_format: str = "wav") -> bytes:
             out.writeframes(pcm.tobytes())
         return buffer.getvalue()
     try:
+        # soundfile (libsndfile) only for FLAC and Ogg
         import soundfile
     except (ImportError, OSError) as err:
         raise AudioError(f"{audio_format} needs the soundfile package ({err})") from None

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from music_lm.errors import MusicLmError
+from music_lm.limits import check_length
 from music_lm.midi.read import MidiRead, read_midi
 from music_lm.midi.write import write_midi
 
@@ -33,6 +34,7 @@ def daw_midi(read: MidiRead, midi_format: int = 1) -> bytes:
 def musicxml(midi: bytes, name: str = "<bytes>") -> bytes:
     """MusicXML (uncompressed, .musicxml) of a MIDI file's bytes, through music21."""
     try:
+        # music21 takes seconds to import: only when a music21 piece is read
         from music21 import midi as m21midi
     except ImportError as err:
         raise ExportError(
@@ -57,7 +59,6 @@ def export_midi(
     source: str | Path | bytes, midi_format: int = 1, name: str | None = None
 ) -> tuple[bytes, MidiRead]:
     """(DAW-ready MIDI bytes, what was read) of a MIDI file; MidiError names a bad one."""
-    from music_lm.limits import check_length
 
     read = read_midi(source, name=name, sustain=True)
     # A corrupt length would make music21 (MusicXML) run for ever on the export.

@@ -7,10 +7,12 @@ span); for a continuation the seed is shaded and the start of the new bars marke
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 from music_lm.errors import MusicLmError
+from music_lm.limits import check_length
 from music_lm.midi.read import MidiRead, read_midi
 from music_lm.midi.score import Score
 from music_lm.render.roll_layout import NOTE_HEIGHT, Lane, bar_and_beat, roll_layout
@@ -57,6 +59,7 @@ def pianoroll_axes(
     import matplotlib
 
     matplotlib.use("Agg")
+    # matplotlib only when a PNG is drawn
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import to_rgba
     from matplotlib.figure import Figure
@@ -151,7 +154,6 @@ def pianoroll_png(
     height_px: int = HEIGHT_PX,
 ) -> bytes:
     """The piano roll as PNG bytes of exactly width_px x height_px."""
-    import io
 
     if not (200 <= width_px <= 8000 and 150 <= height_px <= 8000):
         raise PianoRollError(f"size must be within 200x150..8000x8000, got {width_px}x{height_px}")
@@ -169,7 +171,6 @@ def midi_pianoroll(
 ) -> bytes:
     """The PNG piano roll of a MIDI file; the seed shaded up to `continuation_bar` or the
     file's continuation marker."""
-    from music_lm.limits import check_length
 
     read = read_midi(source, name=name, sustain=True)
     score = read.score

@@ -5,5 +5,5 @@ per token family, derived from it; `grammar` the automaton (the validator, the p
 the constrained sampler's masks all step it); `validate` text checked against it; `codec`
 score <-> text; `encoded` a MIDI file on its way to text; `report` the round-trip check;
 `tokenizer` the Hugging Face tokenizer of the words (text <-> ids; the one module here
-that loads transformers, never torch).
+that loads transformers, and with it torch: the codec never imports it).
 """

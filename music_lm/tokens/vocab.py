@@ -13,6 +13,7 @@ keys by mode then sharps, and instruments by program with drums last.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
@@ -217,7 +218,6 @@ class Vocabulary:
     @cached_property
     def sha256(self) -> str:
         """A hash of the token list: token ids mean the same only under the same hash."""
-        import hashlib
 
         return hashlib.sha256("\n".join(self.tokens).encode()).hexdigest()
 

@@ -3,11 +3,14 @@ the optimizer and the learning-rate schedule, and bf16 where the device computes
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from music_lm.model.folder import (
     ModelError,
@@ -93,7 +96,6 @@ def build_model(config: TrainConfig, log: Callable[[str], None]):
                           config.n_layer, config.n_head, config.n_embd)  # fmt: skip
         torch.manual_seed(config.seed)
         return new_model(mc), TokenMap(), None, None
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model_path(config.base)
     meta = read_meta(path) if Path(path).is_dir() else None
@@ -137,6 +139,7 @@ def build_model(config: TrainConfig, log: Callable[[str], None]):
 
 def add_lora(model: torch.nn.Module, config: TrainConfig):
     """Wrap `model` with LoRA adapters on every attention and MLP projection."""
+    # peft only for LoRA runs
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
@@ -148,7 +151,6 @@ def add_lora(model: torch.nn.Module, config: TrainConfig):
         bias="none",
         task_type="CAUSAL_LM",
     )
-    import warnings
 
     with warnings.catch_warnings():
         # peft asks transformers for a property that transformers 5 deprecated: not ours.
@@ -159,8 +161,6 @@ def add_lora(model: torch.nn.Module, config: TrainConfig):
 def plain_model(model: torch.nn.Module) -> torch.nn.Module:
     """The GPT-2 to save: LoRA adapters merged into a copy (the training model keeps them)."""
     if hasattr(model, "merge_and_unload"):
-        import copy
-
         return copy.deepcopy(model).merge_and_unload()
     return model
 

@@ -4,6 +4,7 @@ aside and moving it into place whole, so that an interruption leaves only whole 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from music_lm.corpus.dataset import WindowSampler
 from music_lm.model.folder import error_line, publish_files, replace_folder, save_model_folder
@@ -66,13 +68,12 @@ def set_rng_state(state: dict, sampler: WindowSampler) -> None:
 def load_weights(model: torch.nn.Module, checkpoint: Path, config: TrainConfig) -> None:
     """Put a checkpoint's weights into the training model (for LoRA: its adapters)."""
     if config.lora_rank:
+        # peft only for LoRA runs
         from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
 
         adapter = load_file(str(checkpoint / "adapter" / "adapter_model.safetensors"))
         set_peft_model_state_dict(model, adapter)
         return
-    from safetensors.torch import load_file
 
     state = load_file(str(checkpoint / "model.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -123,7 +124,6 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def file_sha256(path: Path) -> str | None:
-    import hashlib
 
     if not path.is_file():
         return None

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from music_lm.corpus.build import build_corpus
+from music_lm.corpus.config import BuildConfig
 from music_lm.corpus.dataset import Corpus
 from music_lm.corpus.sources import CorpusError
 
@@ -21,8 +23,6 @@ def prepare_data(paths: Sequence[str], run: Path, log: Callable[[str], None]) ->
             continue
         if not path.is_dir():
             raise CorpusError(f"{path}: no such corpus or MIDI folder")
-        from music_lm.corpus.build import build_corpus
-        from music_lm.corpus.config import BuildConfig
 
         target = run / f"corpus-{number}"
         log(f"{path}: a folder of MIDI files; building its corpus in {target}")

@@ -38,6 +38,7 @@ class MetricsLog:
             self._rewrite()
         self.writer = None
         try:
+            # tensorboard only when a run logs to it
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(run / "tb"), purge_step=resume_step + 1)
@@ -71,6 +72,7 @@ def plot_losses(rows: Sequence[dict], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
+    # matplotlib only when loss.png is drawn
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
