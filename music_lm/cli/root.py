@@ -11,7 +11,6 @@ import os
 import sys
 from pathlib import Path
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -41,7 +40,7 @@ class _Commands(TyperGroup):
     error becomes one line naming the file and exit code 2; `--debug` shows the
     traceback instead. Anything else is a bug and keeps its traceback."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except BrokenPipeError:

@@ -327,9 +327,19 @@ class ContinuationState(EndBudget):
             if self._track_playable(track) and self._order_ok(track):
                 _append(out, token)
 
-    def _rule_pitch(self, lo: int, hi: int, out: Ranges) -> None:
+    def _open_group_track(self) -> int | None:
+        """The track a note group would play on here, if it has a voice free; else None."""
         track = self._group_track()
-        if track is None or not self._voice_free(track):
+        return track if track is not None and self._voice_free(track) else None
+
+    def _long_steps_so_far(self) -> int:
+        """The steps of the duration's long parts (d:N+) already written in this group."""
+        g = self.grammar
+        return g.pending_long if g.phase is AFTER_DUR_LONG else 0
+
+    def _rule_pitch(self, lo: int, hi: int, out: Ranges) -> None:
+        track = self._open_group_track()
+        if track is None:
             return
         g = self.grammar
         dur = g.durations[track]
@@ -342,13 +352,13 @@ class ContinuationState(EndBudget):
             out.append((lo, hi))
 
     def _rule_dur(self, lo: int, hi: int, out: Ranges) -> None:
-        track = self._group_track()
-        if track is None or not self._voice_free(track):
+        track = self._open_group_track()
+        if track is None:
             return  # a new group of this part would have no note to play
         g = self.grammar
         now = g.onset_tick
         min_dur = self._min_duration(track)
-        long_steps = g.pending_long if g.phase is AFTER_DUR_LONG else 0
+        long_steps = self._long_steps_so_far()
         kept: Ranges = []
         for token in range(lo, hi):
             total = long_steps + _VAL[token]
@@ -357,13 +367,13 @@ class ContinuationState(EndBudget):
         out += kept
 
     def _rule_dur_long(self, lo: int, hi: int, out: Ranges) -> None:
-        track = self._group_track()
-        if track is None or not self._voice_free(track):
+        track = self._open_group_track()
+        if track is None:
             return  # a new group of this part would have no note to play
         g = self.grammar
         now = g.onset_tick
         min_dur = self._min_duration(track)
-        long_steps = g.pending_long if g.phase is AFTER_DUR_LONG else 0
+        long_steps = self._long_steps_so_far()
         # A later group of the onset must outlast the one before it (the grammar's rule).
         first = g.group_is_first if g.phase is AFTER_DUR_LONG else g._first_group()
         if not first:
@@ -381,8 +391,8 @@ class ContinuationState(EndBudget):
         out += kept
 
     def _rule_vel(self, lo: int, hi: int, out: Ranges) -> None:
-        track = self._group_track()
-        if track is None or not self._voice_free(track):
+        track = self._open_group_track()
+        if track is None:
             return  # a new group of this part would have no note to play
         # the group keeps the current duration unless it states one first
         g = self.grammar
