@@ -9,7 +9,8 @@ interpreter and packages, PYTHONPATH pointing at each tree, alternating anchor a
 run by run; medians of N runs. Start-up is the wall time of a whole process; the codec is
 in-process throughput over midi_in/ (best of 5 rounds in a process, median over processes);
 decoding is `generate()` on the shipped model (bach_chorale.mid cut to 4 bars, 4 new bars,
-2 variants, random seed 1234, one thread), whose takes must also be identical in both trees. The "## Layout" section of RESULTS.md is
+2 variants, random seed 1234, one thread), whose takes must also be identical in both trees.
+The "## Layout" section of RESULTS.md is
 written from it.
 """
 
