@@ -7,8 +7,11 @@ package, so nothing is downloaded. Each run writes byte-identical files.
     python midi_in/make_examples.py
 
 Three files are written by music21's own MIDI writer (10080 ticks per quarter, a
-conductor track first); the band arrangement is written with mido (480 PPQ) so that
-its drum track and channel layout are exactly as specified. After writing, every
+conductor track first) the way the corpus writes music21's pieces
+(`music_lm.corpus.sources.music21_score_midi`): a pickup stays a short first bar, as
+notated, and a time signature restating the meter starts the first full bar. The band
+arrangement is written with mido (480 PPQ) so that its drum track and channel layout
+are exactly as specified. After writing, every
 file is read back with mido and pretty_midi and a summary is printed.
 """
 
@@ -22,7 +25,8 @@ from pathlib import Path
 
 import mido
 from music21 import corpus, duration, instrument, key, meter, note, stream, tempo
-from music21.midi import translate
+
+from music_lm.corpus.sources import music21_score_midi
 
 try:
     import pretty_midi
@@ -48,26 +52,6 @@ def _parse(path: str, number: int | None = None) -> stream.Score:
     return work
 
 
-def _pad_pickup(score: stream.Score) -> None:
-    """Turn a pickup (anacrusis) bar into a full bar that starts with a rest.
-
-    music21 writes a pickup at tick 0, so every later barline in the MIDI file would
-    fall early by the pickup's missing length. Padding it keeps the notated downbeats
-    on the MIDI file's downbeats.
-    """
-    for part in score.parts:
-        measures = list(part.getElementsByClass(stream.Measure))
-        pad = Fraction(measures[0].paddingLeft)
-        if pad == 0:
-            continue
-        measures[0].shiftElements(pad, classFilterList=[note.GeneralNote])
-        measures[0].insert(0, note.Rest(quarterLength=pad))
-        measures[0].paddingLeft = 0
-        for measure in measures[1:]:
-            part.setElementOffset(measure, measure.offset + pad)
-        part.coreElementsChanged()
-
-
 def _set_instruments(score: stream.Score, instruments: Sequence[instrument.Instrument]) -> None:
     """Give each part a GM instrument, keeping the part's name as the MIDI track name.
 
@@ -83,8 +67,10 @@ def _set_instruments(score: stream.Score, instruments: Sequence[instrument.Instr
 
 
 def _music21_midi(score: stream.Score) -> bytes:
-    """The score as a standard MIDI file, written by music21 (format 1, 10080 PPQ)."""
-    return translate.streamToMidiFile(score).writestr()
+    """The score as a standard MIDI file, written by music21 (format 1, 10080 PPQ) as the
+    corpus writes it: a pickup stays a short first bar (a time signature restating the
+    meter starts the first full bar)."""
+    return music21_score_midi(score)
 
 
 # --- 1. a Bach chorale ------------------------------------------------------------------
@@ -97,7 +83,6 @@ def bach_chorale() -> bytes:
     The file keeps the corpus's own tempo mark (quarter = 96).
     """
     score = _parse("bach/bwv66.6")
-    _pad_pickup(score)
     _set_instruments(
         score, [instrument.Flute(), instrument.Oboe(), instrument.Clarinet(), instrument.Bassoon()]
     )
@@ -110,11 +95,11 @@ def bach_chorale() -> bytes:
 def folk_tune() -> bytes:
     """'The Humours of Glyn' (O'Neill's 1850, no. 176): a jig in 6/8, B minor, on fiddle.
 
-    It has a one-eighth pickup (padded to a full bar), 16th-note runs and two 8-bar
-    strains; the corpus gives no tempo, so a dotted quarter = 100 is added.
+    It has a one-eighth pickup (a short first bar), 16th-note runs and two 8-bar strains,
+    the second also from a one-eighth pickup; the corpus gives no tempo, so a dotted
+    quarter = 100 is added.
     """
     score = _parse("oneills1850/0101-0200.abc", number=176)
-    _pad_pickup(score)
     _set_instruments(score, [instrument.Violin()])
     first_bar = score.parts[0].getElementsByClass(stream.Measure).first()
     first_bar.insert(0, tempo.MetronomeMark(number=100, referent=duration.Duration(1.5)))
@@ -202,6 +187,11 @@ def _ticks(quarters: Fraction) -> int:
     if ticks.denominator != 1 or (ticks.numerator * GRID_PER_QUARTER) % PPQ:
         raise ValueError(f"{quarters} quarters is off the {GRID_PER_QUARTER}-per-quarter grid")
     return ticks.numerator
+
+
+def _pickup(first: stream.Measure) -> Fraction:
+    """The length in quarters of a pickup (anacrusis) bar, 0 for a full first bar."""
+    return Fraction(first.quarterLength) if first.paddingLeft else Fraction(0)
 
 
 def _melody(part: stream.Part) -> list[tuple[Fraction, Fraction, int]]:
@@ -310,10 +300,11 @@ def band_with_drums() -> bytes:
     Flute lead (the tune, once through, 16 bars), a root-fifth march bass and off-beat
     piano chords from the harmony found by _harmonise, and a GM drum track on channel
     10: kick on 1, snare on 2, closed hi-hat eighths, crashes at the top of each strain,
-    a snare fill into the second strain and two closing hits.
+    a snare fill into the second strain and two closing hits. A tune with a pickup keeps
+    it (this one starts on the downbeat): the lead plays it alone, the band enters on the
+    first downbeat, where a time signature restating the meter starts the first full bar.
     """
     score = _parse("miscFolk/americanfifeopus.abc", number=30)
-    _pad_pickup(score)
     part = score.parts[0]
     time_sig = part.recurse().getElementsByClass(meter.TimeSignature).first()
     key_sig = part.recurse().getElementsByClass(key.KeySignature).first()
@@ -323,20 +314,23 @@ def band_with_drums() -> bytes:
     if tune_key.mode != "major" or time_sig.denominator != 4:
         raise ValueError("this arrangement is written for a major key in n/4")
     beats_per_bar = time_sig.numerator
-    bars = len(part.getElementsByClass(stream.Measure))
+    measures = list(part.getElementsByClass(stream.Measure))
+    pickup = _pickup(measures[0])
+    bars = len(measures) - (1 if pickup else 0)  # full bars: the band plays these
     beats = bars * beats_per_bar
-    melody = _melody(part)
+    # Melody onsets from the first downbeat: a pickup's notes come before beat 0.
+    melody = [(onset - pickup, length, pitch) for onset, length, pitch in _melody(part)]
     tonic = tune_key.tonic.pitchClass
     chords = _harmonise(melody, tonic, beats, beats_per_bar)
     last_bar = bars - 1
     fill_bar = bars // 2 - 1  # the bar before the second strain
 
-    # The tune, accented on the downbeat.
+    # The tune (with its pickup, if any), accented on the downbeat.
     lead = []
     for onset, length, pitch in melody:
         on_beat = onset.denominator == 1
         velocity = 100 if onset % beats_per_bar == 0 else (88 if on_beat else 80)
-        lead.append(BandNote(_ticks(onset), _ticks(length), pitch, velocity))
+        lead.append(BandNote(_ticks(onset + pickup), _ticks(length), pitch, velocity))
 
     bass: list[BandNote] = []
     piano: list[BandNote] = []
@@ -345,7 +339,7 @@ def band_with_drums() -> bytes:
     quarter, eighth, sixteenth = PPQ, PPQ // 2, PPQ // 4
     for beat, chord in enumerate(chords):
         bar, in_bar = divmod(beat, beats_per_bar)
-        start = beat * quarter
+        start = _ticks(pickup) + beat * quarter  # the band enters on the first downbeat
         root = _bass_pitch(tonic + chord.root)
         voicing = _voicing(((tonic + t) % 12 for t in chord.tones), voicing)
         if bar == last_bar:  # closing hits on every beat of the last bar
@@ -376,22 +370,25 @@ def band_with_drums() -> bytes:
             drums.append(BandNote(start, sixteenth, CLOSED_HAT, 80))
         drums.append(BandNote(start + eighth, sixteenth, CLOSED_HAT, 60))
 
+    meter_event = mido.MetaMessage(
+        "time_signature",
+        numerator=time_sig.numerator,
+        denominator=time_sig.denominator,
+        clocks_per_click=24,
+        notated_32nd_notes_per_beat=8,
+        time=0,
+    )
     conductor = mido.MidiTrack(
         [
             mido.MetaMessage("track_name", name="Yankee Doodle", time=0),
             mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(BAND_BPM), time=0),
-            mido.MetaMessage(
-                "time_signature",
-                numerator=time_sig.numerator,
-                denominator=time_sig.denominator,
-                clocks_per_click=24,
-                notated_32nd_notes_per_beat=8,
-                time=0,
-            ),
+            meter_event,
             mido.MetaMessage("key_signature", key=tune_key.tonic.name.replace("-", "b"), time=0),
-            mido.MetaMessage("end_of_track", time=0),
         ]
     )
+    if pickup:  # a time signature starts a bar where it stands: the pickup is a short bar
+        conductor.append(meter_event.copy(time=_ticks(pickup)))
+    conductor.append(mido.MetaMessage("end_of_track", time=0))
     midi = mido.MidiFile(type=1, ticks_per_beat=PPQ)
     midi.tracks.extend(
         [

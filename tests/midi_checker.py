@@ -141,6 +141,13 @@ def text_event(data: bytes) -> str:
     return next(m.text for t in midi.tracks for m in t if m.type == "text")
 
 
+def changes(events: list[tuple[float, object]]) -> list[tuple[float, object]]:
+    """The events that change the value in force: a time signature that restates the
+    meter (it marks where a short bar ends) is no change."""
+    ordered = sorted(events, key=lambda event: event[0])
+    return [e for i, e in enumerate(ordered) if i == 0 or e[1] != ordered[i - 1][1]]
+
+
 def bar_lines(facts: dict, start_beat: float, bars: int) -> list[float]:
     """The beats where the new bars start, and where the last one ends, by the meters."""
     meters = sorted(facts["meters"])
@@ -183,12 +190,10 @@ def check_constraints(data: bytes, constraints: Constraints, start_beat: float):
                 assert sounding <= constraints.max_polyphony, f"{sounding} notes at beat {onset}"
     # the last bar has a note (the others may be held through)
     assert constraints.bars - 1 in new_bars_with_onsets
-    if constraints.lock_tempo:
-        assert all(beat < start_beat for beat, _ in facts["tempos"][1:])
-    if constraints.lock_meter:
-        assert all(beat < start_beat for beat, _ in facts["meters"][1:])
-    if constraints.lock_key:
-        assert all(beat < start_beat for beat, _ in facts["keys"][1:])
+    for kind, locked in (("tempos", constraints.lock_tempo), ("meters", constraints.lock_meter),
+                         ("keys", constraints.lock_key)):  # fmt: skip
+        if locked:
+            assert all(beat < start_beat for beat, _ in changes(facts[kind])[1:]), kind
     # no empty bar: each new bar has a note that starts or sounds in it
     all_notes = [n for notes in facts["notes"].values() for n in notes]
     for index in range(constraints.bars):

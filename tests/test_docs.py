@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from music_lm import decode, encode, validate
-from music_lm.tokens.rules import SUCCESSIONS
+from music_lm.tokens.rules import SUCCESSIONS, Phase
 from music_lm.tokens.vocab import VOCAB
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +50,40 @@ def test_succession_table_matches_the_grammar() -> None:
         assert row.replace("|  |", "| |") in TOKEN_FORMAT or (
             not families and f"| {phase.name} | |" in TOKEN_FORMAT
         ), row
+
+
+# The phase the grammar is in after a word of each family: in the header, then in the body.
+_HEADER_PHASE = {"piece": "STYLE", "style": "TEMPO", "tempo": "TS", "ts": "KEY_OR_INST",
+                 "key": "INST", "inst": "INST"}  # fmt: skip
+_BODY_PHASE = {"bar": "BAR_START", "ts": "AFTER_TS", "pos": "AFTER_POS", "tempo": "AFTER_TEMPO",
+               "key": "AFTER_KEY", "track": "AFTER_TRACK", "dur_long": "AFTER_DUR_LONG",
+               "dur": "AFTER_DUR", "vel": "AFTER_VEL", "pitch": "AFTER_NOTE",
+               "drum": "AFTER_NOTE", "end": "DONE"}  # fmt: skip
+
+
+def test_the_documented_ebnf_allows_exactly_the_parsers_successions() -> None:
+    """Which family may follow which, read off the EBNF of the docs (its Glushkov follow
+    sets), is the succession table the parser runs on, phase by phase."""
+    from ebnf import follow_sets
+
+    ebnf = re.search(r"```ebnf\n(.*?)```", TOKEN_FORMAT, flags=re.DOTALL)[1]
+    first, follow = follow_sets(ebnf, "piece")
+    from_docs: dict[str, set[str]] = {"START": {word.family for word in first}}
+    for word, after in follow.items():
+        table = _HEADER_PHASE if "header" in word.rules else _BODY_PHASE
+        from_docs.setdefault(table[word.family], set()).update(w.family for w in after)
+    assert from_docs == {phase.name: set(families) for phase, families in SUCCESSIONS.items()}
+
+
+def test_the_ebnf_reader_sees_a_broken_grammar() -> None:
+    """The check above is not blind: a grammar without short bars, as before [bars], fails it."""
+    from ebnf import follow_sets
+
+    ebnf = re.search(r"```ebnf\n(.*?)```", TOKEN_FORMAT, flags=re.DOTALL)[1]
+    without_cuts = ebnf.replace("[cut]", "").replace("| cut)", ")")
+    _, follow = follow_sets(without_cuts, "piece")
+    after_pos = {w.family for word, after in follow.items() if word.family == "pos" for w in after}
+    assert after_pos != set(SUCCESSIONS[Phase.AFTER_POS])
 
 
 def test_the_corpus_docs_name_every_music21_collection_and_its_style() -> None:

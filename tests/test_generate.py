@@ -8,6 +8,7 @@ logits push invalid tokens far up.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -33,6 +34,7 @@ from music_lm.generation.seeds import cut_seed, key_signature_of, seed_from_text
 from music_lm.generation.settings import GenerationError, Sampling, parse_temperature
 from music_lm.generation.state import ContinuationState
 from music_lm.model.folder import load_model, model_config, new_model
+from music_lm.tokens.codec import decode
 from music_lm.tokens.rules import BAR
 from music_lm.tokens.validate import validate
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
@@ -154,6 +156,27 @@ def test_every_walk_over_the_allowed_tokens_ends_valid_within_budget(
 def test_a_walk_of_very_long_chords_in_a_narrow_range_ends_within_budget() -> None:
     ids = cut_seed(validate(midi_to_text(EXAMPLES / "folk_tune.mid"))[:-1], 2)
     walk(ids, Constraints(bars=2, pitch_range=NARROW), 300, random.Random(1257), 0.9)
+
+
+@pytest.mark.parametrize("seed_bars", [1, 9, 10])
+def test_after_a_short_bar_the_continuation_is_whole_bars(seed_bars: int) -> None:
+    """The folk tune's bar 1 is an eighth-note pickup, its bar 9 lasts 2 1/2 of 3 quarter
+    notes and bar 10 an eighth: continued from any of them, every new bar is a whole bar of
+    6/8, whatever the walk chooses; a bare position (a cut) is never offered."""
+    text = midi_to_text(EXAMPLES / "folk_tune.mid")
+    ids = cut_seed(validate(text)[:-1], seed_bars)
+    seed_end = decode(text).bar_starts()[seed_bars]  # where the seed's last bar ends
+    for walk_seed in range(6):
+        out = walk(ids, Constraints(bars=3), 300, random.Random(walk_seed), long_bias=0.3)
+        score = decode(" ".join(VOCAB.tokens[t] for t in [*ids, *out]))
+        starts = score.bar_starts(10**6)
+        assert starts[seed_bars] == seed_end
+        assert [b - a for a, b in zip(starts[seed_bars:], starts[seed_bars + 1 : seed_bars + 4],
+                                      strict=False)] == [3 * GRID_PER_QUARTER] * 3  # fmt: skip
+        assert [ts for ts in score.time_signatures if ts.tick > seed_end] == []
+        words = [VOCAB.tokens[t] for t in out]
+        for word, following in itertools.pairwise(words):
+            assert not (word.startswith("@") and following in ("bar", "end")), words
 
 
 def test_a_budget_smaller_than_the_shortest_ending_is_refused(loaded) -> None:

@@ -4,13 +4,13 @@ and the same tempo, time-signature and key events."""
 from __future__ import annotations
 
 import io
-from collections import deque
 from pathlib import Path
 
 import mido
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_note_pairing import Event, fifo, synthesizer
 
 from music_lm import CodecError, MidiError, read_midi, text_to_midi
 from music_lm.tokens.encoded import encode_midi
@@ -21,40 +21,30 @@ EXAMPLES = sorted((ROOT / "midi_in").glob("*.mid"))
 
 def mido_reference(data: bytes) -> dict:
     """The reading rules of music_lm.midi.read, written plainly over mido's parser:
-    instruments are (track, channel, program at note-on), notes pair first-in
-    first-out per (channel, pitch), a note-off with nothing sounding (and not
-    doubling one on that tick) followed on the same tick by a note-on of that
-    pitch is a zero-length note, and notes still sounding end with their track."""
+    instruments are (track, channel, program at note-on), and the notes of each
+    (channel, pitch) pair as tests/test_note_pairing.py specifies: first-in first-out,
+    or as a synthesizer plays them where that leaves a note-on without a note-off (a
+    note-off with nothing sounding followed on its tick by a note-on is a zero-length
+    note; CC120/CC123 and the end of the track end what still sounds)."""
     midi = mido.MidiFile(file=io.BytesIO(data))
     notes: dict[tuple[int, int, int], list[tuple[int, int, int, int]]] = {}
     tempos, meters, keys = [], [], []
     for track_index, track in enumerate(midi.tracks):
         tick, programs = 0, [0] * 16
-        sounding: dict[tuple[int, int], deque] = {}
-        orphans: dict[tuple[int, int], int] = {}
-        closed_at: dict[tuple[int, int], int] = {}
+        events: dict[tuple[int, int], list[Event]] = {}  # (channel, pitch) -> its events
         for msg in track:
             tick += msg.time
             if msg.type == "note_on" and msg.velocity > 0:
-                key = (msg.channel, msg.note)
                 program = 0 if msg.channel == 9 else programs[msg.channel]
-                if orphans.get(key) == tick:
-                    del orphans[key]
-                    notes.setdefault((track_index, msg.channel, program), []).append(
-                        (tick, 0, msg.note, msg.velocity)
-                    )
-                else:
-                    sounding.setdefault(key, deque()).append((tick, msg.velocity, program))
+                events.setdefault((msg.channel, msg.note), []).append(
+                    ("on", tick, msg.velocity, program)
+                )
             elif msg.type in ("note_on", "note_off"):
-                key = (msg.channel, msg.note)
-                if sounding.get(key):
-                    closed_at[key] = tick
-                    onset, velocity, program = sounding[key].popleft()
-                    notes.setdefault((track_index, msg.channel, program), []).append(
-                        (onset, tick - onset, msg.note, velocity)
-                    )
-                elif closed_at.get(key) != tick:  # a doubled note-off marks nothing
-                    orphans[key] = tick
+                events.setdefault((msg.channel, msg.note), []).append(("off", tick, 0, 0))
+            elif msg.type == "control_change" and msg.control in (120, 123):
+                for (channel, _), key_events in events.items():
+                    if channel == msg.channel:
+                        key_events.append(("all off", tick, 0, 0))
             elif msg.type == "program_change":
                 programs[msg.channel] = msg.program
             elif msg.type == "set_tempo":
@@ -63,10 +53,13 @@ def mido_reference(data: bytes) -> dict:
                 meters.append((tick, msg.numerator, msg.denominator))
             elif msg.type == "key_signature":
                 keys.append((tick, msg.key))
-        for (channel, pitch), queue in sounding.items():
-            for onset, velocity, program in queue:
+        for (channel, pitch), key_events in events.items():
+            paired, cut = fifo(key_events, tick)
+            for program, onset, duration, velocity in (
+                synthesizer(key_events, tick) if cut else paired
+            ):
                 notes.setdefault((track_index, channel, program), []).append(
-                    (onset, tick - onset, pitch, velocity)
+                    (onset, duration, pitch, velocity)
                 )
     return {
         "ppq": midi.ticks_per_beat,

@@ -36,6 +36,7 @@ from midi_checker import (
     GROUPS,
     NoteRow,
     bar_lines,
+    changes,
     continuation_beat,
     melodic_notes,
     midi_facts,
@@ -53,6 +54,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "midi_in"
 # bars, and every new note melodic.
 SEED = EXAMPLES / "folk_tune.mid"
 BEATS_PER_BAR = 3  # quarter notes in a bar of 6/8
+PICKUP_BEATS = 0.5  # the seed's first bar: a pickup of one eighth note
 # Flute (73), bass (33), piano (0) and drums: for --instruments. (An untrained model that
 # picks the drum track first tends to stay there: a drum hit is most of the vocabulary.)
 BAND = EXAMPLES / "band_with_drums.mid"
@@ -267,9 +269,9 @@ def seed_first_bar_before_marker(take: Take) -> None:
 
     def first_bar(facts: dict) -> list[tuple[float, int]]:
         return sorted((on, p) for notes in facts["notes"].values() for on, _e, p in notes
-                      if on < BEATS_PER_BAR)  # fmt: skip
+                      if on < PICKUP_BEATS)  # fmt: skip
 
-    cut = BEATS_PER_BAR * 1
+    cut = PICKUP_BEATS  # --seed-bars 1: the pickup bar
     expected, before = first_bar(midi_facts(SEED.read_bytes())), first_bar(take.facts())
     assert expected, "the seed's first bar has notes"
     assert take.start_beat() == cut
@@ -277,7 +279,7 @@ def seed_first_bar_before_marker(take: Take) -> None:
 
 
 def marker_after_two_seed_bars(take: Take) -> None:
-    assert take.start_beat() == 2 * BEATS_PER_BAR
+    assert take.start_beat() == PICKUP_BEATS + BEATS_PER_BAR  # the pickup and one whole bar
 
 
 def exactly_bars(count: int) -> Callable[[Take], None]:
@@ -383,8 +385,8 @@ def changes_after_marker(kind: str, present: bool) -> Callable[[Take], None]:
 
     def check(take: Take) -> None:
         start = take.start_beat()
-        changes = [e for e in take.facts()[kind] if e[0] >= start - 1e-9]
-        assert bool(changes) == present, f"{kind} from beat {start}: {changes}"
+        found = [e for e in changes(take.facts()[kind]) if e[0] >= start - 1e-9]
+        assert bool(found) == present, f"{kind} from beat {start}: {found}"
 
     return check
 

@@ -3,8 +3,9 @@
 A source is written `music21` or `DIR[:TAG]`. It lists its pieces as `Item`s; a
 worker turns an item into MIDI bytes (`item_midi`), which the codec then encodes.
 music21 pieces go through music21's own MIDI writer (ties joined, repeats
-expanded, dynamics as velocities, parts as instruments), so every piece, whatever
-its format, enters the corpus through the same tested MIDI reader.
+expanded, dynamics as velocities, parts as instruments), with their notated bar lines
+kept (a pickup is a short first bar), so every piece, whatever its format, enters the
+corpus through the same tested MIDI reader.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import copy
 import hashlib
 import re
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from music_lm.errors import MusicLmError
@@ -63,7 +66,7 @@ MUSIC21_STYLES: dict[str, str] = {
 MUSIC21_SUFFIXES = (".abc", ".krn", ".mxl", ".xml", ".musicxml")
 
 # Bump when music21_midi's output for a piece changes: cached encodings are then redone.
-MUSIC21_RECIPE = "midi-2"
+MUSIC21_RECIPE = "midi-3"
 
 _ABC_TUNE = re.compile(rb"^X:\s*(\d+)", re.MULTILINE)
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -203,33 +206,157 @@ def item_midi(item: Item) -> bytes:
 
 
 def music21_midi(path: str, number: int | None = None) -> bytes:
-    """Parse one music21 corpus piece and write it with music21's MIDI writer.
-
-    music21 expands repeats on the way to MIDI. Two of its bugs are worked around:
-    expanding copies a measure's meter, key and tempo marks by reference, and the MIDI
-    writer then refuses the second copy (a thousand Essen and O'Neill tunes); and some
-    pieces' repeat marks are inconsistent and cannot be expanded (a few quartets): the
-    marks are then removed and the music is taken once, as written."""
+    """Parse one music21 corpus piece and write it as MIDI (see `music21_score_midi`)."""
     # music21 takes seconds to import: only when a music21 piece is read
-    from music21 import converter, repeat, stream
-    from music21.exceptions21 import StreamException
-    from music21.midi import translate
+    from music21 import converter, stream
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # music21 warns about every odd spelling
         parsed = converter.parse(path, number=number, forceSource=True, storePickle=False)
-        if isinstance(parsed, stream.Opus):
-            parsed = parsed.scores[0]
+    if isinstance(parsed, stream.Opus):
+        parsed = parsed.scores[0]
+    return music21_score_midi(parsed)
+
+
+def music21_score_midi(score) -> bytes:
+    """A music21 score as MIDI bytes: music21's MIDI writer, repeats expanded, with the
+    notated bar lines kept.
+
+    music21's writer plays a pickup (anacrusis) from tick 0 and writes one time signature
+    there, so every later bar line of its file would fall early by the pickup's missing
+    length; so would every bar line after any other short measure (the split bars around
+    an ABC tune's repeats, once expanded). A time signature event starts a bar where it
+    stands (as in DAWs and pretty_midi), so one restating the meter is added at each
+    measure that the file's bar lines miss (`restate_meters`).
+
+    Two music21 bugs are worked around: its ABC reader and its repeat expansion put one
+    meter, key or tempo mark object in several measures, and the MIDI writer then refuses
+    the second (a thousand Essen and O'Neill tunes); and some pieces' repeat marks are
+    inconsistent and cannot be expanded (a few quartets): the marks are then removed and
+    the music is taken once, as written. `score` may be changed (such repeat marks
+    removed)."""
+    midi, played = _write_midi(score)
+    restate_meters(midi, [] if played is None else _measure_starts(played))
+    return midi.writestr()
+
+
+def _write_midi(score):
+    """(music21's MidiFile of the score, the score with repeats expanded that it plays, or
+    None for a score without measures)."""
+    # music21 takes seconds to import: only when a music21 piece is read
+    from music21 import repeat, stream
+    from music21.midi import translate
+
+    # The writer expands the repeats itself (`score.expandRepeats()`, a deep copy) and
+    # writes that copy, whose measures we need: the call is wrapped, for this score alone,
+    # rather than the score expanded twice.
+    played = []
+    expand = score.expandRepeats
+
+    def expand_and_keep(*args, **kwargs):
         try:
-            return translate.streamToMidiFile(parsed).writestr()
-        except (repeat.ExpanderException, StreamException):
-            pass
-        try:
-            expanded = parsed.expandRepeats()
+            expanded = expand(*args, **kwargs)
         except repeat.ExpanderException:
-            expanded = _without_repeats(parsed)
+            _without_repeats(score)
+            expanded = expand(*args, **kwargs)
         _unshare_marks(expanded)
-        return translate.streamToMidiFile(expanded).writestr()
+        played.append(expanded)
+        return expanded
+
+    score.expandRepeats = expand_and_keep
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # music21 warns about every odd spelling
+            midi = translate.streamToMidiFile(score)
+    finally:
+        del score.expandRepeats  # the method again
+    if not played and score[stream.Measure]:
+        raise CorpusError(
+            f"music21's MIDI writer wrote {score!r} without calling its expandRepeats(): "
+            "where its measures fall in the MIDI file is unknown"
+        )
+    return midi, played[0] if played else None
+
+
+def _parts(score) -> list:
+    """A score's parts (none for a single part or a plain stream)."""
+    # music21 takes seconds to import: only when a music21 piece is read
+    from music21 import stream
+
+    return list(score.parts) if isinstance(score, stream.Score) else []
+
+
+def _measure_starts(score) -> list[Fraction]:
+    """Where the measures of the score start, in quarter notes from its beginning: those of
+    the part with the most measures, the first of them on a tie (the parts of a score share
+    their bar lines, but for a few pieces whose parts fall out of step in the corpus)."""
+    # music21 takes seconds to import: only when a music21 piece is read
+    from music21 import stream
+
+    best: list[Fraction] = []
+    for part in (*_parts(score), score):
+        measures = part.getElementsByClass(stream.Measure)
+        if len(measures) > len(best):
+            part_start = Fraction(score.elementOffset(part)) if part is not score else 0
+            best = [part_start + Fraction(part.elementOffset(m)) for m in measures]
+    return best
+
+
+def restate_meters(midi, bar_quarters: Iterable[Fraction]) -> None:
+    """Add to `midi` (a music21 `MidiFile`) a time signature event, restating the meter in
+    force, at each bar start in `bar_quarters` (quarter notes from the start) where its time
+    signatures put no bar line: at the first full bar after a pickup, and at the bar after
+    any short bar.
+
+    Bar lines follow `Score.bar_starts`: a time signature starts a bar where it stands, bars
+    of its length follow, 4/4 before any. The events go into the first track, music21's
+    conductor track, which holds its time signatures."""
+    # music21 takes seconds to import: only when a music21 piece is read
+    from music21.midi import DeltaTime, MetaEvents
+    from music21.midi.translate import getTimeForEvents
+
+    conductor = midi.tracks[0]
+    events = getTimeForEvents(conductor)
+    meters = [(tick, e) for tick, e in events if e.type == MetaEvents.TIME_SIGNATURE]
+    ppq = midi.ticksPerQuarterNote
+    bar_ticks = sorted({round(quarters * ppq) for quarters in bar_quarters})
+    added = _missing_meters(meters, bar_ticks, ppq)
+    if not added:
+        return
+    # Stable sort: events at one tick keep their order, the end of track stays last.
+    ends = [(tick, e) for tick, e in events if e.type == MetaEvents.END_OF_TRACK]
+    others = [(tick, e) for tick, e in events if e.type != MetaEvents.END_OF_TRACK]
+    merged = sorted([*others, *added], key=lambda pair: pair[0])
+    if ends:
+        merged.append((max(ends[-1][0], merged[-1][0]), ends[-1][1]))
+    conductor.events, now = [], 0
+    for tick, event in merged:
+        conductor.events += [DeltaTime(conductor, time=tick - now), event]
+        now = tick
+    conductor.updateEvents()
+
+
+def _missing_meters(meters: list, bar_ticks: list[int], ppq: int) -> list:
+    """(tick, time signature event) for each tick of `bar_ticks` that the time signatures
+    `meters` ((tick, event) in order) put no bar line on: a copy of the one in force."""
+    # music21 takes seconds to import: only when a music21 piece is read
+    from music21.midi import MetaEvents, MidiEvent
+
+    added = []
+    in_force = None  # 4/4 until the first time signature
+    bar_start, index = 0, 0
+    for tick in bar_ticks:
+        while index < len(meters) and meters[index][0] <= tick:
+            bar_start, in_force = meters[index]
+            index += 1
+        numerator, log2_denominator = (4, 2) if in_force is None else in_force.data[:2]
+        bar_length = max(numerator * 4 * ppq >> log2_denominator, 1)
+        if (tick - bar_start) % bar_length:
+            restated = MidiEvent(type=MetaEvents.TIME_SIGNATURE)
+            restated.data = in_force.data if in_force is not None else bytes([4, 2, 24, 8])
+            added.append((tick, restated))
+            bar_start = tick
+    return added
 
 
 def _without_repeats(score):

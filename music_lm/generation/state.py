@@ -10,9 +10,10 @@ keeps every constraint: they hold by construction, not by rejection.
 
 The rules, per family, in the continuation (after the seed), one method each in `_RULES`:
 
-- the first token is `bar`; `bar` needs the current bar to be non-empty (a note starts in
-  it or sounds into it) and fewer than N new bars begun; `end` needs N bars and a note in
-  the last one;
+- the first token is `bar` (which also closes a seed whose last bar is cut short); new bars
+  are whole: `bar` and `end` never follow a bare position; `bar` needs the current bar to
+  be non-empty (a note starts in it or sounds into it) and fewer than N new bars begun;
+  `end` needs N bars and a note in the last one;
 - tempo / ts / key words only where unlocked;
 - a track (its `tN` word, or its notes when it continues without one) only if the
   instruments allow it, it has a free voice under the polyphony limit, and in the last bar,
@@ -120,8 +121,14 @@ class ContinuationState(EndBudget):
             self.grammar.advance(token)
             self.voices.take(token, self.grammar)
         g = self.grammar
-        if g.phase not in (AFTER_NOTE, BAR_START, AFTER_TS) and not (
-            g.phase in (KEY_OR_INST, INST) and g.n_tracks  # a header alone
+        if (
+            g.phase not in (AFTER_NOTE, BAR_START, AFTER_TS)
+            and not (
+                g.phase is AFTER_POS and g.pos > 0  # a last bar cut short
+            )
+            and not (
+                g.phase in (KEY_OR_INST, INST) and g.n_tracks  # a header alone
+            )
         ):
             raise ConstraintError(
                 "the seed must be a header and whole bars, ending where a bar may begin"
@@ -159,6 +166,8 @@ class ContinuationState(EndBudget):
         self.bars_started = 0
         self.bar_has_note = False  # a note began in the current new bar
         self.first_new_bar_tick = g.bar_start + g.bar_length if g.bar_index else 0
+        if g.phase is AFTER_POS:  # the seed's last bar is cut short at its bare position
+            self.first_new_bar_tick = g.onset_tick
         self._group_ok: bool | None = None  # per step: see `_group_track`
         if c.max_polyphony is not None and not any(
             self._free_at_final(j, self.final_end_tick()) for j in range(len(self.tracks))
@@ -298,12 +307,17 @@ class ContinuationState(EndBudget):
 
     # Each rule adds to `out` what it keeps of the grammar's range lo..hi of its family.
 
+    # A position with nothing after it would cut the bar short (the grammar's pickups and
+    # mid-bar meter changes): the continuation's bars are whole, so `bar` and `end` follow
+    # an onset's content, never a bare position.
     def _rule_bar(self, lo: int, hi: int, out: Ranges) -> None:
+        if self.grammar.phase is AFTER_POS:
+            return
         if self.bars_started < self.constraints.bars and self._bar_content():
             out.append((lo, hi))
 
     def _rule_end(self, lo: int, hi: int, out: Ranges) -> None:
-        if self.final_bar() and self.bar_has_note:
+        if self.grammar.phase is not AFTER_POS and self.final_bar() and self.bar_has_note:
             out.append((lo, hi))
 
     def _rule_tempo(self, lo: int, hi: int, out: Ranges) -> None:

@@ -2,12 +2,24 @@
 
 Reading keeps every note: note-ons with velocity 0 end notes, running status is
 honoured, tempo/meter/key events are taken from any track, several tracks on
-one channel stay apart, and overlapping notes of the same pitch are paired
-first-in first-out (as most sequencers do; pretty_midi instead ends every sounding
-note of a pitch at its first note-off, so such overlaps are counted in the report).
-An instrument is a (track, channel, program) triple, as in pretty_midi, so tracks
-sharing a program are never merged. Whatever the codec cannot carry is counted in
-`MidiRead.dropped`, so the round-trip report can say so.
+one channel stay apart. An instrument is a (track, channel, program) triple, as in
+pretty_midi, so tracks sharing a program are never merged. Whatever the codec cannot
+carry is counted in `MidiRead.dropped`, so the round-trip report can say so.
+
+Note-ons and note-offs pair per key (channel and pitch) within a track:
+- A key whose note-ons all find a note-off pairs them first-in first-out, as most
+  sequencers do: overlapping notes of one pitch (unisons of two voices) keep their lengths.
+- A key where first-in first-out would leave a note-on without a note-off is paired as a
+  synthesizer plays it (FluidSynth; Cubase, Pro Tools and Tracktion do the same), from the
+  first note-on that came while a note of that key sounded (before it both rules agree): a
+  note-on ends the sounding note and starts the next, a note-off ends the sounding note, a
+  note-off with nothing sounding is ignored, and one written right after a re-strike on its
+  tick is the ended note's own. First-in first-out would pair each note-off with the oldest
+  note-on and leave the newest ringing to the end of the track, for minutes.
+- CC123 (all notes off) and CC120 (all sound off) end every note sounding on their channel
+  in their track; the sustain pedal (`--sustain`) still holds them afterwards.
+- Notes still sounding when their track ends end there.
+`MidiRead.remarks` counts each kind of ending but the note-off (`music-lm inspect` prints them).
 
 The byte-level reader is our own: building a mido message object per event made
 reading 3x slower than the codec's throughput goal allows (bench/RESULTS.md). The
@@ -23,6 +35,17 @@ from pathlib import Path
 from music_lm.errors import InputError
 from music_lm.limits import check_size, limits
 from music_lm.midi.gm import DRUM_CHANNEL
+from music_lm.midi.pairing import (
+    ALL_NOTES_OFF,
+    AT_TRACK_END,
+    ENDED_BY_CONTROLLER,
+    REPEATED_OFF,
+    SYSTEM_LENGTHS,
+    ZERO_LENGTH,
+    key_events,
+    pair_key,
+    read_varlen,
+)
 from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
 from music_lm.midi.sustain import sustain_notes
 from music_lm.midi.write import STYLE_TEXT_PREFIX, names_we_write
@@ -54,8 +77,6 @@ _META_DROPPED = {  # meta type -> what the report calls it
     0x7F: "sequencer-specific events",
 }
 _MAX_DELTA = 0x0FFFFFFF  # a delta time is at most four bytes of seven bits
-# Data bytes after a status byte, for system common messages found in files.
-_SYSTEM_LENGTHS = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0}
 
 
 class MidiError(InputError, ValueError):
@@ -188,9 +209,12 @@ def _read_track(
     """Read one MTrk chunk's events into `result`, `instruments` and `pedal` (the sustain
     pedal's events by channel); return the track's last tick.
 
-    Hot loop: notes, most of the events, are paired here; every other kind of event goes
-    to its handler in `_TrackReader` (a call per note cost reading 6% more instructions)."""
+    Hot loop: notes, most of the events, are paired here first-in first-out; every other
+    kind of event goes to its handler in `_TrackReader` (a call per note cost reading 6% more
+    instructions). The rare keys that first-in first-out leaves without a note-off are
+    paired again when the track ends (`_TrackReader.repair`), which reads it once more."""
     track = _TrackReader(result, track_index, pedal)
+    start = i
     sounding, orphan_offs, closed_at = track.sounding, track.orphan_offs, track.closed_at
     programs, notes_here = track.programs, track.notes_here
     dropped = result.dropped
@@ -270,7 +294,7 @@ def _read_track(
             i = track.system(data, i, status)
     if i > stop:
         raise IndexError
-    track.finish(instruments, tick)
+    track.finish(instruments, tick, data, start, stop)
     return tick
 
 
@@ -285,6 +309,7 @@ class _TrackReader:
         "bends",
         "bends_off_centre",
         "closed_at",
+        "cut",
         "drum_programs",
         "notes_here",
         "orphan_offs",
@@ -310,6 +335,9 @@ class _TrackReader:
         # writes grace notes so); pairing it with a later note-off would stretch it.
         self.orphan_offs: dict[int, int] = {}
         self.closed_at: dict[int, int] = {}  # key -> tick of its last note-off that ended a note
+        # Keys of which a note ended without its note-off (a controller or the track's end
+        # ended it): paired again when the track ends (`repair`).
+        self.cut: set[int] = set()
         self.track_name = ""
         self.bends = self.bends_off_centre = 0
         self.notes_here: dict[tuple[int, int], list[Note]] = {}  # (channel, program) -> notes
@@ -317,24 +345,38 @@ class _TrackReader:
     def _error(self, what: str) -> MidiError:
         return MidiError(f"{self.result.source_name}: {what} in track {self.track_index + 1}")
 
+    def keep(self, channel: int, program: int, note: Note) -> None:
+        """Add `note` to the track's notes of (channel, program)."""
+        notes = self.notes_here.get((channel, program))
+        if notes is None:
+            notes = self.notes_here[(channel, program)] = []
+        notes.append(note)
+
     def zero_length_note(self, channel: int, pitch: int, velocity: int, tick: int) -> None:
         """A note-on right after an unpaired note-off of its key on the same tick: a
         zero-length note written off-before-on."""
         del self.orphan_offs[channel << 7 | pitch]
-        remarks = self.result.remarks
-        remarks["zero-length notes written note-off first (kept, one step long)"] += 1
-        program = self.programs[channel]
-        notes = self.notes_here.get((channel, program))
-        if notes is None:
-            notes = self.notes_here[(channel, program)] = []
-        notes.append(Note(tick, 0, pitch, velocity))
+        self.result.remarks[ZERO_LENGTH] += 1
+        self.keep(channel, self.programs[channel], Note(tick, 0, pitch, velocity))
 
     def unpaired_note_off(self, key: int, tick: int) -> None:
         """A note-off with nothing sounding on its key: a doubled one, or an orphan."""
         if self.closed_at.get(key) == tick:  # a doubled note-off: nothing to mark
-            self.result.remarks["repeated note-offs (ignored)"] += 1
+            self.result.remarks[REPEATED_OFF] += 1
         else:
             self.orphan_offs[key] = tick
+
+    def all_notes_off(self, channel: int, tick: int) -> None:
+        """CC123 (all notes off) or CC120 (all sound off): end every note sounding on
+        `channel` in this track at `tick`, as a synthesizer does."""
+        for key, queue in self.sounding.items():
+            if key >> 7 == channel and queue:
+                self.result.remarks[ENDED_BY_CONTROLLER] += len(queue)
+                self.closed_at[key] = tick
+                self.cut.add(key)
+                for onset, velocity, program in queue:
+                    self.keep(channel, program, Note(onset, tick - onset, key & 0x7F, velocity))
+                queue.clear()
 
     def program_change(self, data: bytes, i: int, channel: int) -> int:
         program = data[i]
@@ -349,6 +391,9 @@ class _TrackReader:
         control = data[i]
         if control == 64:
             self.pedal.setdefault(channel, []).append((tick, data[i + 1] >= 64))
+        elif control in ALL_NOTES_OFF:  # applied here: nothing is dropped
+            self.all_notes_off(channel, tick)
+            return i + 2
         label = _CONTROLLER_NAMES.get(control, "other")
         self.result.dropped[f"controller CC{control} ({label})"] += 1
         return i + 2
@@ -362,7 +407,7 @@ class _TrackReader:
     def meta(self, data: bytes, i: int, stop: int, tick: int) -> int:
         result = self.result
         meta_type = data[i]
-        length, i = _read_varlen(data, i + 1)
+        length, i = read_varlen(data, i + 1)
         payload = data[i : i + length]
         i += length
         if i > stop:
@@ -377,31 +422,40 @@ class _TrackReader:
     def system(self, data: bytes, i: int, status: int) -> int:
         """A system exclusive or system common message (dropped); else an undefined status."""
         if status == 0xF0 or status == 0xF7:
-            length, i = _read_varlen(data, i)
+            length, i = read_varlen(data, i)
             self.result.dropped["system exclusive messages"] += 1
             return i + length
-        if status in _SYSTEM_LENGTHS:
+        if status in SYSTEM_LENGTHS:
             self.result.dropped["system common messages"] += 1
-            return i + _SYSTEM_LENGTHS[status]
+            return i + SYSTEM_LENGTHS[status]
         raise self._error(f"undefined status byte 0x{status:02X}")
 
-    def finish(self, instruments: dict[tuple[int, int, int], Track], tick: int) -> None:
-        """At the end of the track (`tick`): close the notes still sounding, hand the notes
-        to their instruments and count what the track leaves out."""
+    def finish(
+        self,
+        instruments: dict[tuple[int, int, int], Track],
+        tick: int,
+        data: bytes,
+        start: int,
+        stop: int,
+    ) -> None:
+        """At the end of the track (`tick`; its bytes are data[start:stop]): close the notes still
+        sounding, pair again the keys left without a note-off, hand the notes to their
+        instruments and count what the track leaves out."""
         dropped, remarks, notes_here = self.result.dropped, self.result.remarks, self.notes_here
+        for key, queue in self.sounding.items():
+            if queue:
+                remarks[AT_TRACK_END] += len(queue)
+                self.cut.add(key)
+                for onset, velocity, program in queue:
+                    self.keep(key >> 7, program, Note(onset, tick - onset, key & 0x7F, velocity))
+        if self.cut:
+            self.repair(key_events(data, start, stop, self.cut), tick)
         if self.orphan_offs:
             remarks["note-offs without a note-on (ignored)"] += len(self.orphan_offs)
         if self.bends_off_centre:
             dropped["pitch bends"] += self.bends
         elif self.bends:  # only resets to the centre: nothing is lost
             remarks["pitch-bend resets to the centre (no effect)"] += self.bends
-        # Notes still sounding when the track ends are closed there.
-        for key, queue in self.sounding.items():
-            for onset, velocity, program in queue:
-                remarks["notes without a note-off (closed at the end of their track)"] += 1
-                notes_here.setdefault((key >> 7, program), []).append(
-                    Note(onset, tick - onset, key & 0x7F, velocity)
-                )
         for (channel, program), notes in notes_here.items():
             track = _instrument(instruments, self.track_index, channel, program, self.track_name)
             track.notes.extend(notes)
@@ -410,6 +464,44 @@ class _TrackReader:
         if any(channel == DRUM_CHANNEL for channel, _ in notes_here):
             for program in sorted(self.drum_programs):
                 dropped[f"drum kit program {program} (played as the standard kit)"] += 1
+
+    def repair(self, events: dict[int, list[tuple[int, int, int]]], end_tick: int) -> None:
+        """Pair as a synthesizer plays them the keys (with their `events`) where first-in
+        first-out left a note-on without its note-off after a note-on overlapped another:
+        their notes and remarks replace those of `_read_track`, which `pair_key` repeats."""
+        remarks, repaired = self.result.remarks, {}
+        for key, events_of_key in events.items():
+            fifo = pair_key(events_of_key, end_tick, restrike=False)
+            if not fifo.without_note_off:
+                continue  # every note-on found its note-off, or no note-on overlapped
+            paired = pair_key(events_of_key, end_tick, restrike=True)
+            repaired[key] = paired.notes
+            for remark in fifo.remarks.keys() | paired.remarks.keys():
+                count = remarks[remark] + paired.remarks[remark] - fifo.remarks[remark]
+                if count:
+                    remarks[remark] = count
+                else:
+                    remarks.pop(remark, None)
+            self.orphan_offs.pop(key, None)
+            if paired.orphan_at is not None:
+                self.orphan_offs[key] = paired.orphan_at
+        if repaired:
+            self.replace_notes(repaired)
+
+    def replace_notes(
+        self, notes_by_key: dict[int, list[tuple[tuple[int, int, int], int]]]
+    ) -> None:
+        """Replace the notes of each key (channel*128+pitch) by those `pair_key` paired."""
+        channels = {key >> 7 for key in notes_by_key}
+        for (channel, program), kept in list(self.notes_here.items()):
+            if channel in channels:
+                kept[:] = [note for note in kept if channel << 7 | note.pitch not in notes_by_key]
+                if not kept:
+                    del self.notes_here[(channel, program)]
+        for key, notes in notes_by_key.items():
+            channel, pitch = key >> 7, key & 0x7F
+            for (onset, velocity, program), end in notes:
+                self.keep(channel, program, Note(onset, end - onset, pitch, velocity))
 
 
 def _sustain_instruments(
@@ -424,16 +516,6 @@ def _sustain_instruments(
     result.dropped.pop("controller CC64 (sustain pedal)", None)
     if lengthened:
         result.remarks["notes lengthened by the sustain pedal (--sustain)"] += lengthened
-
-
-def _read_varlen(data: bytes, i: int) -> tuple[int, int]:
-    value = 0
-    while True:
-        byte = data[i]
-        i += 1
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            return value, i
 
 
 def _read_meta(

@@ -287,37 +287,35 @@ def _tempos_to_grid(tempos: list[TempoChange], ppq: int, changes: GridChanges) -
 def _time_signatures_to_grid(
     signatures: list[TimeSignature], ppq: int, changes: GridChanges
 ) -> list[TimeSignature]:
-    """Time signatures on bar lines (4/4 before the first): one inside a bar moves to
-    the next bar line, so bars never change length mid-way and notes keep their ticks."""
-    out = [TimeSignature(0, 4, 4)]
-    bar_start, length = 0, bar_steps(4, 4)
-    explicit_at: set[int] = set()  # bar lines that already have a signature of the file
+    """Time signatures on their nearest grid step (4/4 before the first).
+
+    A signature starts a bar where it stands, as in MIDI sequencers: one inside a bar
+    cuts that bar short there (a pickup, or a meter change one beat into a bar), so it
+    keeps its position and the bars after it keep theirs. A signature that restates the
+    meter on a bar line of that meter changes nothing and is left out."""
+    by_step: dict[int, TimeSignature] = {}
     for ts in signatures:
         if (ts.numerator, ts.denominator) not in VOCAB.time_signatures:
             changes.dropped[f"time signature {ts} (no token; bars keep the previous meter)"] += 1
             continue
         step = _to_steps(ts.tick, ppq)
-        if step > bar_start:
-            bars = -(-(step - bar_start) // length)  # ceiling division
-            bar_start += bars * length
-        if bar_start * ppq != ts.tick * GRID_PER_QUARTER:
+        if step * ppq != ts.tick * GRID_PER_QUARTER:
             changes.meta_moved["time signatures"] += 1
-        if bar_start in explicit_at and (out[-1].numerator, out[-1].denominator) != (
+        previous = by_step.get(step)
+        if previous is not None and (previous.numerator, previous.denominator) != (
             ts.numerator,
             ts.denominator,
         ):
-            changes.dropped["time signatures overridden by a later one at the same bar line"] += 1
-        explicit_at.add(bar_start)
-        if out[-1].tick == bar_start:
-            out[-1] = TimeSignature(bar_start, ts.numerator, ts.denominator)
-        else:
-            out.append(TimeSignature(bar_start, ts.numerator, ts.denominator))
-        length = bar_steps(ts.numerator, ts.denominator)
-    deduped = [out[0]]  # a signature that repeats the one before is no change
-    for ts in out[1:]:
-        if (ts.numerator, ts.denominator) != (deduped[-1].numerator, deduped[-1].denominator):
-            deduped.append(ts)
-    return deduped
+            changes.dropped["time signatures overridden by a later one on the same grid step"] += 1
+        by_step[step] = TimeSignature(step, ts.numerator, ts.denominator)
+    out = [by_step.pop(0, TimeSignature(0, 4, 4))]
+    for step in sorted(by_step):
+        ts, before = by_step[step], out[-1]
+        same_meter = (ts.numerator, ts.denominator) == (before.numerator, before.denominator)
+        if same_meter and (step - before.tick) % bar_steps(ts.numerator, ts.denominator) == 0:
+            continue  # on a bar line of the same meter: no change
+        out.append(ts)
+    return out
 
 
 def _keys_to_grid(keys: list[KeySignature], ppq: int, changes: GridChanges) -> list[KeySignature]:
@@ -385,12 +383,19 @@ def encode(score: Score) -> str:
     lines = [" ".join(header)]
     meter = (ts0.numerator, ts0.denominator)
     bar_start, t_index = 0, 0
+    ts_ticks, ts_index = sorted(ts_at), 0  # a signature starts a bar where it stands
     while bar_start <= last_tick:
         words = ["bar"]
-        if bar_start in ts_at and bar_start > 0:
+        # a signature that restates the meter after a cut bar needs no word
+        if bar_start in ts_at and bar_start > 0 and ts_at[bar_start] != meter:
             meter = ts_at[bar_start]
             words.append(_word("ts", meter))
+        while ts_index < len(ts_ticks) and ts_ticks[ts_index] <= bar_start:
+            ts_index += 1
         bar_end = bar_start + bar_steps(*meter)
+        cut = ts_index < len(ts_ticks) and ts_ticks[ts_index] < bar_end
+        if cut:  # the next signature falls inside this bar: it ends there
+            bar_end = ts_ticks[ts_index]
         current_track = None
         durations: dict[int, int] = {}
         velocities: dict[int, int] = {}
@@ -413,8 +418,12 @@ def encode(score: Score) -> str:
                     words.append(_VEL[velocity])
                     velocities[track_index] = velocity
                 words.append(_DRUM[pitch] if tracks[track_index].is_drum else _PITCH[pitch])
+        if cut:
+            words.append(_POS[bar_end - bar_start])
         lines.append(" ".join(words))
         bar_start = bar_end
+        if cut and t_index == len(ticks) and bar_start == last_tick and ts_at[bar_start] == meter:
+            break  # the meter restated where the music ends: `end` follows the cut
     lines.append("end")
     return "\n".join(lines) + "\n"
 
@@ -459,7 +468,17 @@ def _decode_tempo(score: Score, state: GrammarState, bpm: float, notes: list) ->
 
 
 def _decode_ts(score: Score, state: GrammarState, meter: tuple[int, int], notes: list) -> None:
-    score.time_signatures.append(TimeSignature(state.bar_start, *meter))
+    signatures = score.time_signatures
+    if signatures and signatures[-1].tick == state.bar_start and state.bar_index > 0:
+        signatures.pop()  # the new meter takes the place of the one restated at the cut
+    signatures.append(TimeSignature(state.bar_start, *meter))
+
+
+def _decode_bar_line(score: Score, state: GrammarState, _value: object, notes: list) -> None:
+    """After a bar cut short, a time signature marks the bar line: MIDI has no other
+    way to say where a bar ends (the meter stays unless the next bar states one)."""
+    if state.cut_tick is not None:
+        score.time_signatures.append(TimeSignature(state.cut_tick, *state.ts))
 
 
 def _decode_key(score: Score, state: GrammarState, key: tuple[int, str], notes: list) -> None:
@@ -476,6 +495,8 @@ _DECODE_META = {
     "ts": _decode_ts,
     "key": _decode_key,
     "style": _decode_style,
+    "bar": _decode_bar_line,
+    "end": _decode_bar_line,
 }
 
 

@@ -7,7 +7,7 @@ constrained sampler turns into masks. Only the canonical form of a piece is
 grammatical, so for every valid text T, encode(decode(T)) == T.
 
     piece   = "piece" STYLE TEMPO TS [KEY] INST* bar* "end"
-    bar     = "bar" [TS] onset*
+    bar     = "bar" [TS] onset* [POS]          (a bare POS: the bar ends there, cut short)
     onset   = POS [TEMPO] [KEY] part*          (at least one of TEMPO, KEY, part)
     part    = [TRACK] group+
     group   = [DUR_LONG* DUR] [VEL] note+           (long parts in decreasing order)
@@ -17,6 +17,9 @@ The counters and rules (see docs/token-format.md for examples):
 
 - TS appears only when the meter changes, never in the first bar; positions are
   strictly increasing and inside the bar under the current time signature.
+- A bar may be cut short: a position with nothing after it, before the next
+  "bar" or "end", is where the bar ends (a pickup, or a meter change inside a
+  bar). The meter carries on into the next bar unless it states a new one.
 - TEMPO and KEY appear only when they change, never at @0 of the first bar
   (the header holds the values at the start).
 - Within a bar, the current track and each track's duration and velocity carry
@@ -93,6 +96,7 @@ class GrammarState(GrammarRules):
         "bar_length",
         "bar_start",
         "cur_track",
+        "cut_tick",
         "durations",
         "group_is_first",
         "key",
@@ -126,6 +130,9 @@ class GrammarState(GrammarRules):
         self.bar_length = 0  # in grid steps, under the current time signature
         self.pos = -1  # grid steps from the bar start of the current onset
         self.onset_tick = 0  # absolute grid tick of the current onset (the bar start before one)
+        # Where the bar just closed by `bar` or `end` was cut short (a position with nothing
+        # after it), else None: a MIDI file marks that bar line with a time signature event.
+        self.cut_tick: int | None = None
         self.cur_track: int | None = None
         self.durations: list[int | None] = []  # per track, within this bar
         self.velocities: list[int | None] = []
@@ -219,6 +226,7 @@ class GrammarState(GrammarRules):
 
     def _take_bar(self, _value: object) -> None:
         self._flush_onset()
+        self._close_bar()
         if self.bar_index:
             self.bar_start += self.bar_length
         self.bar_index += 1
@@ -284,7 +292,16 @@ class GrammarState(GrammarRules):
         self.phase = AFTER_NOTE
 
     def _take_end(self, _value: object) -> None:
+        self._close_bar()
         self.phase = DONE
+
+    def _close_bar(self) -> None:
+        """A bare position before `bar` or `end` cuts the bar short there."""
+        if self.phase is AFTER_POS:
+            self.bar_length = self.pos
+            self.cut_tick = self.bar_start + self.pos
+        else:
+            self.cut_tick = None
 
 
 _HANDLERS = {

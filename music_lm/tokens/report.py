@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections import Counter
 from dataclasses import dataclass
+from fractions import Fraction
 
 from music_lm.midi.read import read_midi
 from music_lm.midi.score import Score
@@ -81,6 +83,32 @@ def seconds(score: Score, tick: int) -> float:
     return total + (tick - last_tick) / score.ticks_per_beat * 60.0 / bpm
 
 
+def short_bars(score: Score, bar_starts: list[int]) -> list[tuple[int, float, float]]:
+    """(bar number, length, length under its meter) in quarter notes of each bar that a time
+    signature cuts short: a pickup, or a bar where the meter changes before it is full. The
+    last bar is never short: a MIDI file does not say where its last bar ends."""
+    signatures = sorted(score.time_signatures, key=lambda ts: ts.tick)
+    ticks = [ts.tick for ts in signatures]
+    ppq = score.ticks_per_beat
+    out = []
+    for number, (start, stop) in enumerate(itertools.pairwise(bar_starts), start=1):
+        index = bisect.bisect_right(ticks, start) - 1
+        meter = signatures[index] if index >= 0 else None
+        full = 4 * ppq if meter is None else meter.numerator * 4 * ppq // meter.denominator
+        if stop - start < full:
+            out.append((number, (stop - start) / ppq, full / ppq))
+    return out
+
+
+def _quarters(value: float) -> str:
+    """2.5 -> '2 1/2', 0.5 -> '1/2', 3.0 -> '3'."""
+    fraction = Fraction(value).limit_denominator(1 << 16)
+    whole, part = divmod(fraction, 1)
+    if not part:
+        return str(whole)
+    return f"{whole} {part}" if whole else str(part)
+
+
 def _clock(secs: float) -> str:
     minutes, rest = divmod(secs, 60)
     return f"{int(minutes)}:{rest:04.1f}"
@@ -111,6 +139,18 @@ def format_summary(encoded: Encoded) -> list[str]:
         f"{t} at {_position_text(score, bar_starts, t.tick)}" for t in score.time_signatures
     ]
     lines.append("  time signatures: " + ("; ".join(signatures) if signatures else "none (4/4)"))
+    short = short_bars(score, bar_starts)
+    if short:
+        described = [
+            f"bar {bar} ({_quarters(length)} of {_quarters(full)} quarter notes"
+            f"{', a pickup' if bar == 1 else ''})"
+            for bar, length, full in short
+        ]
+        shown = "; ".join(described[:8]) + ("; ..." if len(described) > 8 else "")
+        lines.append(
+            f"  short bars: {len(short)} (ended by the time signature that starts the next "
+            f"bar): {shown}"
+        )
     keys = [f"{k} at {_position_text(score, bar_starts, k.tick)}" for k in score.key_signatures]
     lines.append("  key signatures: " + ("; ".join(keys) if keys else "none"))
     return lines

@@ -146,9 +146,16 @@ class GrammarRules:
         return [(r.start, r.stop)]
 
     def _rule_end(self) -> Ranges:
-        if self.used_tracks == (1 << len(self.track_is_drum)) - 1:
-            return [(END, END + 1)]
-        return []
+        if self.used_tracks != (1 << len(self.track_is_drum)) - 1:
+            return []
+        if self.phase is AFTER_POS and self.pos == 0:
+            return []  # a bar cut at @0 would last no time
+        return [(END, END + 1)]
+
+    def _rule_bar(self) -> Ranges:
+        if self.phase is AFTER_POS and self.pos == 0:
+            return []  # a bar cut at @0 would last no time
+        return [(BAR, BAR + 1)]
 
     def _rule_pos(self) -> Ranges:
         r = R["pos"]
@@ -331,7 +338,9 @@ SUCCESSIONS: dict[Phase, tuple[str, ...]] = {
     INST: ("inst", "bar", "end"),
     BAR_START: ("ts", "pos", "bar"),
     AFTER_TS: ("pos", "bar", "end"),
-    AFTER_POS: ("tempo", "key", "track", *_NOTE_START),
+    # A position followed by `bar` or `end` is where a short bar ends (a cut): a pickup,
+    # or a bar cut short by a meter change.
+    AFTER_POS: ("tempo", "key", "track", *_NOTE_START, "bar", "end"),
     AFTER_TEMPO: ("key", "track", *_NOTE_START, "pos", "bar", "end"),
     AFTER_KEY: ("track", *_NOTE_START, "pos", "bar", "end"),
     AFTER_TRACK: _NOTE_START,
@@ -348,7 +357,7 @@ _RULES = {
     "ts": GrammarRules._rule_ts,
     "key": GrammarRules._rule_key,
     "inst": GrammarRules._rule_inst,
-    "bar": lambda s: [(BAR, BAR + 1)],
+    "bar": GrammarRules._rule_bar,
     "end": GrammarRules._rule_end,
     "pos": GrammarRules._rule_pos,
     "track": GrammarRules._rule_track,
