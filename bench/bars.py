@@ -12,6 +12,8 @@ checked out in a temporary worktree):
   lead-ins into 6/8, and meter changes at random beats inside a bar, tempo changes too;
 - music21: pieces of music21's corpus as the corpus build writes them (`music21_midi`, which
   restates the meter where a short measure ends), spread over the collections;
+- music21-writer: the same pieces as music21's own writer leaves them (as bench/codec.py's
+  grid-aligned files are written), pickups from tick 0 under one time signature;
 - midi_in: the four examples;
 - note-offs: seeded guitar-like tracks where some note-offs are missing (the note is struck
   again, or never switched off), beside a well-formed piano track.
@@ -202,6 +204,18 @@ def noteoff_file(rng: random.Random) -> bytes:
     return _bytes(midi)
 
 
+def _music21_writer(path: str, number: int | None) -> bytes:
+    """A piece as music21's own MIDI writer writes it (as bench/codec.py's grid-aligned set):
+    repeats expanded, a pickup from tick 0 under one time signature."""
+    from music21 import converter, stream
+    from music21.midi import translate
+
+    parsed = converter.parse(path, number=number)
+    if isinstance(parsed, stream.Opus):
+        parsed = parsed.scores[0]
+    return translate.streamToMidiFile(parsed).writestr()
+
+
 def _bytes(midi) -> bytes:
     import io
 
@@ -223,12 +237,12 @@ def write_files(music21_count: int) -> list[Path]:
             name = f"{index:02d}-{kind.replace(' ', '-')}.mid"
             (meters / name).write_bytes(meter_file(rng, kind))
     folders.append(meters)
+    from music_lm.corpus.sources import item_midi, music21_items
+
+    items = music21_items()
+    step = max(len(items) // music21_count, 1)
     pieces = CACHE / f"music21-{music21_count}"
     if not pieces.exists():
-        from music_lm.corpus.sources import item_midi, music21_items
-
-        items = music21_items()
-        step = max(len(items) // music21_count, 1)
         tmp = CACHE / "music21-partial"
         tmp.mkdir(parents=True, exist_ok=True)
         for index, item in enumerate(items[::step][:music21_count]):
@@ -240,6 +254,20 @@ def write_files(music21_count: int) -> list[Path]:
             (tmp / f"{index:03d}.mid").write_bytes(data)
         tmp.rename(pieces)
     folders.append(pieces)
+    raw = CACHE / f"music21-writer-{music21_count}"
+    if not raw.exists():  # the same pieces as music21's own writer leaves them
+        tmp = CACHE / "music21-writer-partial"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for path in sorted(pieces.glob("*.mid")):
+            item = items[::step][int(path.stem)]
+            try:
+                data = _music21_writer(item.path, item.number)
+            except Exception as err:  # a piece music21 cannot write is left out
+                print(f"skipped {item}: {err}", file=sys.stderr)
+                continue
+            (tmp / path.name).write_bytes(data)
+        tmp.rename(raw)
+    folders.append(raw)
     examples = CACHE / "midi_in"
     examples.mkdir(parents=True, exist_ok=True)
     for path in sorted((ROOT / "midi_in").glob("*.mid")):

@@ -247,6 +247,36 @@ def test_a_time_signature_inside_a_bar_cuts_the_bar_short_there(make_midi, note)
     assert [(t.tick, str(t)) for t in back.time_signatures] == [(0, "4/4"), (2160, "3/4")]
 
 
+def test_a_pickup_and_a_lead_in_into_6_8_keep_their_bar_lines_and_inspect_lists_them(
+    make_midi, note
+):
+    conductor = [
+        (0, meta("time_signature", numerator=4, denominator=4)),
+        (480, meta("time_signature", numerator=4, denominator=4)),  # a one-beat pickup
+        (480 + 4 * 480 + 480, meta("time_signature", numerator=6, denominator=8)),  # a lead-in
+    ]
+    melody = [*note(0, 480, 67), *note(480, 1920, 72), *note(2400, 480, 71), *note(2880, 720, 69)]
+    original = make_midi(conductor, sorted(melody, key=lambda event: event[0]))
+    encoded = music_lm.encode_midi(original)
+    assert encoded.text.splitlines()[1:] == [
+        "bar @0 t1 d:1 v:64 G4 @1",
+        "bar @0 t1 d:4 v:64 C5",
+        "bar @0 t1 d:1 v:64 B4 @1",
+        "bar ts:6/8 @0 t1 d:1+1/2 v:64 A4",
+        "end",
+    ]
+    back = round_trip(original).score
+    assert [(t.tick, str(t)) for t in back.time_signatures] == [
+        (0, "4/4"), (480, "4/4"), (2880, "6/8")
+    ]  # fmt: skip
+    report = music_lm.inspect_midi(original)
+    assert (
+        "short bars: 2 (ended by the time signature that starts the next bar): bar 1 (1 of 4 "
+        "quarter notes, a pickup); bar 3 (1 of 4 quarter notes)"
+    ) in report
+    assert "round trip verified" in report
+
+
 def test_a_time_signature_without_a_token_is_dropped_and_reported(make_midi, note):
     conductor = [(0, meta("time_signature", numerator=13, denominator=4))]  # 13 quarters
     original = make_midi(conductor, note(0, 480, 60))

@@ -25,10 +25,11 @@ DOC_EXAMPLES = _token_text_blocks(TOKEN_FORMAT) + _token_text_blocks(
 )
 
 
-def test_the_docs_have_the_four_worked_examples() -> None:
-    for heading in ("### A melody", "### A chord progression", "### A drum groove", "### Tempo"):
+def test_the_docs_have_the_five_worked_examples() -> None:
+    for heading in ("### A melody", "### A chord progression", "### A drum groove", "### Tempo",
+                    "### A pickup and a meter change inside a bar"):  # fmt: skip
         assert heading in TOKEN_FORMAT
-    assert len(DOC_EXAMPLES) >= 5
+    assert len(DOC_EXAMPLES) >= 6
 
 
 @pytest.mark.parametrize("text", DOC_EXAMPLES, ids=lambda t: t.split("\n")[0][:60])

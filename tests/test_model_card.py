@@ -20,6 +20,15 @@ beside eval.json's 6.18 and 1.304 for the whole split. TEST_PIECES are a seeded 
 draw of 20 of those 173 among the ones music21 parses in under 0.3 s (8,868 tokens); they
 score 6.36 and 1.369.
 
+[bars] changed the encoding of every piece with a pickup or a short measure (they are kept
+as written now), and a piece's split follows from its tokens: 11 of those 20 moved to
+another split. The 9 that stayed in the test split were kept; 11 more were drawn (seeded,
+the same 0.3 s rule) among pieces whose token text [bars] left unchanged (no short bar), so
+that they were in the test split the shipped model was evaluated on too. The 20 (8,524
+tokens) score 6.44 bits per note and 1.260 nats per token; reinitialised weights 37.8 bits per
+note, shuffled 60.9, a permuted token map 51.7, the last block reinitialised 8.33 bits per note
+and 1.63 nats (outside on bits per note, inside on the loss: the check fails on either).
+
 The tolerance. A sample's figure scatters around the split's: over 40 random draws of 20
 of the 173 pieces the bits per note had a standard deviation of 0.62 (range 4.64..7.20)
 and the loss one of 0.13 nats per token (1.02..1.62); 10 pieces: 0.94 and 0.22. The
@@ -58,25 +67,25 @@ CARD = EVALUATION["results"]["gpt2"]
 
 TEST_PIECES = (
     "airdsAirs/book6.abc#1124",
-    "essenFolksong/altdeu20.abc#76",
-    "essenFolksong/altdeu20.abc#127",
+    "essenFolksong/altdeu20.abc#284",
     "essenFolksong/ballad50.abc#27",
-    "essenFolksong/ballad60.abc#1",
     "essenFolksong/erk10.abc#388",
-    "essenFolksong/erk30.abc#133",
-    "essenFolksong/erk30.abc#572",
-    "essenFolksong/fink0.abc#330",
+    "essenFolksong/erk10.abc#540",
+    "essenFolksong/fink0.abc#12",
+    "essenFolksong/han1.abc#161",
     "essenFolksong/han1.abc#177",
+    "essenFolksong/han1.abc#262",
+    "essenFolksong/han1.abc#405",
+    "essenFolksong/han2.abc#41",
+    "essenFolksong/han2.abc#156",
     "essenFolksong/han2.abc#199",
-    "essenFolksong/lux.abc#30",
-    "essenFolksong/lux.abc#486",
+    "essenFolksong/han2.abc#240",
     "essenFolksong/zuccal0.abc#260",
-    "nottingham-dataset/reelsa-c.abc#80",
-    "oneills1850/1556-1576.abc#1560",
-    "oneills1850/1577-1624.abc#1581",
     "palestrina/Agnus_I_49.krn",
     "palestrina/Credo_29_b.krn",
+    "palestrina/Gloria_34_e.krn",
     "palestrina/Kyrie_95_b.krn",
+    "ryansMammoth/WindThatShakesTheBarleyReel.abc",
 )
 BITS_PER_NOTE_TOLERANCE = 1.5
 LOSS_TOLERANCE = 0.35  # nats per token
@@ -180,5 +189,7 @@ def test_a_broken_model_is_outside_the_tolerance(
 ) -> None:
     model, token_map = breaker(shipped)
     measured = score(model, token_map, shipped.context, sample)
-    assert abs(measured["bits_per_note"] - CARD["bits_per_note"]) > BITS_PER_NOTE_TOLERANCE
-    assert abs(measured["loss"] - CARD["loss"]) > LOSS_TOLERANCE
+    # The check above fails when either figure is outside its tolerance.
+    outside_bits = abs(measured["bits_per_note"] - CARD["bits_per_note"]) > BITS_PER_NOTE_TOLERANCE
+    outside_loss = abs(measured["loss"] - CARD["loss"]) > LOSS_TOLERANCE
+    assert outside_bits or outside_loss, measured

@@ -200,7 +200,11 @@ def test_the_saved_weights_are_the_evaluated_ones(run: Path, tiny_corpus: Corpus
     loaded = load_model(run)
     figures = evaluate(loaded.model, [tiny_corpus], "valid", context=64, batch_size=4)
     meta = json.loads((run / "music_lm.json").read_text())
-    assert figures["loss"] == pytest.approx(meta["training"]["val_loss"], rel=1e-5)
+    # The same windows and batches, but the training loop sums its figures through the
+    # accelerator's reduction: float32 sums in another order, 2.4e-5 apart (relative) on the
+    # corpus of [bars]. Another checkpoint of this run is more than 1e-2 away (the loss falls
+    # by more than 1 nat over its 24 steps).
+    assert figures["loss"] == pytest.approx(meta["training"]["val_loss"], rel=1e-4)
 
 
 def test_evaluation_of_a_uniform_model_is_log_v_per_token(tiny_corpus: Corpus) -> None:
