@@ -234,7 +234,7 @@ def write_files(music21_count: int) -> list[Path]:
         kinds = ["musescore pickup", "restated pickup", "lead-in into 6/8", "inside a bar"]
         for index in range(40):
             kind = kinds[index % len(kinds)]
-            name = f"{index:02d}-{kind.replace(' ', '-')}.mid"
+            name = f"{index:02d}-{kind.replace(' ', '-').replace('/', '-')}.mid"
             (meters / name).write_bytes(meter_file(rng, kind))
     folders.append(meters)
     from music_lm.corpus.sources import item_midi, music21_items

@@ -58,6 +58,7 @@ def pair_key(events: list[tuple[int, int, int]], end_tick: int, restrike: bool) 
     remarks: Counter[str] = Counter()
     closed_at = orphan_at = restruck_at = None  # restruck_at: the tick of the last re-strike
     overlapped, without_note_off = False, 0
+    owed = 0  # note-offs still to come for notes a re-strike ended: they end nothing
     for event in events:
         tick, velocity, _ = event
         if velocity > 0:
@@ -72,6 +73,7 @@ def pair_key(events: list[tuple[int, int, int]], end_tick: int, restrike: bool) 
                     notes.append((sounding.popleft(), tick))
                     remarks[RESTRUCK] += 1
                     restruck_at = tick
+                    owed += 1
             sounding.append(event)
         elif velocity == _NOTE_OFF:
             if restruck_at == tick:
@@ -79,9 +81,14 @@ def pair_key(events: list[tuple[int, int, int]], end_tick: int, restrike: bool) 
                 # the note-off of the note the re-strike ended, not a zero-length note.
                 restruck_at = None
                 remarks[RESTRUCK] -= 1
+                owed -= 1
             elif sounding:
                 closed_at = tick
                 notes.append((sounding.popleft(), tick))
+            elif owed:
+                # The note-off of a note a re-strike ended, late: not an orphan, so a note-on
+                # on its tick is a new note, not a zero-length one written off-before-on.
+                owed -= 1
             elif closed_at == tick:
                 remarks[REPEATED_OFF] += 1
             else:

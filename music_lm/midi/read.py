@@ -14,8 +14,9 @@ Note-ons and note-offs pair per key (channel and pitch) within a track:
   first note-on that came while a note of that key sounded (before it both rules agree): a
   note-on ends the sounding note and starts the next, a note-off ends the sounding note, a
   note-off with nothing sounding is ignored, and one written right after a re-strike on its
-  tick is the ended note's own. First-in first-out would pair each note-off with the oldest
-  note-on and leave the newest ringing to the end of the track, for minutes.
+  tick, or later, is the ended note's own (it ends nothing). First-in first-out would pair
+  each note-off with the oldest note-on and leave the newest ringing to the end of the
+  track, for minutes.
 - CC123 (all notes off) and CC120 (all sound off) end every note sounding on their channel
   in their track; the sustain pedal (`--sustain`) still holds them afterwards.
 - Notes still sounding when their track ends end there.
