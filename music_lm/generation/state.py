@@ -121,15 +121,11 @@ class ContinuationState(EndBudget):
             self.grammar.advance(token)
             self.voices.take(token, self.grammar)
         g = self.grammar
-        if (
-            g.phase not in (AFTER_NOTE, BAR_START, AFTER_TS)
-            and not (
-                g.phase is AFTER_POS and g.pos > 0  # a last bar cut short
-            )
-            and not (
-                g.phase in (KEY_OR_INST, INST) and g.n_tracks  # a header alone
-            )
-        ):
+        whole_bars = g.phase in (AFTER_NOTE, BAR_START, AFTER_TS) or (
+            g.phase is AFTER_POS and g.pos > 0  # the last bar cut short at a bare position
+        )
+        header_alone = g.phase in (KEY_OR_INST, INST) and g.n_tracks
+        if not (whole_bars or header_alone):
             raise ConstraintError(
                 "the seed must be a header and whole bars, ending where a bar may begin"
             )
