@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from music_lm.errors import MusicLmError
-from music_lm.midi.gm import GM_PROGRAMS, PITCH_CLASS_NAMES
+from music_lm.midi.gm import GM_DRUMS, GM_PROGRAMS, PITCH_CLASS_NAMES
 from music_lm.midi.instruments import pitch_range
 from music_lm.tokens.vocab import VOCAB
 
@@ -58,6 +58,13 @@ def scale_pitch_classes(tonic: int, scale: str) -> frozenset[int]:
 
 SEED_KEY = -1  # as the tonic of `Constraints.scale`: the tonic of the seed's key
 
+# The keys drum notes may take: General MIDI's percussion map (35..81), the keys the seed's
+# drum tracks play (the GM map when the seed has no drum notes), or any of the 128.
+DRUM_KEY_CHOICES = ("gm", "seed", "any")
+GM_KIT: frozenset[int] = frozenset(GM_DRUMS)
+DRUM_STEPS_AUTO = 0  # as `Constraints.drum_steps`: the seed's usual short drum duration
+LOOP_GUARD_TOKENS = 32  # the default `Constraints.loop_guard`
+
 
 @dataclass(frozen=True)
 class Constraints:
@@ -71,6 +78,17 @@ class Constraints:
     max_polyphony: at most this many notes sounding at once on a melodic track.
     instruments: GM programs (-1 for drums) whose tracks may play; None: all of them.
     lock_tempo / lock_meter / lock_key: no tempo / time-signature / key change.
+
+    The decoding defaults that keep band MIDI sane (each can be turned off):
+    unisons: True lets a track start one pitch twice at one onset (a doubled note); by
+        default a track's pitches at one onset strictly rise.
+    drum_keys: "gm" (General MIDI's kit, keys 35..81), "seed" (the keys the seed's drum
+        tracks play; the GM kit when they play none) or "any".
+    drum_steps: every new drum note lasts this many grid steps; DRUM_STEPS_AUTO: the
+        seed's most common drum duration when it is short, else a 16th; None: any.
+    hold_past_end: True lets new notes ring past the end of the last new bar.
+    loop_guard: no token may make a run of repeated tokens (the same block of 1..8 tokens
+        over and over) longer than this many tokens; None: off.
     """
 
     bars: int = 8
@@ -82,6 +100,11 @@ class Constraints:
     lock_tempo: bool = True
     lock_meter: bool = True
     lock_key: bool = True
+    unisons: bool = False
+    drum_keys: str = "gm"
+    drum_steps: int | None = DRUM_STEPS_AUTO
+    hold_past_end: bool = False
+    loop_guard: int | None = LOOP_GUARD_TOKENS
 
     def __post_init__(self) -> None:
         if not 1 <= self.bars <= 1024:
@@ -96,6 +119,19 @@ class Constraints:
                 raise ConstraintError(f"pitch range must go up within 0..127, got {low}..{high}")
         if self.instruments is not None and not self.instruments:
             raise ConstraintError("the instrument list is empty")
+        if self.drum_keys not in DRUM_KEY_CHOICES:
+            raise ConstraintError(
+                f"--drum-keys must be one of {', '.join(DRUM_KEY_CHOICES)}, got {self.drum_keys!r}"
+            )
+        if self.drum_steps is not None and not 0 <= self.drum_steps <= 96:
+            raise ConstraintError(
+                f"--drum-length must be auto, any or at most 4 quarter notes, got "
+                f"{self.drum_steps} grid steps"
+            )
+        if self.loop_guard is not None and not 2 <= self.loop_guard <= 4096:
+            raise ConstraintError(
+                f"--loop-guard must be 0 (off) or in 2..4096 tokens, got {self.loop_guard}"
+            )
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -129,6 +165,10 @@ class Constraints:
 
 
 __all__ = [
+    "DRUM_KEY_CHOICES",
+    "DRUM_STEPS_AUTO",
+    "GM_KIT",
+    "LOOP_GUARD_TOKENS",
     "SCALES",
     "SEED_KEY",
     "ConstraintError",

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from fractions import Fraction
 
 from music_lm.generation.constraints import (
+    DRUM_STEPS_AUTO,
+    LOOP_GUARD_TOKENS,
     SCALES,
     SEED_KEY,
     ConstraintError,
@@ -24,7 +27,7 @@ from music_lm.generation.constraints import (
 from music_lm.generation.seeds import Header, _default_programs, _implied_key
 from music_lm.generation.settings import GenerationError, Sampling, parse_temperature
 from music_lm.midi.gm import GM_PROGRAMS, PITCH_CLASS_NAMES, name_to_pitch
-from music_lm.tokens.vocab import VOCAB
+from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
 # ---- keys and pitch ranges ----
 
@@ -178,9 +181,16 @@ def constraints_from_options(
     lock_meter: bool = True,
     lock_key: bool = True,
     seed_key: tuple[int, str] | None = None,
+    unisons: bool = False,
+    drum_keys: str = "gm",
+    drum_length: str = "auto",
+    hold_past_end: bool = False,
+    loop_guard: int = LOOP_GUARD_TOKENS,
 ) -> Constraints:
     """--bars, --key, --scale, --range, --instrument-ranges, --max-polyphony, --instruments
-    (names, or words 'piano,bass'; none: all) and the locks, as `Constraints`. A blank
+    (names, or words 'piano,bass'; none: all), the locks, and the decoding defaults
+    --unisons, --drum-keys (gm|seed|any), --drum-length (auto|any|quarter notes such as
+    1/4), --hold-past-end and --loop-guard (tokens; 0: off), as `Constraints`. A blank
     range is none. `seed_key`: see `scale_option`."""
     scale_constraint = scale_option(key, scale, seed_key)
     names = instrument_names(instruments)
@@ -196,7 +206,33 @@ def constraints_from_options(
         lock_tempo=lock_tempo,
         lock_meter=lock_meter,
         lock_key=lock_key,
+        unisons=unisons,
+        drum_keys=drum_keys.strip().lower(),
+        drum_steps=parse_drum_length(drum_length),
+        hold_past_end=hold_past_end,
+        loop_guard=loop_guard or None,
     )
+
+
+def parse_drum_length(text: str) -> int | None:
+    """--drum-length: 'auto' -> DRUM_STEPS_AUTO, 'any' -> None, '1/4' (quarter notes, up to
+    4) -> grid steps (6)."""
+    word = text.strip().lower()
+    if word == "auto":
+        return DRUM_STEPS_AUTO
+    if word == "any":
+        return None
+    try:
+        quarters = Fraction(word)
+    except (ValueError, ZeroDivisionError):
+        quarters = None
+    steps = None if quarters is None else quarters * GRID_PER_QUARTER
+    if steps is None or steps.denominator != 1 or not 1 <= steps <= 96:
+        raise ConstraintError(
+            f"--drum-length takes auto, any or a length in quarter notes on the grid "
+            f"(1/24 .. 4, such as 1/4), got {text!r}"
+        )
+    return int(steps)
 
 
 def sampling_from_options(
