@@ -114,8 +114,10 @@ def settings_record(
     budget: int,
     retries: int,
     device: object,
+    adaptation: list[dict] | None = None,
 ) -> dict:
-    """The settings of a generation as its JSON records keep them."""
+    """The settings of a generation as its JSON records keep them. `adaptation`: per model,
+    what `--adapt` did (steps, method, seconds, ...); None without it."""
     return {
         "seed": seed_name,
         "seed_bars": seed_bars,
@@ -130,6 +132,7 @@ def settings_record(
         "max_new_tokens": budget,
         "retries": retries,
         "device": str(device),
+        "adaptation": adaptation,
     }
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from music_lm.generation.constraints import Constraints
-from music_lm.generation.models import load_runners
+from music_lm.generation.models import _Runner, load_runners
 from music_lm.generation.outputs import (
     Generation,
     Variant,
@@ -36,10 +36,17 @@ from music_lm.generation.outputs import (
 )
 from music_lm.generation.sampling import _sample_rows, _Watch
 from music_lm.generation.seeds import Header, prepare_seed, seed_state
-from music_lm.generation.settings import GenerationError, Progress, Sampling
+from music_lm.generation.settings import (
+    GenerationError,
+    GenerationStoppedError,
+    Progress,
+    Sampling,
+)
 from music_lm.generation.state import ContinuationState
 from music_lm.limits import limits
 from music_lm.tokens.rules import BAR
+from music_lm.training.adapt import DEFAULT_METHOD, adapt_model, check_adapt_steps
+from music_lm.training.config import TrainError
 
 DECODE_THREADS_ENV = "MUSIC_LM_DECODE_THREADS"
 
@@ -101,6 +108,8 @@ def generate(
     progress: Callable[[Progress], None] | None = None,
     stop: Callable[[], bool] | None = None,
     time_limit_s: float | None = None,
+    adapt: int = 0,
+    adapt_method: str = DEFAULT_METHOD,
 ) -> Generation:
     """Continue `seed` (a MIDI or token-text path, or ids; None: start from `header`) by
     exactly `constraints.bars` bars, `variants` times.
@@ -115,6 +124,10 @@ def generate(
     progress: called after every step with a `Progress`. stop: asked after every step;
     when it answers True, GenerationStoppedError is raised. time_limit_s: GenerationError when
     the sampling takes longer (default: the `generation_s` limit of music_lm.limits).
+    adapt: before sampling, fine-tune a throw-away copy of each model on the seed and its
+    transpositions for this many steps (0: off; `adapt_method` "full" or "lora"); the
+    models passed in and the folders on disk are never changed. Progress reports the steps
+    (phase "adapting"), stop is asked after each, and the settings record keeps what it did.
     """
     started = time.perf_counter()
     constraints = constraints or Constraints()
@@ -126,8 +139,11 @@ def generate(
     ids, seed_name, constraints = prepare_seed(seed, header, seed_bars, style, constraints)
     state = seed_state(ids, seed_name, constraints)
     budget = _budget(max_new_tokens, constraints, state)
+    _check_adapt(adapt, ids)
     runners = load_runners(names, loaded, device, attention)
     time_limit_s = _time_limit(time_limit_s)
+    adaptation = _adapt_runners(runners, ids, adapt, adapt_method, random_seed,
+                                (constraints.bars, budget), progress, stop)  # fmt: skip
 
     generator = torch.Generator().manual_seed(random_seed)
     sampling_started = time.perf_counter()  # tokens/s: the sampling alone, not the loading
@@ -153,6 +169,7 @@ def generate(
         budget=budget,
         retries=retries,
         device=device,
+        adaptation=adaptation,
     )
     return Generation(
         variants=results,
@@ -242,6 +259,59 @@ def _time_limit(time_limit_s: float | None) -> float:
     if time_limit_s <= 0:
         raise GenerationError(f"the time limit must be positive, got {time_limit_s} s")
     return time_limit_s
+
+
+# ---- adaptation to the seed ----
+
+
+def _check_adapt(steps: int, ids: Sequence[int]) -> None:
+    """GenerationError naming --adapt when it cannot be done on this seed."""
+    try:
+        check_adapt_steps(steps)
+    except TrainError as err:
+        raise GenerationError(str(err)) from None
+    if steps and BAR not in ids:
+        raise GenerationError("--adapt learns from the seed's bars: this seed has none")
+
+
+def _adapt_runners(
+    runners: list[_Runner],
+    ids: list[int],
+    steps: int,
+    method: str,
+    random_seed: int,
+    sizes: tuple[int, int],
+    progress: Callable[[Progress], None] | None,
+    stop: Callable[[], bool] | None,
+) -> list[dict] | None:
+    """Each runner's model swapped for a copy adapted to the seed (`adapt_model`); the
+    records of the adaptations, or None without adaptation."""
+    if not steps:
+        return None
+    bars, budget = sizes
+    total = steps * len(runners)
+    started = time.perf_counter()
+    records = []
+    for index, runner in enumerate(runners):
+
+        def on_step(step: int, _steps: int, _loss: float, done: int = index * steps) -> None:
+            if progress is not None:
+                progress(Progress(0, budget, 0, bars, time.perf_counter() - started, 0,
+                                  phase="adapting", adapt_step=done + step,
+                                  adapt_steps=total))  # fmt: skip
+            if stop is not None and stop():
+                raise GenerationStoppedError(
+                    f"stopped after {done + step} of {total} adaptation steps"
+                )
+
+        try:
+            adapted, record = adapt_model(runner.loaded, ids, steps, method=method,
+                                          random_seed=random_seed, on_step=on_step)  # fmt: skip
+        except TrainError as err:
+            raise GenerationError(str(err)) from None
+        runners[index] = _Runner(adapted, runner.device, attention=runner.attention)
+        records.append(record.to_json())
+    return records
 
 
 # ---- the retry loop ----

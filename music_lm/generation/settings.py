@@ -18,18 +18,29 @@ class GenerationStoppedError(GenerationError):
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a generation is, reported after every sampling step."""
+    """Where a generation is, reported after every adaptation step (`--adapt`; phase
+    "adapting") and every sampling step (phase "sampling")."""
 
     tokens: int  # steps taken in this batch of variants
     budget: int  # the most steps a batch can take
     bars_done: int  # new bars finished by the slowest variant of the batch
     bars: int  # new bars asked for
-    seconds: float  # since sampling started (retries included)
+    seconds: float  # since this phase started (sampling: retries included)
     new_tokens: int  # new tokens made so far, over every variant
+    phase: str = "sampling"  # or "adapting": fine-tuning a copy of the model on the seed
+    adapt_step: int = 0  # adaptation steps done (over every model)
+    adapt_steps: int = 0  # adaptation steps asked for (0: no adaptation)
 
     @property
     def tokens_per_s(self) -> float:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def fraction(self) -> float:
+        """How far the current phase is, 0..1: adaptation steps, then new bars."""
+        if self.phase == "adapting":
+            return self.adapt_step / max(self.adapt_steps, 1)
+        return self.bars_done / max(self.bars, 1)
 
 
 @dataclass(frozen=True)
