@@ -62,6 +62,7 @@ GROUPS: dict[str, frozenset[int]] = {
 }
 DRUM_CHANNEL = 9
 DRUMS = -1  # how Constraints.instruments names the drum track
+GM_KIT = range(35, 82)  # General MIDI's percussion keys
 
 
 def scale_classes(tonic: int, scale: str) -> frozenset[int]:
@@ -190,6 +191,7 @@ def check_constraints(data: bytes, constraints: Constraints, start_beat: float):
                 assert sounding <= constraints.max_polyphony, f"{sounding} notes at beat {onset}"
     # the last bar has a note (the others may be held through)
     assert constraints.bars - 1 in new_bars_with_onsets
+    check_decoding_defaults(facts, constraints, start_beat, end_beat)
     for kind, locked in (("tempos", constraints.lock_tempo), ("meters", constraints.lock_meter),
                          ("keys", constraints.lock_key)):  # fmt: skip
         if locked:
@@ -201,3 +203,32 @@ def check_constraints(data: bytes, constraints: Constraints, start_beat: float):
         assert any(onset < end - 1e-9 and stop > start + 1e-9 for onset, stop, _ in all_notes), (
             f"new bar {index + 1} is empty"
         )
+
+
+def check_decoding_defaults(
+    facts: dict, constraints: Constraints, start_beat: float, end_beat: float
+) -> None:
+    """The decoding defaults, read from the MIDI: no note (the seed's included) rings past
+    the end; new drum notes on the kit, of one length (shorter only where the piece ends);
+    no track starts one pitch twice at one onset."""
+    if not constraints.hold_past_end:
+        for channel, notes in facts["notes"].items():
+            for onset, end, pitch in notes:
+                assert end <= end_beat + 1e-9, (
+                    f"channel {channel + 1}: pitch {pitch} from beat {onset} rings to beat "
+                    f"{end}, past the end at {end_beat}"
+                )
+    seed_drums = {p for o, _e, p in facts["notes"].get(DRUM_CHANNEL, []) if o < start_beat - 1e-9}
+    new_drums = [n for n in facts["notes"].get(DRUM_CHANNEL, []) if n[0] >= start_beat - 1e-9]
+    kit = {"gm": set(GM_KIT), "seed": seed_drums or set(GM_KIT), "any": set(range(128))}
+    for onset, _end, key in new_drums:
+        assert key in kit[constraints.drum_keys], f"drum key {key} at beat {onset} off the kit"
+    if constraints.drum_steps is not None:
+        lengths = {round(e - o, 6) for o, e, _k in new_drums if e < end_beat - 1e-9}
+        assert len(lengths) <= 1, f"new drum notes of several lengths: {sorted(lengths)}"
+        if constraints.drum_steps:
+            assert lengths <= {round(constraints.drum_steps / 24, 6)}, lengths
+    if not constraints.unisons:
+        for channel, notes in facts["notes"].items():
+            starts = [(o, p) for o, _e, p in notes if o >= start_beat - 1e-9]
+            assert len(starts) == len(set(starts)), f"channel {channel + 1}: a pitch twice at once"

@@ -109,6 +109,11 @@ constraint_sets = st.builds(
     lock_tempo=st.booleans(),
     lock_meter=st.booleans(),
     lock_key=st.booleans(),
+    unisons=st.booleans(),
+    drum_keys=st.sampled_from(["gm", "seed", "any"]),
+    drum_steps=st.sampled_from([0, None, 1, 6, 96]),
+    hold_past_end=st.booleans(),
+    loop_guard=st.sampled_from([None, 2, 3, 32]),
 )
 
 
@@ -135,7 +140,7 @@ NARROW = (60, 72)
 def test_every_walk_over_the_allowed_tokens_ends_valid_within_budget(
     seed_file, seed_bars, constraints, slack, walk_seed, long_bias
 ) -> None:
-    assume(not (constraints.pitch_range == NARROW and long_bias > 0))
+    assume(not (constraints.pitch_range == NARROW and long_bias > 0 and constraints.hold_past_end))
     ids = cut_seed(validate(midi_to_text(seed_file))[:-1], seed_bars)
     try:
         ContinuationState(ids, constraints)
@@ -155,7 +160,17 @@ def test_every_walk_over_the_allowed_tokens_ends_valid_within_budget(
 )
 def test_a_walk_of_very_long_chords_in_a_narrow_range_ends_within_budget() -> None:
     ids = cut_seed(validate(midi_to_text(EXAMPLES / "folk_tune.mid"))[:-1], 2)
-    walk(ids, Constraints(bars=2, pitch_range=NARROW), 300, random.Random(1257), 0.9)
+    constraints = Constraints(bars=2, pitch_range=NARROW, hold_past_end=True, unisons=True,
+                              loop_guard=None)  # fmt: skip
+    walk(ids, constraints, 300, random.Random(1257), 0.9)
+
+
+def test_by_default_no_chord_holds_past_the_end_so_the_narrow_range_walk_ends() -> None:
+    """The walk above, with notes ending by the end of the last new bar (the default)."""
+    ids = cut_seed(validate(midi_to_text(EXAMPLES / "folk_tune.mid"))[:-1], 2)
+    for walk_seed in (1257, 1, 2, 3):
+        out = walk(ids, Constraints(bars=2, pitch_range=NARROW), 300, random.Random(walk_seed), 0.9)
+        assert out.count(BAR) == 2
 
 
 @pytest.mark.parametrize("seed_bars", [1, 9, 10])

@@ -30,12 +30,14 @@ The voices under the polyphony limit are kept by `Voices` (generation/polyphony.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from music_lm.generation.budget import EndBudget
-from music_lm.generation.constraints import ConstraintError, Constraints
+from music_lm.generation.budget import UNREACHABLE, EndBudget
+from music_lm.generation.constraints import DRUM_STEPS_AUTO, GM_KIT, ConstraintError, Constraints
 from music_lm.generation.polyphony import Voices
+from music_lm.generation.repeats import RepeatGuard, without
 from music_lm.midi.gm import GM_PROGRAMS
 from music_lm.tokens.grammar import GrammarState
 from music_lm.tokens.rules import (
@@ -53,32 +55,43 @@ from music_lm.tokens.rules import (
     KEY_OR_INST,
     Ranges,
 )
-from music_lm.tokens.vocab import LONG_DURATION_STEPS, SHORT_DURATION_STEPS, VOCAB, bar_steps
+from music_lm.tokens.vocab import (
+    GRID_PER_QUARTER,
+    LONG_DURATION_STEPS,
+    MAX_DURATION_STEPS,
+    SHORT_DURATION_STEPS,
+    VOCAB,
+    bar_steps,
+)
 
 R = VOCAB.ranges
 _FAM = VOCAB.family_of
 _VAL = VOCAB.values
 _PITCH0 = R["pitch"].start
+_DRUM0 = R["drum"].start
 _POS0 = R["pos"].start
 _TRACK0 = R["track"].start
 _LONG_BELOW = {v: sum(w for w in LONG_DURATION_STEPS if w < v) for v in LONG_DURATION_STEPS}
 # Where a group's track must be checked before it may play: it continues without a tN
 # word, or its tN word was just taken.
 _CHECKED_PHASES = frozenset((AFTER_POS, AFTER_TEMPO, AFTER_KEY, AFTER_TRACK))
+# --drum-length auto: the seed's most common drum duration when it is at most an eighth
+# note, else a sixteenth (drum sounds are one-shots; a long drum note only clutters a DAW).
+_LONGEST_AUTO_DRUM_STEPS = GRID_PER_QUARTER // 2
+_DEFAULT_DRUM_STEPS = GRID_PER_QUARTER // 4
 
 
-def _pitch_ranges(low: int, high: int, classes: frozenset[int] | None) -> Ranges:
-    """Token id ranges of the pitches low..high whose class is in `classes`."""
+def _note_ranges(first_id: int, notes: Iterable[int]) -> Ranges:
+    """Token id ranges of the note values `notes` (pitches or drum keys) of a family."""
     out: Ranges = []
-    for pitch in range(low, high + 1):
-        if classes is not None and pitch % 12 not in classes:
-            continue
-        token = _PITCH0 + pitch
-        if out and out[-1][1] == token:
-            out[-1] = (out[-1][0], token + 1)
-        else:
-            out.append((token, token + 1))
+    for note in sorted(notes):
+        _append(out, first_id + note)
     return out
+
+
+def _scale_pitches(low: int, high: int, classes: frozenset[int] | None) -> frozenset[int]:
+    """The pitches low..high whose class is in `classes` (None: all)."""
+    return frozenset(p for p in range(low, high + 1) if classes is None or p % 12 in classes)
 
 
 def _intersect(a: Ranges, b: Ranges) -> Ranges:
@@ -100,8 +113,8 @@ class _Track:
     program: int
     drums: bool
     allowed: bool
-    pitch_ranges: Ranges = field(default_factory=list)  # melodic: allowed pitch token ids
-    pitches: frozenset[int] = frozenset()  # the same, as MIDI pitches
+    pitch_ranges: Ranges = field(default_factory=list)  # allowed pitch (or drum) token ids
+    pitches: frozenset[int] = frozenset()  # the same, as MIDI pitches (or drum keys)
 
 
 class ContinuationState(EndBudget):
@@ -116,10 +129,20 @@ class ContinuationState(EndBudget):
     def __init__(self, seed_ids: Iterable[int], constraints: Constraints) -> None:
         self.grammar = GrammarState()
         self.voices = Voices(constraints.max_polyphony)
+        self.repeats = RepeatGuard(constraints.loop_guard)
         seed_ids = list(seed_ids)
+        drum_lengths: Counter[int] = Counter()  # the seed's drum note durations
+        drum_keys: set[int] = set()
+        self.latest_end = 0  # the latest end of a note so far
         for token in seed_ids:
             self.grammar.advance(token)
             self.voices.take(token, self.grammar)
+            if _FAM[token] in ("pitch", "drum"):
+                end = self.grammar.onset_notes[-1][2]
+                self.latest_end = max(self.latest_end, end)
+                if _FAM[token] == "drum":
+                    drum_lengths[end - self.grammar.onset_tick] += 1
+                    drum_keys.add(_VAL[token])
         g = self.grammar
         whole_bars = g.phase in (AFTER_NOTE, BAR_START, AFTER_TS) or (
             g.phase is AFTER_POS and g.pos > 0  # the last bar cut short at a bare position
@@ -133,23 +156,38 @@ class ContinuationState(EndBudget):
         programs = self._programs(seed_ids)
         if not programs:
             raise ConstraintError("the seed declares no instruments")
+        self.bars_started = 0
+        self.first_new_bar_tick = g.bar_start + g.bar_length if g.bar_index else 0
+        if g.phase is AFTER_POS:  # the seed's last bar is cut short at its bare position
+            self.first_new_bar_tick = g.onset_tick
+        # Every new drum note lasts this long (None: any length); in the last steps of the
+        # piece, only as long as there is left.
+        self.drum_steps = c.drum_steps
+        if c.drum_steps == DRUM_STEPS_AUTO:
+            usual = max(drum_lengths, key=lambda d: (drum_lengths[d], -d), default=None)
+            short = usual is not None and usual <= _LONGEST_AUTO_DRUM_STEPS
+            self.drum_steps = usual if short else _DEFAULT_DRUM_STEPS
+        kit = {"gm": GM_KIT, "seed": frozenset(drum_keys) or GM_KIT, "any": range(128)}
         self.tracks: list[_Track] = []
-        for program in programs:
+        for index, program in enumerate(programs):
             allowed = c.instruments is None or program in c.instruments
             track = _Track(program, program == -1, allowed)
-            if not track.drums:
-                low, high, classes = c.track_pitches(program)
-                track.pitch_ranges = _pitch_ranges(low, high, classes)
-                track.pitches = frozenset(
-                    t - _PITCH0 for a, b in track.pitch_ranges for t in range(a, b)
+            if track.drums:
+                notes = frozenset(kit[c.drum_keys])
+            else:
+                notes = _scale_pitches(*c.track_pitches(program))
+            # A note the seed holds past the end of the last new bar leaves its pitch
+            # unplayable: a new note of it could only end later still.
+            track.pitches = notes - self._held_past_end(index)
+            track.pitch_ranges = _note_ranges(_DRUM0 if track.drums else _PITCH0, track.pitches)
+            need = 1 if track.drums else (c.max_polyphony or 0) + 1
+            if allowed and len(track.pitches) < need:
+                kind = "drum keys" if track.drums else "pitches in its range and scale"
+                held = " that the seed does not hold past the end" if not c.hold_past_end else ""
+                raise ConstraintError(
+                    f"track {index + 1} ({_program_name(program)}) has {len(track.pitches)} "
+                    f"{kind}{held}; it needs at least {need}"
                 )
-                need = (c.max_polyphony or 0) + 1
-                if allowed and len(track.pitches) < need:
-                    raise ConstraintError(
-                        f"track {len(self.tracks) + 1} ({_program_name(program)}) has "
-                        f"{len(track.pitches)} pitches in its range and scale; it needs at "
-                        f"least {need}"
-                    )
             self.tracks.append(track)
         if not any(t.allowed for t in self.tracks):
             raise ConstraintError("none of the seed's instruments is among the allowed instruments")
@@ -159,11 +197,7 @@ class ContinuationState(EndBudget):
                     f"track {index + 1} ({_program_name(track.program)}) has not played in the "
                     "seed and is not among the allowed instruments; leave it out of the header"
                 )
-        self.bars_started = 0
         self.bar_has_note = False  # a note began in the current new bar
-        self.first_new_bar_tick = g.bar_start + g.bar_length if g.bar_index else 0
-        if g.phase is AFTER_POS:  # the seed's last bar is cut short at its bare position
-            self.first_new_bar_tick = g.onset_tick
         self._group_ok: bool | None = None  # per step: see `_group_track`
         if c.max_polyphony is not None and not any(
             self._free_at_final(j, self.final_end_tick()) for j in range(len(self.tracks))
@@ -172,6 +206,16 @@ class ContinuationState(EndBudget):
                 "the seed's notes hold every voice of every allowed track through the last "
                 f"new bar: no note could start in it under --max-polyphony {c.max_polyphony}"
             )
+
+    def _held_past_end(self, track: int) -> set[int]:
+        """The pitches (drum keys) of `track` that the seed holds past the end of the last
+        new bar; none when notes may ring past the end."""
+        if self.constraints.hold_past_end:
+            return set()
+        final = self.final_end_tick()
+        g = self.grammar
+        held = {p for p, end in g.track_ends[track].items() if end > final}
+        return held | {p for t, p, end in g.onset_notes if t == track and end > final}
 
     @staticmethod
     def _programs(seed_ids: Iterable[int]) -> list[int]:
@@ -222,31 +266,57 @@ class ContinuationState(EndBudget):
             return False
         return self.voices.free_before(track, self.grammar.onset_tick, final, extra)
 
+    def _onset_pitches(self, track: int) -> set[int]:
+        """The pitches (drum keys) `track` has started at the current onset."""
+        return {p for t, p, _ in self.grammar.onset_notes if t == track}
+
     def _min_duration(self, track: int, at: int | None = None) -> int:
         """Shortest duration that leaves one of the track's allowed pitches playable, at
-        the current onset or at a later tick `at` (as the notes sounding now leave it)."""
+        the current onset or at a later tick `at` (as the notes sounding now leave it);
+        UNREACHABLE when none is. A pitch the track has started at this onset is taken
+        unless unisons are allowed; with them, it may sound again no shorter."""
         g = self.grammar
         info = self.tracks[track]
-        if info.drums and at is None:
-            return g._min_duration(track)
         now = g.onset_tick if at is None else at
-        if info.drums:
-            return 1 if g.track_max_end[track] <= now else g._min_duration(track)
-        if g.track_max_end[track] <= now and not g.onset_notes:
-            return 1  # nothing of this track sounds
-        ends = dict(g.track_ends[track])
-        for t, p, e in g.onset_notes:
-            if t == track and ends.get(p, -1) < e:
-                ends[p] = e
-        if sum(1 for e in ends.values() if e > now) < len(info.pitches):
-            return 1  # some allowed pitch is silent
-        lowest = None
+        taken: set[int] = set()
+        ends = g.track_ends[track]
+        if at is None and g.onset_notes:
+            if self.constraints.unisons:
+                ends = dict(ends)
+                for t, p, e in g.onset_notes:
+                    if t == track and ends.get(p, -1) < e:
+                        ends[p] = e
+            else:
+                taken = self._onset_pitches(track)
+        if g.track_max_end[track] <= now and not taken:
+            return 1 if info.pitches else UNREACHABLE  # nothing of this track sounds
+        busy = sum(1 for p, e in ends.items() if e > now and p not in taken) + len(taken)
+        if busy < len(info.pitches):
+            return 1  # some allowed pitch is silent and free
+        lowest = UNREACHABLE
         for pitch in info.pitches:
+            if pitch in taken:
+                continue
             end = ends.get(pitch, -1)
             if end <= now:
                 return 1
-            lowest = end if lowest is None else min(lowest, end)
-        return max(1, lowest - now)
+            lowest = min(lowest, end - now)
+        return lowest
+
+    def _duration_bounds(self, track: int) -> tuple[int, int]:
+        """(shortest, longest) duration a new note of `track` may take at the current
+        onset: long enough to leave an allowed pitch playable, short enough to end by the
+        end of the last new bar; a drum note takes the one drum length (or what is left
+        of the piece). Shortest > longest: the track cannot start a note here."""
+        g = self.grammar
+        lowest = self._min_duration(track)
+        longest = MAX_DURATION_STEPS
+        if not self.constraints.hold_past_end:
+            longest = min(longest, self.final_end_tick() - g.onset_tick)
+        if self.tracks[track].drums and self.drum_steps is not None:
+            fixed = min(self.drum_steps, longest)
+            return (fixed, fixed) if lowest <= fixed else (lowest, fixed)
+        return lowest, longest
 
     def _track_playable(self, track: int) -> bool:
         """Whether `track` may start a note at the current onset (with the shortest
@@ -254,7 +324,8 @@ class ContinuationState(EndBudget):
         info = self.tracks[track]
         if not info.allowed or not self._voice_free(track):
             return False
-        return self._saturation_ok(track, self.grammar.onset_tick + self._min_duration(track))
+        lowest, longest = self._duration_bounds(track)
+        return lowest <= longest and self._saturation_ok(track, self.grammar.onset_tick + lowest)
 
     def _last_position(self) -> bool:
         g = self.grammar
@@ -277,7 +348,8 @@ class ContinuationState(EndBudget):
     def _duration_ok(self, track: int, steps: int | None) -> bool:
         if steps is None:
             return False
-        if steps < self._min_duration(track):
+        lowest, longest = self._duration_bounds(track)
+        if not lowest <= steps <= longest:
             return False
         return self._saturation_ok(track, self.grammar.onset_tick + steps)
 
@@ -286,10 +358,17 @@ class ContinuationState(EndBudget):
     def allowed_ranges(self, left: int | None = None) -> Ranges:
         """Ids allowed next, with `left` tokens of budget left (None: no budget)."""
         ranges = self._constrained_ranges()
-        if left is None or left - self.needed() >= self.BAR_COST + self.TRACK_COST:
-            return ranges
-        # Few tokens left: keep only tokens after which the end still fits.
-        return self._fitting(ranges, left)
+        if left is not None and left - self.needed() < self.BAR_COST + self.TRACK_COST:
+            # Few tokens left: keep only tokens after which the end still fits.
+            ranges = self._fitting(ranges, left)
+        # The loop guard leaves out tokens that would stretch a run of repeats, while some
+        # other token is allowed: every token here leads to a valid end, so any will do.
+        banned = self.repeats.banned() if self.bars_started else None
+        if banned:
+            kept = without(ranges, banned)
+            if kept:
+                return kept
+        return ranges
 
     def _constrained_ranges(self) -> Ranges:
         if self.bars_started == 0:
@@ -347,19 +426,24 @@ class ContinuationState(EndBudget):
         g = self.grammar
         return g.pending_long if g.phase is AFTER_DUR_LONG else 0
 
+    # A note takes its group's duration: one carried over (a note straight after a
+    # position or a track word) must still be a duration the track may take here.
     def _rule_pitch(self, lo: int, hi: int, out: Ranges) -> None:
         track = self._open_group_track()
-        if track is None:
+        if track is None or not self._duration_ok(track, self.grammar.durations[track]):
             return
-        g = self.grammar
-        dur = g.durations[track]
-        if dur is None or not self._saturation_ok(track, g.onset_tick + dur):
-            return
-        out += _intersect([(lo, hi)], self.tracks[track].pitch_ranges)
+        out += self._notes(track, lo, hi)
 
-    def _rule_drum(self, lo: int, hi: int, out: Ranges) -> None:
-        if self._group_track() is not None:
-            out.append((lo, hi))
+    _rule_drum = _rule_pitch
+
+    def _notes(self, track: int, lo: int, hi: int) -> Ranges:
+        """The grammar's note ids lo..hi that `track` may take: its pitches (drum keys),
+        each at most once per onset unless unisons are allowed."""
+        notes = _intersect([(lo, hi)], self.tracks[track].pitch_ranges)
+        if self.constraints.unisons:
+            return notes
+        first = _DRUM0 if self.tracks[track].drums else _PITCH0
+        return without(notes, {first + p for p in self._onset_pitches(track)})
 
     def _rule_dur(self, lo: int, hi: int, out: Ranges) -> None:
         track = self._open_group_track()
@@ -367,12 +451,12 @@ class ContinuationState(EndBudget):
             return  # a new group of this part would have no note to play
         g = self.grammar
         now = g.onset_tick
-        min_dur = self._min_duration(track)
+        min_dur, max_dur = self._duration_bounds(track)
         long_steps = self._long_steps_so_far()
         kept: Ranges = []
         for token in range(lo, hi):
             total = long_steps + _VAL[token]
-            if total >= min_dur and self._saturation_ok(track, now + total):
+            if min_dur <= total <= max_dur and self._saturation_ok(track, now + total):
                 _append(kept, token)
         out += kept
 
@@ -382,7 +466,7 @@ class ContinuationState(EndBudget):
             return  # a new group of this part would have no note to play
         g = self.grammar
         now = g.onset_tick
-        min_dur = self._min_duration(track)
+        min_dur, max_dur = self._duration_bounds(track)
         long_steps = self._long_steps_so_far()
         # A later group of the onset must outlast the one before it (the grammar's rule).
         first = g.group_is_first if g.phase is AFTER_DUR_LONG else g._first_group()
@@ -396,7 +480,11 @@ class ContinuationState(EndBudget):
             # longest short one
             reach = long_steps + value + _LONG_BELOW[value] + SHORT_DURATION_STEPS
             shortest = max(long_steps + value + 1, min_dur)
-            if reach >= min_dur and self._saturation_ok(track, now + shortest):
+            if (
+                reach >= min_dur
+                and shortest <= max_dur
+                and self._saturation_ok(track, now + shortest)
+            ):
                 _append(kept, token)
         out += kept
 
@@ -426,12 +514,19 @@ class ContinuationState(EndBudget):
         return track if ok else None
 
     def _meters_ok(self, lo: int, hi: int) -> Ranges:
-        if self.voices.limit is None:
+        """Meters under which the piece still ends after every note so far (unless notes
+        may ring past the end) and, under a polyphony limit, the last bar keeps a voice."""
+        cap = not self.constraints.hold_past_end
+        if self.voices.limit is None and not cap:
             return [(lo, hi)]
         out: Ranges = []
         for token in range(lo, hi):
             final = self.final_end_tick(bar_steps(*_VAL[token]))
-            if any(self._free_at_final(j, final) for j in range(len(self.tracks))):
+            if cap and final < self.latest_end:
+                continue
+            if self.voices.limit is None or any(
+                self._free_at_final(j, final) for j in range(len(self.tracks))
+            ):
                 _append(out, token)
         return out
 
@@ -444,11 +539,24 @@ class ContinuationState(EndBudget):
             if not track.allowed:
                 continue
             first = self.voices.first_free_step(j, bar_start)
+            if track.drums:
+                first = max(first, self._first_free_drum_step(j, bar_start))
             earliest = first if earliest is None else min(earliest, first)
         if earliest is None:
             return []
         start = max(lo, _POS0 + earliest)
         return [(start, hi)] if start < hi else []
+
+    def _first_free_drum_step(self, track: int, bar_start: int) -> int:
+        """The first position in the bar from `bar_start` where a drum note of the drum
+        length may start: some key of the kit is silent, or ends by the note's end. (Every
+        key ends by the end of the last new bar, so a later position never loses this.)"""
+        if self.drum_steps is None:
+            return 0
+        ends = self.grammar.track_ends[track]
+        keys = self.tracks[track].pitches
+        soonest = min(ends.get(k, -1) for k in keys)
+        return max(soonest - self.drum_steps - bar_start, 0)
 
     # ---- taking a token ----
 
@@ -456,18 +564,21 @@ class ContinuationState(EndBudget):
         """Take one token (the grammar's GrammarError if it breaks the grammar)."""
         self.grammar.advance(token)
         self.voices.take(token, self.grammar)
+        self.repeats.take(token)
         family = _FAM[token]
         if family == "bar":
             self.bars_started += 1
             self.bar_has_note = False
         elif family in ("pitch", "drum") and self.bars_started:
             self.bar_has_note = True
+            self.latest_end = max(self.latest_end, self.grammar.onset_notes[-1][2])
 
     def copy(self) -> ContinuationState:
         new = ContinuationState.__new__(ContinuationState)
         new.__dict__.update(self.__dict__)
         new.grammar = self.grammar.copy()
         new.voices = self.voices.copy()
+        new.repeats = self.repeats.copy()
         return new
 
 
