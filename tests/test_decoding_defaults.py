@@ -251,3 +251,16 @@ def test_the_loop_guard_never_leaves_nothing_allowed() -> None:
     some = set(sorted(everything)[:3])
     with patch.object(RepeatGuard, "banned", lambda _self: some):
         assert state.allowed_ranges() == without(allowed, some)
+
+
+@pytest.mark.parametrize("hold", [False, True])
+def test_a_seed_note_held_past_the_end_ends_with_the_piece(loaded, hold: bool) -> None:
+    text = ("piece style:none tempo:120 ts:4/4 inst:acoustic-grand-piano\n"
+            "bar @0 t1 d:64+ d:1 v:80 C4 @1 d:1 E4\n")  # fmt: skip
+    generation = generate(validate(text + "end")[:-1], constraints=Constraints(bars=2,
+                          hold_past_end=hold), random_seed=1, loaded=loaded, models=["tiny"])  # fmt: skip
+    variant = generation.variants[0]
+    facts = midi_facts(variant_files(generation, variant, "x")[".mid"])
+    c4 = [n for notes in facts["notes"].values() for n in notes if n[2] == 60 and n[0] == 0]
+    assert c4 == [(0.0, 65.0 if hold else 12.0, 60)]  # 3 bars of 4/4 end at beat 12
+    assert ("d:64+ d:1 v:80 C4" in variant.text) is hold

@@ -14,8 +14,10 @@ import numpy as np
 
 from music_lm.generation.constraints import Constraints
 from music_lm.generation.settings import Sampling
+from music_lm.midi.score import Score
 from music_lm.midi.write import write_midi
 from music_lm.tokens.codec import decode, encode
+from music_lm.tokens.grammar import GrammarState
 from music_lm.tokens.rules import BAR, END
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
@@ -33,11 +35,16 @@ class Variant:
     seconds: float = 0.0
     post_check: str = "ok"  # or why the last retry still failed (then kept)
     attention: np.ndarray | None = None  # [layers, heads, new tokens, tokens] when captured
+    hold_past_end: bool = False  # True: seed notes may ring past the end, as they were
 
     @property
     def text(self) -> str:
-
-        return encode(decode(" ".join(VOCAB.tokens[t] for t in self.ids)))
+        """The piece's token text; a seed note that would ring past the end of the last new
+        bar ends there (new notes already do), unless notes may ring past the end."""
+        score = decode(" ".join(VOCAB.tokens[t] for t in self.ids))
+        if not self.hold_past_end:
+            end_notes_by(score, piece_end_tick(self.ids))
+        return encode(score)
 
     @property
     def new_tokens(self) -> int:
@@ -69,6 +76,24 @@ def _fingerprint(files: tuple[tuple[str, int, int], ...]) -> str:
             for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def piece_end_tick(ids: Sequence[int]) -> int:
+    """The grid tick where the last bar of a whole piece's ids ends."""
+    state = GrammarState()
+    for token in ids:
+        state.advance(token)
+    return state.bar_start + state.bar_length
+
+
+def end_notes_by(score: Score, end_tick: int) -> None:
+    """End every note of `score` that rings past `end_tick` there (in place)."""
+    for track in score.tracks:
+        if any(n.onset_tick + n.duration_tick > end_tick for n in track.notes):
+            track.notes = [
+                n if n.end_tick <= end_tick else n._replace(duration_tick=end_tick - n.onset_tick)
+                for n in track.notes
+            ]
 
 
 # ---- post-checks ----

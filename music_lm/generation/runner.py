@@ -350,6 +350,7 @@ def _draw_variants(
                 seconds=seconds,
                 post_check=verdict,
                 attention=attn,
+                hold_past_end=state.constraints.hold_past_end,
             )
         pending = again
         bump *= 1.1  # a retry samples a little hotter
