@@ -248,6 +248,9 @@ class Checks:
     drum_ratio: float | None  # new drum hits per bar / the seed's last 2 bars' (None: none there)
     play_on_share: float  # of the seed's last-bar tracks, the share that play in the new bars
     unisons: int  # new notes that repeat a pitch their track starts at the same onset
+    # not a check, a look at the groove: drum hits per drum onset, new bars / the seed's
+    # last 2 bars (a kit hit all at once on the downbeats passes the density check)
+    hits_per_onset_ratio: float | None
     new_notes: int
     seconds: float
 
@@ -305,6 +308,11 @@ def _meta(midi: mido.MidiFile) -> tuple[int, int]:
     return at, midi.ticks_per_beat * 4 * numerator // denominator
 
 
+def _hits_per_onset(drum_notes: list[tuple[int, int, int, int, int]]) -> float:
+    onsets = {n[3] for n in drum_notes}
+    return len(drum_notes) / len(onsets) if onsets else 0.0
+
+
 def check_midi(data: bytes, seconds: float) -> Checks:
     midi = mido.MidiFile(file=BytesIO(data))
     start, bar = _meta(midi)
@@ -317,12 +325,14 @@ def check_midi(data: bytes, seconds: float) -> Checks:
     playing_on = {(n[0], n[1]) for n in new} & last_bar
     starts = Counter((n[0], n[1], n[2], n[3]) for n in new)
     worst = max((n[4] for n in notes), default=end)
+    hits_new, hits_seed = _hits_per_onset(drum_new), _hits_per_onset(drum_seed)
     return Checks(
         off_kit_keys=tuple(sorted({n[2] for n in drum_new if n[2] not in GM_KIT})),
         overhang_quarters=max(0, worst - end) / midi.ticks_per_beat,
         drum_ratio=(len(drum_new) / NEW_BARS) / (len(drum_seed) / 2) if drum_seed else None,
         play_on_share=len(playing_on) / len(last_bar) if last_bar else 1.0,
         unisons=sum(count - 1 for count in starts.values()),
+        hits_per_onset_ratio=hits_new / hits_seed if hits_new and hits_seed else None,
         new_notes=len(new),
         seconds=seconds,
     )
@@ -346,8 +356,13 @@ def _row(index: int, seed: BandSeed, checks: dict[str, Checks]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _median(values) -> str:
+    known = [v for v in values if v is not None]
+    return f"{statistics.median(known):.2f}" if known else "—"
+
+
 def _summary(name: str, rows: list[Checks], subset: int) -> list[str]:
-    ratios = [c.drum_ratio for c in rows if c.drum_ratio is not None]
+    ratios = [c.drum_ratio for c in rows if c.drum_ratio is not None] or [float("nan")]
     checks = list(rows[0].passed)
     counts = ", ".join(f"{k} {sum(c.passed[k] for c in rows)}" for k in checks)
     return [
@@ -357,7 +372,8 @@ def _summary(name: str, rows: list[Checks], subset: int) -> list[str]:
         f"| {statistics.median(c.play_on_share for c in rows):.2f} "
         f"| {max(c.overhang_quarters for c in rows):g} "
         f"| {sum(c.unisons for c in rows)} "
-        f"| {statistics.median(c.seconds for c in rows):.1f} |"
+        f"| {statistics.median(c.seconds for c in rows):.1f} "
+        f"| {_median(c.hits_per_onset_ratio for c in rows)} |"
     ]
 
 
@@ -444,8 +460,8 @@ def main() -> None:
         print(_row(index, seed, {c: rows[index] for c, rows in checks.items()}))
     print(f"\n| column | all checks | of the first {DONE_WHEN_SEEDS} | per check | drum ratio "
           "median (range) | play-on share median | worst overhang (q) | unisons | s per "
-          "continuation (median) |")  # fmt: skip
-    print("|---|---:|---:|---|---|---:|---:|---:|---:|")
+          "continuation (median) | drum hits per onset, new / seed (median) |")  # fmt: skip
+    print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|")
     for column, rows in checks.items():
         print("\n".join(_summary(column, rows, DONE_WHEN_SEEDS)))
     for column, seconds in speeds.items():
