@@ -800,3 +800,17 @@ def test_bad_input_errors_say_what_is_wrong(tmp_path, kind, words):
 def test_a_missing_file_is_a_midi_error_naming_it(tmp_path):
     with pytest.raises(music_lm.MidiError, match=r"missing\.mid"):
         music_lm.read_midi(tmp_path / "missing.mid")
+
+
+def test_a_pitch_started_twice_at_once_is_kept_and_reported(make_midi, note):
+    """Generation never writes a unison by default; the codec keeps one from a file, and
+    `inspect` says where it is."""
+    melody = [*note(0, 480, 60), *note(0, 960, 60), *note(480, 480, 64)]
+    original = make_midi([], sorted(melody, key=lambda event: event[0]))
+    text = music_lm.encode_midi(original).text
+    assert text.splitlines()[1] == "bar @0 t1 d:1 v:64 C4 d:2 C4 @1 d:1 E4"
+    report = music_lm.inspect_midi(original)
+    assert (
+        "doubled notes: 1 (a pitch started twice at once on one track): track 1 C4 at bar 1"
+    ) in report
+    assert "round trip verified" in report

@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
+from music_lm.midi.gm import GM_DRUMS, pitch_to_name
 from music_lm.midi.read import read_midi
 from music_lm.midi.score import Score
 from music_lm.midi.write import write_midi
@@ -100,6 +101,17 @@ def short_bars(score: Score, bar_starts: list[int]) -> list[tuple[int, float, fl
     return out
 
 
+def doubled_notes(score: Score) -> list[tuple[int, int, int]]:
+    """(track number, onset tick, pitch) of each pitch that a track starts more than once at
+    one onset (a unison: the text keeps it, generation never writes one by default)."""
+    out = []
+    for number, track in enumerate(score.tracks, start=1):
+        starts = Counter((n.onset_tick, n.pitch) for n in track.notes)
+        out += [(number, tick, pitch) for (tick, pitch), count in sorted(starts.items())
+                if count > 1]  # fmt: skip
+    return out
+
+
 def _quarters(value: float) -> str:
     """2.5 -> '2 1/2', 0.5 -> '1/2', 3.0 -> '3'."""
     fraction = Fraction(value).limit_denominator(1 << 16)
@@ -153,7 +165,26 @@ def format_summary(encoded: Encoded) -> list[str]:
         )
     keys = [f"{k} at {_position_text(score, bar_starts, k.tick)}" for k in score.key_signatures]
     lines.append("  key signatures: " + ("; ".join(keys) if keys else "none"))
+    doubled = doubled_notes(score)
+    if doubled:
+        described = [
+            f"track {track} {_note_name(score, track, pitch)} at "
+            f"{_position_text(score, bar_starts, tick)}"
+            for track, tick, pitch in doubled[:5]
+        ]
+        more = "; ..." if len(doubled) > 5 else ""
+        lines.append(
+            f"  doubled notes: {len(doubled)} (a pitch started twice at once on one track): "
+            + "; ".join(described)
+            + more
+        )
     return lines
+
+
+def _note_name(score: Score, track: int, pitch: int) -> str:
+    if score.tracks[track - 1].is_drum:
+        return GM_DRUMS.get(pitch, f"drum key {pitch}")
+    return pitch_to_name(pitch)
 
 
 def format_report(encoded: Encoded, check: RoundTripCheck | None = None) -> list[str]:
