@@ -56,6 +56,8 @@ GONE_GRACE_S = 5.0  # a session disconnected this long (its tab closed) gives up
 LOG = logging.getLogger("music_lm.page")
 PLAYER_HEIGHT_PX = 260
 DEFAULT_SEED_BARS = 4
+DEFAULT_ADAPT_STEPS = 20  # bench/RESULTS.md, "Adaptation to the seed"
+ADAPT_SECONDS_PER_STEP = 0.15
 
 
 # ---- session state ----
@@ -271,6 +273,8 @@ def options_form(seed: Seed | None) -> dict | None:
             "Locked", ["tempo", "meter", "key"], default=["tempo", "meter", "key"],
             help="No tempo, meter or key change in the new bars.",
         )  # fmt: skip
+        adapt = adaptation_widgets()
+        decoding = decoding_widgets()
         submitted = st.form_submit_button("Generate", type="primary")
     if not submitted:
         return None
@@ -297,6 +301,7 @@ def options_form(seed: Seed | None) -> dict | None:
             lock_meter="meter" in locks,
             lock_key="key" in locks,
             seed_key=seed_key,
+            **decoding,
         )
         sampling = sampling_from_options(tuple(temperature), int(top_k), float(top_p),
                                          float(min_p))  # fmt: skip
@@ -315,7 +320,43 @@ def options_form(seed: Seed | None) -> dict | None:
         "variants": int(variants),
         "random_seed": None if random else int(number),
         "attention": attention,
+        "adapt": adapt,
     }
+
+
+def adaptation_widgets() -> int:
+    """The "Adapt to the seed" checkbox and its steps: the steps of `generate(adapt=...)`."""
+    row = st.columns(4)
+    adapt = row[0].checkbox(
+        "Adapt to the seed",
+        help="First fine-tune a copy of the model on the seed and its transpositions (about "
+        f"{ADAPT_SECONDS_PER_STEP} s a step on two cores): the continuation keeps closer to "
+        "the seed's own instruments, drums and patterns. The model itself is not changed.",
+    )
+    steps = row[1].number_input("Adaptation steps", 1, LIMITS.adapt_steps, DEFAULT_ADAPT_STEPS)
+    return int(steps) if adapt else 0
+
+
+def decoding_widgets() -> dict:
+    """The decoding defaults that keep band MIDI sane, as `constraints_from_options` takes
+    them; the form opens with the command line's defaults."""
+    with st.expander("Decoding"):
+        row = st.columns(5)
+        unisons = row[0].checkbox("Allow unisons", help="A pitch twice at one onset on a track.")
+        drum_keys = row[1].selectbox(
+            "Drum keys", ["gm", "seed", "any"],
+            help="gm: General MIDI's kit; seed: the keys the seed's drums play; any.",
+        )  # fmt: skip
+        drum_length = row[2].text_input(
+            "Drum length", "auto", help="auto (the seed's), any, or quarter notes such as 1/4."
+        )
+        hold = row[3].checkbox("Ring past the end", help="Notes may sound past the last bar.")
+        loop_guard = row[4].number_input(
+            "Loop guard (0: off)", 0, 4096, 32,
+            help="The longest run of one repeated block of tokens.",
+        )  # fmt: skip
+    return {"unisons": unisons, "drum_keys": drum_keys, "drum_length": drum_length,
+            "hold_past_end": hold, "loop_guard": int(loop_guard)}  # fmt: skip
 
 
 def key_options(seed: Seed, key: str, scale: str) -> tuple[str | None, str | None, tuple[int, str]]:
@@ -409,10 +450,15 @@ def progress_panel() -> None:
                     f"line{about}. Yours starts when it is first.")  # fmt: skip
     elif progress is None:
         st.progress(0.0, text=f"{job.stage}…")
-    else:
-        fraction = progress.bars_done / max(progress.bars, 1)
+    elif progress.phase == "adapting":
         st.progress(
-            fraction,
+            progress.fraction,
+            text=f"Adapting to the seed: step {progress.adapt_step} of {progress.adapt_steps} · "
+            f"{progress.seconds:.1f} s; then sampling",
+        )
+    else:
+        st.progress(
+            progress.fraction,
             text=f"{job.stage}: {progress.bars_done} of {progress.bars} bars · "
             f"{progress.new_tokens} tokens · {progress.tokens_per_s:,.0f} tokens/s",
         )

@@ -381,6 +381,37 @@ def test_progress_shows_while_the_job_runs(page: AppTest) -> None:
     finish(page)
 
 
+def test_progress_shows_the_adaptation_then_the_sampling(page: AppTest, monkeypatch) -> None:
+    import threading
+    import time
+
+    from music_lm.training.adapt import adapt_model
+
+    looked = threading.Event()
+
+    def held_after_the_first_step(*args, on_step, **options):
+        def step(done: int, steps: int, loss: float) -> None:
+            on_step(done, steps, loss)
+            if done == 1:
+                looked.wait(60)  # until the test has seen the bar
+
+        return adapt_model(*args, on_step=step, **options)
+
+    monkeypatch.setattr("music_lm.generation.runner.adapt_model", held_after_the_first_step)
+    widget(page.checkbox, "Adapt to the seed").check()
+    generate(page, wait=False, **{"Adaptation steps": 3})
+    job = page.session_state["job"]
+    deadline = time.monotonic() + 60
+    while job.progress is None and not job.done and time.monotonic() < deadline:
+        time.sleep(0.05)
+    page.run()
+    bars = [bar.proto.text for bar in page.get("progress")]
+    looked.set()
+    assert any(text.startswith("Adapting to the seed: step 1 of 3") for text in bars), bars
+    finish(page)
+    assert takes(page)[0].record["adaptation"][0]["steps"] == 3
+
+
 # ---- continuing, undo, history ----
 
 

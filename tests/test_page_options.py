@@ -135,6 +135,13 @@ def reset_form(page: AppTest) -> None:
     widget(page.checkbox, "Playable ranges").check()
     widget(page.checkbox, "Keep attention").uncheck()
     widget(page.multiselect, "Locked").set_value(["tempo", "meter", "key"])
+    widget(page.checkbox, "Adapt to the seed").uncheck()
+    widget(page.number_input, "Adaptation steps").set_value(20)
+    widget(page.checkbox, "Allow unisons").uncheck()
+    widget(page.selectbox, "Drum keys").select("gm")
+    widget(page.text_input, "Drum length").input("auto")
+    widget(page.checkbox, "Ring past the end").uncheck()
+    widget(page.number_input, "Loop guard (0: off)").set_value(32)
 
 
 def make_take(page: AppTest, set_controls: Callable[[AppTest], None], will=None) -> list:
@@ -257,6 +264,23 @@ def attention_kept(page: AppTest, take: PageTake, case: PageCase) -> None:
     assert take.take.attention is not None
 
 
+def recorded(*path: str, value) -> Callable[[AppTest, PageTake, PageCase], None]:
+    """The take's settings record holds `value` at `path` (what generate() was given)."""
+
+    def check(page: AppTest, take: PageTake, case: PageCase) -> None:
+        found = take.take.record
+        for key in path:
+            found = found[key]
+        assert found == value
+
+    return check
+
+
+def adapted_in_2_steps(page: AppTest, take: PageTake, case: PageCase) -> None:
+    adaptation = take.take.record["adaptation"]
+    assert [(a["steps"], a["method"]) for a in adaptation or []] == [(2, "full")]
+
+
 @dataclass(frozen=True)
 class PageCase:
     id: str
@@ -334,6 +358,21 @@ PAGE_CASES = (
     PageCase("locked", ("Locked",), set_("multiselect", "Locked", ["tempo", "meter", "key"]),
              plain(changes_after_marker("tempos", False)), will=_tempo_will,
              discriminates=False),
+    PageCase("adapt", ("Adapt to the seed", "Adaptation steps"),
+             both(set_("checkbox", "Adapt to the seed", True),
+                  set_("number_input", "Adaptation steps", 2)), adapted_in_2_steps),
+    PageCase("unisons", ("Allow unisons",), set_("checkbox", "Allow unisons", True),
+             recorded("constraints", "unisons", value=True)),
+    PageCase("drum keys", ("Drum keys",), set_("selectbox", "Drum keys", "seed"),
+             recorded("constraints", "drum_keys", value="seed")),
+    PageCase("drum length", ("Drum length",), set_("text_input", "Drum length", "1/4"),
+             recorded("constraints", "drum_steps", value=6)),
+    PageCase("ring past the end", ("Ring past the end",),
+             set_("checkbox", "Ring past the end", True),
+             recorded("constraints", "hold_past_end", value=True)),
+    PageCase("loop guard", ("Loop guard (0: off)",),
+             set_("number_input", "Loop guard (0: off)", 0),
+             recorded("constraints", "loop_guard", value=None)),
 )  # fmt: skip
 
 

@@ -126,6 +126,8 @@ class GenerationJob:
         self.alive = alive or (lambda: True)
         constraints = kwargs.get("constraints")
         self.work_bars = getattr(constraints, "bars", 4) * int(kwargs.get("variants", 1))
+        # an adaptation step costs about a third of a variant-bar (bench/RESULTS.md)
+        self.work_bars += int(kwargs.get("adapt") or 0) * len(kwargs.get("models") or [1]) / 3
         self.progress = None  # music_lm.generation.settings.Progress of the last step
         self.stage = "waiting"
         self.takes: list[Take] | None = None

@@ -16,6 +16,7 @@ class PageLimits:
     generation_seconds: float = 300.0  # the sampling of one generation, all its variants
     concurrent_generations: int = 1  # over all sessions; the others wait their turn
     attention_bars: int = 16  # attention kept: [layers, heads, new, all tokens] grows fast
+    adapt_steps: int = 100  # "Adapt to the seed": about 15 s of two cores, on the shared page
 
 
 LIMITS = PageLimits()
