@@ -478,3 +478,63 @@ def test_roundtrip_of_one_file_writes_into_the_output_folder_even_a_new_one(
     result = runner.invoke(app, ["roundtrip", str(simple_midi_file), "-o", str(folder)])
     assert result.exit_code == 0
     assert sorted(p.name for p in folder.iterdir()) == ["simple.mid", "simple.txt"]
+
+
+# ---- the decoding options of generate and continue ----
+
+MELODY = """piece style:none tempo:96 ts:4/4 inst:flute inst:drums
+bar @0 t1 d:1 v:80 D4 t2 d:1/4 v:80 drum:acoustic-bass-drum @1 t1 G4 t2 drum:electric-snare
+end"""
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "recorded"),
+    [
+        ("generate", [], {"unisons": False, "drum_keys": "gm", "drum_steps": 0,
+                          "hold_past_end": False, "loop_guard": 32}),
+        ("generate", ["--unisons", "--drum-keys", "seed", "--drum-length", "1/4",
+                      "--hold-past-end", "--loop-guard", "64"],
+         {"unisons": True, "drum_keys": "seed", "drum_steps": 6, "hold_past_end": True,
+          "loop_guard": 64}),
+        ("continue", ["--drum-keys", "any", "--drum-length", "any", "--loop-guard", "0"],
+         {"unisons": False, "drum_keys": "any", "drum_steps": None, "loop_guard": None}),
+    ],
+)  # fmt: skip
+def test_the_decoding_options_reach_the_constraints(tiny_model, tmp_path, command, options,
+                                                    recorded):  # fmt: skip
+    import json
+
+    (tmp_path / "in").mkdir()
+    seed = tmp_path / "in" / "melody.txt"
+    seed.write_text(MELODY)
+    source = [str(seed)] if command == "generate" else [str(tmp_path / "in")]
+    if command == "continue":  # continue reads MIDI files: the seed as one
+        from music_lm.api import text_to_midi
+
+        seed.unlink()
+        (tmp_path / "in" / "melody.mid").write_bytes(text_to_midi(MELODY))
+    out = tmp_path / "out"
+    result = runner.invoke(app, [command, *source, "--bars", "1", "--model", str(tiny_model),
+                                 "-o", str(out), "--random-seed", "1", *options])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    constraints = json.loads((out / "melody-1.json").read_text())["constraints"]
+    assert {k: constraints[k] for k in recorded} == recorded
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--drum-keys", "kit"], "--drum-keys must be one of gm, seed, any, got 'kit'"),
+        (["--drum-length", "1/5"], "--drum-length takes auto, any or a length in quarter notes"),
+        (["--loop-guard", "1"], "--loop-guard must be 0 (off) or in 2..4096 tokens, got 1"),
+        (["--adapt", "-1"], "--adapt must be 0..500 steps, got -1"),
+    ],
+)
+def test_a_bad_decoding_option_is_one_error_line(tiny_model, tmp_path, monkeypatch, capsys,
+                                                 options, message):  # fmt: skip
+    code, _, err = run_main(monkeypatch, capsys, "generate", "--model", str(tiny_model),
+                              "-o", str(tmp_path / "out"), *options)  # fmt: skip
+    assert code == 2
+    [line] = err.splitlines()
+    assert line.startswith(f"music-lm: error: {message}")
+    assert not (tmp_path / "out").exists()
