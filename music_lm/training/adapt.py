@@ -36,7 +36,7 @@ from music_lm.training.config import TrainConfig, TrainError
 ADAPT_METHODS = ("full", "lora")
 DEFAULT_METHOD = "full"  # gained more per second than LoRA (bench/RESULTS.md)
 MAX_ADAPT_STEPS = 500  # past this it is training a model, not adapting one
-LEARNING_RATES = {"full": 3e-4, "lora": 2e-3}  # per method (bench/adapt.py)
+LEARNING_RATES = {"full": 1e-3, "lora": 5e-3}  # per method (bench/adapt.py)
 WARMUP_STEPS = 2
 TRANSPOSE_SEMITONES = 5  # as in training (TrainConfig.transpose)
 WINDOW_TOKENS = 512  # the most tokens of one training window (the model's context if less)
