@@ -24,6 +24,12 @@ PYTHONPATH on it). The checks read the output MIDI (the project's writer) with m
 - play on: the share of the tracks that play in the seed's last bar and play in the new bars
   (passes at 3/4 or more);
 - unisons: no track starts one pitch twice at one onset in the new bars.
+
+They are floors, not taste: a continuation can pass them all and still lose the groove. So the
+summary also shows, as figures without a pass mark, the drum hits per drum onset (new against
+the seed: a kit struck all at once on the downbeats), the share of new drum hits on the keys
+the seed's drums use, and the new notes squeezed into the last 1/12 quarter of the piece.
+`--ablate` adds a column per decoding default turned off (and one with the seed's drum keys).
 """
 
 from __future__ import annotations
@@ -167,8 +173,11 @@ def band_seeds(count: int, cache_dir: Path) -> tuple[list[BandSeed], dict[str, i
 # ---- continuing (also the anchor's worker: only the API the anchor has) ----
 
 
-def continue_seed(text: str, random_seed: int, adapt: int | None) -> tuple[bytes, float]:
-    """The output MIDI of a 4-bar continuation with the default options, and its seconds."""
+def continue_seed(
+    text: str, random_seed: int, adapt: int | None, options: dict | None = None
+) -> tuple[bytes, float]:
+    """The output MIDI of a 4-bar continuation (the default options, but for the
+    Constraints fields in `options`), and its seconds."""
     import music_lm
     from music_lm.generation.outputs import variant_files
 
@@ -179,7 +188,7 @@ def continue_seed(text: str, random_seed: int, adapt: int | None) -> tuple[bytes
         started = time.perf_counter()
         generation = music_lm.generate(
             handle.name,
-            constraints=music_lm.Constraints(bars=NEW_BARS),
+            constraints=music_lm.Constraints(bars=NEW_BARS, **(options or {})),
             random_seed=random_seed,
             **extra,
         )
@@ -211,7 +220,7 @@ def worker(job_path: Path) -> None:
     times = []
     pairs = zip(job["texts"], job["random_seeds"], strict=True)
     for index, (text, random_seed) in enumerate(pairs):
-        midi, seconds = continue_seed(text, random_seed, job.get("adapt"))
+        midi, seconds = continue_seed(text, random_seed, job["adapt"], job["options"])
         (out / f"{index:03d}.mid").write_bytes(midi)
         times.append(seconds)
         print(f"  {index + 1}/{len(job['texts'])}: {seconds:.1f} s", file=sys.stderr, flush=True)
@@ -219,16 +228,37 @@ def worker(job_path: Path) -> None:
     (out / "times.json").write_text(json.dumps({"seconds": times, "speed_s": speed}))
 
 
+@dataclass(frozen=True)
+class Column:
+    label: str
+    tree: Path  # the checkout whose music_lm runs it
+    adapt: int | None = None
+    options: tuple[tuple[str, object], ...] = ()  # Constraints fields, else the defaults
+    speed: bool = False  # also time 8 bars
+
+
+# --ablate: each decoding default turned off on its own, to tell what the drums lose to,
+# and the seed's own drum keys instead of the GM kit
+ABLATIONS: dict[str, dict] = {
+    "drum keys any": {"drum_keys": "any"},
+    "drum length any": {"drum_steps": None},
+    "no loop guard": {"loop_guard": None},
+    "drum keys seed": {"drum_keys": "seed"},
+}
+
+
 def run_column(
-    seeds: list[BandSeed], tree: Path, adapt: int | None, speed: bool
+    seeds: list[BandSeed], column: Column, random_seed_base: int = RANDOM_SEED_BASE
 ) -> tuple[list[bytes], list[float], float | None]:
-    """A column in a fresh process whose `music_lm` is the one of `tree`."""
+    """A column in a fresh process whose `music_lm` is the one of `column.tree`."""
+    tree = column.tree
     with tempfile.TemporaryDirectory() as folder:
         job = Path(folder) / "job.json"
         job.write_text(json.dumps({
             "texts": [s.text for s in seeds],
-            "random_seeds": [RANDOM_SEED_BASE + i for i in range(len(seeds))],
-            "adapt": adapt, "out": folder, "speed": speed,
+            "random_seeds": [random_seed_base + i for i in range(len(seeds))],
+            "adapt": column.adapt, "options": dict(column.options), "out": folder,
+            "speed": column.speed,
         }))  # fmt: skip
         env = {**os.environ, "PYTHONPATH": str(tree)}
         command = [sys.executable, __file__, "--worker", str(job)]
@@ -251,6 +281,8 @@ class Checks:
     # not a check, a look at the groove: drum hits per drum onset, new bars / the seed's
     # last 2 bars (a kit hit all at once on the downbeats passes the density check)
     hits_per_onset_ratio: float | None
+    seed_keys_share: float | None  # of the new drum hits, the share on keys the seed's drums use
+    squeezed: int  # new notes starting in the last 1/12 quarter of the last new bar
     new_notes: int
     seconds: float
 
@@ -326,6 +358,8 @@ def check_midi(data: bytes, seconds: float) -> Checks:
     starts = Counter((n[0], n[1], n[2], n[3]) for n in new)
     worst = max((n[4] for n in notes), default=end)
     hits_new, hits_seed = _hits_per_onset(drum_new), _hits_per_onset(drum_seed)
+    seed_keys = {n[2] for n in notes if n[1] == DRUM_CHANNEL and n[3] < start}
+    on_seed_keys = sum(n[2] in seed_keys for n in drum_new)
     return Checks(
         off_kit_keys=tuple(sorted({n[2] for n in drum_new if n[2] not in GM_KIT})),
         overhang_quarters=max(0, worst - end) / midi.ticks_per_beat,
@@ -333,6 +367,8 @@ def check_midi(data: bytes, seconds: float) -> Checks:
         play_on_share=len(playing_on) / len(last_bar) if last_bar else 1.0,
         unisons=sum(count - 1 for count in starts.values()),
         hits_per_onset_ratio=hits_new / hits_seed if hits_new and hits_seed else None,
+        seed_keys_share=on_seed_keys / len(drum_new) if drum_new else None,
+        squeezed=sum(n[3] >= end - midi.ticks_per_beat // 12 for n in new),
         new_notes=len(new),
         seconds=seconds,
     )
@@ -373,7 +409,9 @@ def _summary(name: str, rows: list[Checks], subset: int) -> list[str]:
         f"| {max(c.overhang_quarters for c in rows):g} "
         f"| {sum(c.unisons for c in rows)} "
         f"| {statistics.median(c.seconds for c in rows):.1f} "
-        f"| {_median(c.hits_per_onset_ratio for c in rows)} |"
+        f"| {_median(c.hits_per_onset_ratio for c in rows)} "
+        f"| {_median(c.seed_keys_share for c in rows)} "
+        f"| {sum(c.squeezed for c in rows)} of {sum(c.new_notes for c in rows)} |"
     ]
 
 
@@ -415,6 +453,10 @@ def main() -> None:
         help=f"a worktree of {ANCHOR_COMMIT} (missing: no anchor column)",
     )
     parser.add_argument("--out", type=Path, help="write each continuation's MIDI and piano roll")
+    parser.add_argument("--random-seed", type=int, default=RANDOM_SEED_BASE,
+                        help="seed k is continued with this + k")  # fmt: skip
+    parser.add_argument("--ablate", action="store_true",
+                        help="add a column per decoding default turned off")  # fmt: skip
     parser.add_argument("--cache", type=Path, default=REPO / "data" / "debian")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()  # fmt: skip
@@ -427,25 +469,26 @@ def main() -> None:
     started = time.perf_counter()
     seeds, files = band_seeds(args.seeds, args.cache)
     print(f"{len(seeds)} seeds of {files} ({time.perf_counter() - started:.1f} s)", flush=True)
-    columns: dict[str, Path | None] = {"defaults": None}
+    columns = [Column("defaults", REPO, speed=True)]
     has_adapt = "adapt" in inspect.signature(music_lm.generate).parameters
     if args.adapt and has_adapt:
-        columns[f"adapt {args.adapt}"] = None
+        columns.append(Column(f"adapt {args.adapt}", REPO, adapt=args.adapt))
     elif args.adapt:
         print("music_lm.generate has no `adapt` yet: no adapt column", flush=True)
+    if args.ablate:
+        columns += [Column(k, REPO, options=tuple(v.items())) for k, v in ABLATIONS.items()]
     if (args.anchor / "music_lm").is_dir():
-        columns[f"anchor {ANCHOR_COMMIT}"] = args.anchor
+        columns.append(Column(f"anchor {ANCHOR_COMMIT}", args.anchor, speed=True))
     checks: dict[str, list[Checks]] = {}
     midis: dict[str, list[bytes]] = {}
     speeds: dict[str, float] = {}
-    for column, tree in columns.items():
-        print(f"{column} ...", flush=True)
-        adapt = args.adapt if column.startswith("adapt") else None
-        outputs, seconds, speed = run_column(seeds, tree or REPO, adapt, speed=adapt is None)
-        midis[column.split()[0]] = outputs
-        checks[column] = [check_midi(m, s) for m, s in zip(outputs, seconds, strict=True)]
+    for column in columns:
+        print(f"{column.label} ...", flush=True)
+        outputs, seconds, speed = run_column(seeds, column, args.random_seed)
+        midis[column.label.replace(" ", "-")] = outputs
+        checks[column.label] = [check_midi(m, s) for m, s in zip(outputs, seconds, strict=True)]
         if speed is not None:
-            speeds[column] = speed
+            speeds[column.label] = speed
 
     print(f"\n- machine: {_machine()}; date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
           f"music_lm at git {_git_head()}")  # fmt: skip
@@ -460,8 +503,9 @@ def main() -> None:
         print(_row(index, seed, {c: rows[index] for c, rows in checks.items()}))
     print(f"\n| column | all checks | of the first {DONE_WHEN_SEEDS} | per check | drum ratio "
           "median (range) | play-on share median | worst overhang (q) | unisons | s per "
-          "continuation (median) | drum hits per onset, new / seed (median) |")  # fmt: skip
-    print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|")
+          "continuation (median) | drum hits per onset, new / seed (median) | new drum hits on "
+          "the seed's keys (median) | new notes in the last 1/12 quarter |")  # fmt: skip
+    print("|---|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for column, rows in checks.items():
         print("\n".join(_summary(column, rows, DONE_WHEN_SEEDS)))
     for column, seconds in speeds.items():
