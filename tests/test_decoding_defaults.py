@@ -257,10 +257,47 @@ def test_the_loop_guard_never_leaves_nothing_allowed() -> None:
 def test_a_seed_note_held_past_the_end_ends_with_the_piece(loaded, hold: bool) -> None:
     text = ("piece style:none tempo:120 ts:4/4 inst:acoustic-grand-piano\n"
             "bar @0 t1 d:64+ d:1 v:80 C4 @1 d:1 E4\n")  # fmt: skip
-    generation = generate(validate(text + "end")[:-1], constraints=Constraints(bars=2,
-                          hold_past_end=hold), random_seed=1, loaded=loaded, models=["tiny"])  # fmt: skip
+    constraints = Constraints(bars=2, hold_past_end=hold)
+    generation = generate(validate(text + "end")[:-1], constraints=constraints, random_seed=1,
+                          loaded=loaded, models=["tiny"])  # fmt: skip
     variant = generation.variants[0]
     facts = midi_facts(variant_files(generation, variant, "x")[".mid"])
     c4 = [n for notes in facts["notes"].values() for n in notes if n[2] == 60 and n[0] == 0]
     assert c4 == [(0.0, 65.0 if hold else 12.0, 60)]  # 3 bars of 4/4 end at beat 12
     assert ("d:64+ d:1 v:80 C4" in variant.text) is hold
+
+
+# ---- the last bar: a model that asks for another bar is done ----
+
+
+def test_in_the_last_bar_the_wish_for_another_bar_ends_the_piece(loaded) -> None:
+    """A model that always wants `bar` closes each bar after its first note; in the last bar,
+    where `bar` may not come, that wish goes to `end` instead of to later positions."""
+    from music_lm.tokens.rules import BAR, END
+
+    for variant, _midi, _facts in run(loaded, Constraints(bars=3), lambda _ids: [BAR]):
+        new = variant.ids[variant.seed_length :]
+        last_bar = new[len(new) - 1 - new[::-1].index(BAR) :]
+        words = [VOCAB.tokens[t] for t in last_bar]
+        assert last_bar[-1] == END
+        assert sum(w.startswith("@") for w in words) == 1, words  # one onset, then the end
+        assert VOCAB.is_note[last_bar[-2]], words
+
+
+def test_bar_means_end_moves_the_score_only_in_the_last_bar() -> None:
+    from music_lm.generation.sampling import _bar_means_end
+    from music_lm.tokens.rules import BAR, END
+
+    ids = cut_seed(validate(midi_to_text(BAND))[:-1], 1)
+    state = ContinuationState(ids, Constraints(bars=1))
+    scores = torch.zeros(1, len(VOCAB))
+    scores[0, BAR] = 5.0
+    ranges = [[(END, END + 1)]]
+    assert _bar_means_end(scores, [state], ranges, [False]) is scores  # no bar begun yet
+    for word in ("bar", "@0", "t1", "d:1/2", "v:80", "D5"):
+        state.advance(VOCAB.ids[word])
+    moved = _bar_means_end(scores, [state], [state.allowed_ranges()], [False])
+    assert moved[0, END] == pytest.approx(
+        float(torch.logaddexp(torch.tensor(0.0), torch.tensor(5.0)))
+    )
+    assert scores[0, END] == 0.0  # the caller's scores are left as they were

@@ -24,7 +24,7 @@ from music_lm.generation.settings import (
     Sampling,
 )
 from music_lm.generation.state import ContinuationState
-from music_lm.tokens.rules import END
+from music_lm.tokens.rules import BAR, END
 from music_lm.tokens.vocab import VOCAB
 
 V = len(VOCAB)
@@ -151,6 +151,7 @@ def _sample_rows(
         allowed_mask(ranges, mask)
         heat = temperature.to(device)
         scores, heated = _combine(logits, states, weights, mix, constraints.bars, heat)
+        scores = _bar_means_end(scores, states, ranges, done)
         probs = filtered_probabilities(
             scores, mask.to(device, non_blocking=True), torch.ones_like(heat) if heated else heat,
             sampling.top_k, sampling.top_p, sampling.min_p,
@@ -188,6 +189,26 @@ def _sample_rows(
             attn = _stack_attention(captured[row], len(sequences[row]))
         out.append((sequences[row], finished_at[row], attn))
     return out
+
+
+def _bar_means_end(
+    scores: torch.Tensor, states: list[ContinuationState], ranges: list, done: list[bool]
+) -> torch.Tensor:
+    """In the last new bar, where `bar` may not come, a model that asks for another bar is
+    saying this one is done: its score for `bar` goes to `end` where `end` is allowed
+    (log-added). Left to the mask alone, that probability spreads over the later positions
+    of the bar, and notes pile up in its last steps (bench/continuation.py measured 8-10 %
+    of new notes in the last 1/12 quarter of the piece)."""
+    rows = [
+        row
+        for row, state in enumerate(states)
+        if not done[row] and state.final_bar() and any(lo <= END < hi for lo, hi in ranges[row])
+    ]
+    if not rows:
+        return scores
+    scores = scores.clone()
+    scores[rows, END] = torch.logaddexp(scores[rows, END], scores[rows, BAR])
+    return scores
 
 
 def _combine(
