@@ -30,7 +30,8 @@ from music_lm.api import midi_to_text
 from music_lm.generation.constraints import Constraints
 from music_lm.generation.models import _Runner
 from music_lm.generation.outputs import variant_files
-from music_lm.generation.repeats import MAX_PERIOD, RepeatGuard, without
+from music_lm.generation.ranges import without
+from music_lm.generation.repeats import MAX_PERIOD, RepeatGuard
 from music_lm.generation.runner import generate
 from music_lm.generation.seeds import cut_seed
 from music_lm.generation.state import ContinuationState

@@ -56,19 +56,3 @@ class RepeatGuard:
         new.last = list(self.last)
         new.runs = list(self.runs)
         return new
-
-
-def without(ranges: list[tuple[int, int]], tokens: set[int]) -> list[tuple[int, int]]:
-    """`ranges` of token ids with `tokens` left out."""
-    if not tokens:
-        return ranges
-    out: list[tuple[int, int]] = []
-    for lo, hi in ranges:
-        start = lo
-        for token in sorted(t for t in tokens if lo <= t < hi):
-            if start < token:
-                out.append((start, token))
-            start = token + 1
-        if start < hi:
-            out.append((start, hi))
-    return out

@@ -22,6 +22,12 @@ The rules, per family, in the continuation (after the seed), one method each in 
   before a still-sounding note of the same pitch) and, under a polyphony limit, where the
   last bar keeps a free voice somewhere (else it could hold no onset, and `end` needs one);
 - pitches only in the scale and the track's range, while the track has a free voice;
+- the decoding defaults (each off by its `Constraints` field): a pitch at most once per
+  track and onset (chords strictly rise); drum keys of the kit only, and one drum length;
+  durations that end by the end of the last new bar, no pitch the seed holds past it, and
+  no meter change that would end the piece before a note; and the loop guard
+  (generation/repeats.py), which leaves out tokens that stretch a run of repeats while
+  another token is allowed;
 - with few tokens left, only tokens after which the shortest way to the end still fits
   (generation/budget.py).
 
@@ -37,7 +43,8 @@ from dataclasses import dataclass, field
 from music_lm.generation.budget import UNREACHABLE, EndBudget
 from music_lm.generation.constraints import DRUM_STEPS_AUTO, GM_KIT, ConstraintError, Constraints
 from music_lm.generation.polyphony import Voices
-from music_lm.generation.repeats import RepeatGuard, without
+from music_lm.generation.ranges import append_id, intersect, note_ranges, without
+from music_lm.generation.repeats import RepeatGuard
 from music_lm.midi.gm import GM_PROGRAMS
 from music_lm.tokens.grammar import GrammarState
 from music_lm.tokens.rules import (
@@ -81,31 +88,9 @@ _LONGEST_AUTO_DRUM_STEPS = GRID_PER_QUARTER // 2
 _DEFAULT_DRUM_STEPS = GRID_PER_QUARTER // 4
 
 
-def _note_ranges(first_id: int, notes: Iterable[int]) -> Ranges:
-    """Token id ranges of the note values `notes` (pitches or drum keys) of a family."""
-    out: Ranges = []
-    for note in sorted(notes):
-        _append(out, first_id + note)
-    return out
-
-
 def _scale_pitches(low: int, high: int, classes: frozenset[int] | None) -> frozenset[int]:
     """The pitches low..high whose class is in `classes` (None: all)."""
     return frozenset(p for p in range(low, high + 1) if classes is None or p % 12 in classes)
-
-
-def _intersect(a: Ranges, b: Ranges) -> Ranges:
-    out: Ranges = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo < hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
 
 
 @dataclass
@@ -179,7 +164,7 @@ class ContinuationState(EndBudget):
             # A note the seed holds past the end of the last new bar leaves its pitch
             # unplayable: a new note of it could only end later still.
             track.pitches = notes - self._held_past_end(index)
-            track.pitch_ranges = _note_ranges(_DRUM0 if track.drums else _PITCH0, track.pitches)
+            track.pitch_ranges = note_ranges(_DRUM0 if track.drums else _PITCH0, track.pitches)
             need = 1 if track.drums else (c.max_polyphony or 0) + 1
             if allowed and len(track.pitches) < need:
                 kind = "drum keys" if track.drums else "pitches in its range and scale"
@@ -414,7 +399,7 @@ class ContinuationState(EndBudget):
         for token in range(lo, hi):
             track = token - _TRACK0
             if self._track_playable(track) and self._order_ok(track):
-                _append(out, token)
+                append_id(out, token)
 
     def _open_group_track(self) -> int | None:
         """The track a note group would play on here, if it has a voice free; else None."""
@@ -439,7 +424,7 @@ class ContinuationState(EndBudget):
     def _notes(self, track: int, lo: int, hi: int) -> Ranges:
         """The grammar's note ids lo..hi that `track` may take: its pitches (drum keys),
         each at most once per onset unless unisons are allowed."""
-        notes = _intersect([(lo, hi)], self.tracks[track].pitch_ranges)
+        notes = intersect([(lo, hi)], self.tracks[track].pitch_ranges)
         if self.constraints.unisons:
             return notes
         first = _DRUM0 if self.tracks[track].drums else _PITCH0
@@ -457,7 +442,7 @@ class ContinuationState(EndBudget):
         for token in range(lo, hi):
             total = long_steps + _VAL[token]
             if min_dur <= total <= max_dur and self._saturation_ok(track, now + total):
-                _append(kept, token)
+                append_id(kept, token)
         out += kept
 
     def _rule_dur_long(self, lo: int, hi: int, out: Ranges) -> None:
@@ -485,7 +470,7 @@ class ContinuationState(EndBudget):
                 and shortest <= max_dur
                 and self._saturation_ok(track, now + shortest)
             ):
-                _append(kept, token)
+                append_id(kept, token)
         out += kept
 
     def _rule_vel(self, lo: int, hi: int, out: Ranges) -> None:
@@ -527,7 +512,7 @@ class ContinuationState(EndBudget):
             if self.voices.limit is None or any(
                 self._free_at_final(j, final) for j in range(len(self.tracks))
             ):
-                _append(out, token)
+                append_id(out, token)
         return out
 
     def _positions(self, lo: int, hi: int) -> Ranges:
@@ -598,13 +583,6 @@ _RULES: dict[str, Callable[[ContinuationState, int, int, Ranges], None]] = {
     "drum": ContinuationState._rule_drum,
 }
 _RULE_OF_ID = [_RULES.get(family, ContinuationState._rule_none) for family in _FAM]
-
-
-def _append(out: Ranges, token: int) -> None:
-    if out and out[-1][1] == token:
-        out[-1] = (out[-1][0], token + 1)
-    else:
-        out.append((token, token + 1))
 
 
 def _program_name(program: int) -> str:
