@@ -88,6 +88,52 @@ def pushing(ids: Callable[[], range]) -> Callable:
     return patch.object(_Runner, "_forward", forward)
 
 
+def repeating() -> contextlib.AbstractContextManager:
+    """A looping model: it wants again the token it has just written."""
+    from music_lm.generation.models import _Runner
+
+    original = _Runner._forward
+
+    def forward(self, ids_, positions):
+        logits = original(self, ids_, positions)  # (B, V)
+        for row in range(logits.shape[0]):
+            logits[row, int(ids_[row, -1])] += PUSH_LOGITS
+        return logits
+
+    return patch.object(_Runner, "_forward", forward)
+
+
+def _off_kit_drum_ids() -> list[int]:
+    start = VOCAB.ranges["drum"].start
+    return [start + key for key in (*range(0, 35), *range(82, 128))]
+
+
+def _long_duration_ids() -> list[int]:
+    return [
+        *VOCAB.ranges["dur_long"],
+        *range(VOCAB.ranges["dur"].stop - 24, VOCAB.ranges["dur"].stop),
+    ]
+
+
+def pushing_ids(ids: Callable[[], list[int]]) -> Callable[[], contextlib.AbstractContextManager]:
+    """A forward pass that wants the token ids `ids()` above all others."""
+
+    def will() -> contextlib.AbstractContextManager:
+        from music_lm.generation.models import _Runner
+
+        original = _Runner._forward
+        chosen = ids()
+
+        def forward(self, ids_, positions):
+            logits = original(self, ids_, positions)
+            logits[..., chosen] += PUSH_LOGITS
+            return logits
+
+        return patch.object(_Runner, "_forward", forward)
+
+    return will
+
+
 RANK_GAP = 1.0  # between the logits of consecutive ids, for `ranked`
 
 
@@ -437,6 +483,80 @@ def overwrote_the_stale_file(take: Take) -> None:
     assert take.file(".mid").read_bytes()[:4] == b"MThd"
 
 
+def unisons(take: Take) -> int:
+    """New notes that start a pitch their track already starts at the same onset."""
+    starts = [(n[0], n[2], n[4]) for n in take.new_notes()]
+    return len(starts) - len(set(starts))
+
+
+def some_unisons(take: Take) -> None:
+    assert unisons(take) > 0
+
+
+def no_unisons(take: Take) -> None:
+    assert take.new_notes(), "no new notes"
+    assert unisons(take) == 0
+
+
+def new_drum_keys(take: Take) -> set[int]:
+    keys = {n[4] for n in take.new_notes() if n[1] is None}
+    assert keys, "no new drum notes"
+    return keys
+
+
+def drums_on_the_gm_kit(take: Take) -> None:
+    assert new_drum_keys(take) <= set(range(35, 82))
+
+
+def drums_on_the_seeds_keys(take: Take) -> None:
+    seed = {p for o, _e, p in take.facts()["notes"].get(9, []) if o < take.start_beat()}
+    assert new_drum_keys(take) <= seed
+
+
+def drums_of_half_a_quarter(take: Take) -> None:
+    end = bar_lines(take.facts(), take.start_beat(), 1)[-1]
+    lengths = {round(n[3] - n[2], 6) for n in take.new_notes() if n[1] is None and n[3] < end}
+    assert lengths == {0.5}, lengths
+
+
+def rings_past_the_end(take: Take) -> None:
+    end = bar_lines(take.facts(), take.start_beat(), 1)[-1]
+    assert any(n[3] > end + 1e-9 for n in take.new_notes())
+
+
+def nothing_past_the_end(take: Take) -> None:
+    end = bar_lines(take.facts(), take.start_beat(), 1)[-1]
+    notes = [n for notes in take.facts()["notes"].values() for n in notes]
+    assert notes
+    assert all(stop <= end + 1e-9 for _onset, stop, _pitch in notes)
+
+
+def longest_repeat(words: list[str]) -> int:
+    """The longest stretch of a block of 1..8 words repeated (twice or more)."""
+    best = 0
+    for period in range(1, 9):
+        run = 0
+        for i in range(period, len(words)):
+            run = run + 1 if words[i] == words[i - period] else 0
+            if run >= period:
+                best = max(best, run + period)
+    return best
+
+
+def runs_of_at_most_8(take: Take) -> None:
+    ok(take)
+    assert longest_repeat(take.file(".txt").read_text().split()) <= 8
+
+
+def adapted_for_2_steps(take: Take) -> None:
+    import json
+
+    ok(take)
+    record = json.loads(take.file(".json").read_text())["adaptation"]
+    assert record, "no adaptation recorded"
+    assert [model["steps"] for model in record] == [2]
+
+
 # ---- the table ----
 
 
@@ -476,8 +596,11 @@ CASES = (
     Case("top-p", ("top_p",), ("--top-p", "0.01"), greedy, ("--top-p", "1"), will=ranked),
     Case("min-p", ("min_p",), ("--min-p", "0.5"), greedy, (), will=ranked),
     Case("random seed", ("random_seed",), ("--random-seed", "5"), random_seed_5, ()),
-    Case("key", ("key",), ("--key", "F:minor"), pitches_in(5, "minor"), ()),
-    Case("scale", ("scale",), ("--scale", "dorian"), pitches_in(11, "dorian"), ()),
+    # (two bars: a tiny model's one new bar can hold too few notes to judge a scale by)
+    Case("key", ("key",), ("--key", "F:minor", "--bars", "2"), pitches_in(5, "minor"),
+         ("--bars", "2")),
+    Case("scale", ("scale",), ("--scale", "dorian", "--bars", "2"), pitches_in(11, "dorian"),
+         ("--bars", "2")),
     Case("range", ("pitch_range",), ("--range", "C4-C5"), pitches_within(60, 72), ()),
     Case("instrument ranges", ("instrument_ranges",), ("--instrument-ranges",),
          within_instrument_ranges, ("--no-instrument-ranges",),
@@ -509,6 +632,25 @@ CASES = (
     Case("device", ("device",), ("--device", "cpu"), on_the_cpu, None,
          why_no_control="the test machine has one device: no other choice would show"),
     Case("force", ("force",), ("--force",), overwrote_the_stale_file, (), before=stale),
+    Case("unisons", ("unisons",), ("--unisons",), some_unisons, (), will=repeating),
+    Case("no unisons", ("unisons",), ("--no-unisons",), no_unisons, ("--unisons",),
+         will=repeating),
+    Case("drum keys gm", ("drum_keys",), ("--instruments", "drums", "--drum-keys", "gm"),
+         drums_on_the_gm_kit, ("--instruments", "drums", "--drum-keys", "any"), seed=BAND,
+         will=pushing_ids(_off_kit_drum_ids)),
+    Case("drum keys seed", ("drum_keys",), ("--instruments", "drums", "--drum-keys", "seed"),
+         drums_on_the_seeds_keys, ("--instruments", "drums"), seed=BAND,
+         will=pushing_ids(_off_kit_drum_ids)),
+    Case("drum length", ("drum_length",), ("--instruments", "drums", "--drum-length", "1/2"),
+         drums_of_half_a_quarter, ("--instruments", "drums", "--drum-length", "any"), seed=BAND,
+         will=pushing_ids(_long_duration_ids)),
+    Case("hold past end", ("hold_past_end",), ("--hold-past-end",), rings_past_the_end, (),
+         will=pushing_ids(_long_duration_ids)),
+    Case("nothing past the end", ("hold_past_end",), (), nothing_past_the_end,
+         ("--hold-past-end",), will=pushing_ids(_long_duration_ids)),
+    Case("loop guard", ("loop_guard",), ("--unisons", "--loop-guard", "8"), runs_of_at_most_8,
+         ("--unisons", "--loop-guard", "0"), will=repeating),
+    Case("adapt", ("adapt",), ("--adapt", "2"), adapted_for_2_steps, ()),
 )  # fmt: skip
 
 
