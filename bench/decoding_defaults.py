@@ -85,6 +85,7 @@ def main() -> None:
             figures = {
                 "anchor": time_tree(anchor, rows_file, {}),
                 "defaults": time_tree(ROOT, rows_file, {}),
+                "defaults without the loop guard": time_tree(ROOT, rows_file, {"loop_guard": None}),
                 "all off": time_tree(ROOT, rows_file, OFF),
             }
         finally:
