@@ -130,6 +130,24 @@ def test_the_split_is_by_piece_and_nothing_leaks(built) -> None:
         assert np.array_equal(tokens, shard)
 
 
+def test_every_source_of_three_pieces_or_more_has_a_test_piece(midi_folder, tmp_path) -> None:
+    # a small source beside a larger one: the held-out splits are drawn source by source
+    small, pair = tmp_path / "small", tmp_path / "pair"
+    for folder, seeds in ((small, range(30, 34)), (pair, range(40, 42))):
+        folder.mkdir()
+        for i in seeds:
+            (folder / f"t{i}.mid").write_bytes(write_midi(melody(tune(i), seed=i)))
+    config = BuildConfig((f"{midi_folder}:irish", f"{small}:folk", f"{pair}:jazz"),
+                         valid_fraction=0.01, test_fraction=0.01)  # fmt: skip
+    build_corpus(config, tmp_path / "c", cache_dir=tmp_path / "cache", workers=1)
+    corpus = Corpus(tmp_path / "c")
+    splits = {tag: sorted(p.split for p in corpus.pieces if p.source == tag)
+              for tag in ("irish", "folk", "jazz")}  # fmt: skip
+    assert splits["folk"] == ["test", "train", "train", "valid"]
+    assert {"test", "valid"} <= set(splits["irish"])
+    assert splits["jazz"] == ["train", "train"]  # 2 pieces: the hash alone decides
+
+
 def test_the_split_follows_content_not_names_order_or_folder(built, midi_folder, tmp_path):
     _, corpus, _ = built
     other = tmp_path / "other"

@@ -30,8 +30,9 @@ def corpus_build(
         "--source",
         "-s",
         help="music21 (its bundled corpus; music21:bach,palestrina for some collections), "
-        "or a folder of MIDI files as DIR or DIR:TAG (tag: the folder's name by default). "
-        "Repeat for several sources.",
+        "a folder of MIDI files as DIR or DIR:TAG (tag: the folder's name by default), or "
+        "a Debian package's MIDI files as debian:PACKAGE or debian:PACKAGE:TAG (one of the "
+        "nine allowed packages; tag: the package's name). Repeat for several sources.",
     ),
     output: Path = typer.Option(DEFAULT_CORPUS, "--output", "-o", help="Corpus folder."),
     valid: float = typer.Option(0.05, help="Share of pieces held out for validation."),
@@ -43,6 +44,11 @@ def corpus_build(
     shard_tokens: int = typer.Option(8 * 1024 * 1024, help="Tokens per shard file at most."),
     cache: Path | None = typer.Option(
         None, help="Encoding cache folder (default: $MUSIC_LM_CACHE or ~/.cache/music_lm)."
+    ),
+    debian_cache: Path | None = typer.Option(
+        None,
+        help="Where Debian packages are downloaded and unpacked (default: "
+        "$MUSIC_LM_DEBIAN_CACHE or data/debian).",
     ),
     engine: str = typer.Option(
         "local", help="local (a process pool) or datasets (Hugging Face datasets' map)."
@@ -65,12 +71,12 @@ def corpus_build(
     )
     log = lambda message: typer.echo(message, err=True)  # noqa: E731
     if engine == "local":
-        result = build_corpus(config, output, cache, jobs or None, progress, log)
+        result = build_corpus(config, output, cache, jobs or None, progress, log, debian_cache)
     elif engine == "datasets":
         # the command's stage loads when it runs, so --help and the codec commands stay fast
         from music_lm.corpus.hf_dataset import build_corpus_datasets
 
-        result = build_corpus_datasets(config, output, jobs or None, log, cache)
+        result = build_corpus_datasets(config, output, jobs or None, log, cache, debian_cache)
     else:
         raise CorpusError(f"--engine {engine!r}: choose local or datasets")
     typer.echo(manifest_table(result.manifest))

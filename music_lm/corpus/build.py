@@ -1,10 +1,12 @@
 """Build a training corpus: sources -> token ids in uint16 shards, an index and a manifest.
 
     music-lm corpus build --source music21 --source ~/midi/jigs:irish -o data/corpus
+    music-lm corpus build --source music21 --source debian:simutrans-data -o data/corpus
 
 The steps, each deterministic:
 
-1. list the pieces of every source (`music_lm.corpus.sources`);
+1. list the pieces of every source (`music_lm.corpus.sources`; a Debian package is
+   fetched and unpacked into its own cache first, `music_lm.corpus.debian`);
 2. encode each piece with the codec (`music_lm.corpus.encoding`), on all cores, through a
    cache keyed by the file's content (`music_lm.corpus.cache`: a second build encodes
    only what changed; an interrupted one resumes); a piece that fails is listed with its
@@ -12,7 +14,8 @@ The steps, each deterministic:
 3. drop duplicates: a piece whose notes equal an earlier piece's, also when
    transposed (the first one in source order is kept; `music_lm.corpus.split`);
 4. split by piece, by a hash of its content: train, validation, test (a piece and
-   its transposed copies always land in one split);
+   its transposed copies always land in one split; every source of 3 pieces or more
+   has a test piece, of 4 or more a validation piece too);
 5. write the token ids of each split as uint16 shards, `index.jsonl` (one line per
    piece: where it is, its source, style, and how far it may be transposed),
    `manifest.json` (counts per source and split, settings, build time), the
@@ -131,12 +134,14 @@ def build_corpus(
     workers: int | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] = lambda _message: None,
+    debian_dir: Path | None = None,
 ) -> BuildResult:
-    """Build (or update) the corpus folder `out` from the configured sources."""
+    """Build (or update) the corpus folder `out` from the configured sources (Debian
+    packages fetched into `debian_dir`, by default `debian.default_cache_dir()`)."""
     started = time.perf_counter()
     workers = workers or os.cpu_count() or 1
     check_output(out)
-    sources, items = list_sources(config, log)
+    sources, items = list_sources(config, log, debian_dir)
     keys = content_keys(items)
     cache = EncodingCache(cache_dir or default_cache_dir())
     try:
@@ -184,7 +189,9 @@ def build_corpus(
     return BuildResult(out, manifest, failures, duplicates, len(todo), cached)
 
 
-def list_sources(config: BuildConfig, log=lambda _m: None) -> tuple[list[Source], list[Item]]:
+def list_sources(
+    config: BuildConfig, log=lambda _m: None, debian_dir: Path | None = None
+) -> tuple[list[Source], list[Item]]:
     """The sources of a build and their pieces, in order (limited by config.limit)."""
     sources = [parse_source(spec) for spec in config.sources]
     labels = [s.tag for s in sources]
@@ -196,7 +203,7 @@ def list_sources(config: BuildConfig, log=lambda _m: None) -> tuple[list[Source]
         )
     items: list[Item] = []
     for source in sources:
-        found = list_items(source)
+        found = list_items(source, debian_dir)
         if not found:
             log(f"warning: source {source.spec()} has no pieces")
         if config.limit and len(found) > config.limit:  # spread over the whole source

@@ -13,6 +13,7 @@ package are kept as a test this project never sees. This is the source that
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import shutil
 import subprocess
@@ -37,6 +38,7 @@ ALLOWED_PACKAGES: tuple[str, ...] = (
     "pinball-table-hurd-data",
 )
 DEFAULT_CACHE_DIR = Path("data") / "debian"
+CACHE_ENV = "MUSIC_LM_DEBIAN_CACHE"  # moves DEFAULT_CACHE_DIR
 DEBIAN_MIDI_SUFFIXES = (".mid", ".midi", ".kar")
 APT_TIMEOUT_S = 300.0
 _UNPACKED_MARK = ".unpacked"  # written last: a folder without it is an interrupted unpack
@@ -75,6 +77,11 @@ def check_allowed(package: str) -> None:
         raise DebianError(
             f"debian:{package}: not an allowed package (allowed: {', '.join(ALLOWED_PACKAGES)})"
         )
+
+
+def default_cache_dir() -> Path:
+    """$MUSIC_LM_DEBIAN_CACHE, else data/debian (under the working folder; git-ignored)."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR)
 
 
 def fetch_package(package: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) -> DebianPackage:

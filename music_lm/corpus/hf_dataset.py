@@ -90,14 +90,16 @@ def build_corpus_datasets(
     workers: int | None = None,
     log=lambda _message: None,
     cache_dir: Path | None = None,
+    debian_dir: Path | None = None,
 ) -> BuildResult:
-    """Build the corpus folder `out` with `datasets.Dataset.map` doing the encoding."""
+    """Build the corpus folder `out` with `datasets.Dataset.map` doing the encoding (a
+    Debian package's files are plain MIDI files once unpacked: they go through it too)."""
     # datasets (and pyarrow) only for --engine datasets
     import datasets
 
     started = time.perf_counter()
     check_output(out)
-    sources, items = list_sources(config, log)
+    sources, items = list_sources(config, log, debian_dir)
     keys = content_keys(items)
     todo: dict[str, Item] = {}
     for item, key in zip(items, keys, strict=True):

@@ -1,8 +1,9 @@
-"""Where corpus pieces come from: music21's bundled corpus and folders of MIDI files.
+"""Where corpus pieces come from: music21's bundled corpus, folders of MIDI files, and the
+MIDI files of a few Debian packages.
 
-A source is written `music21` or `DIR[:TAG]`. It lists its pieces as `Item`s; a
-worker turns an item into MIDI bytes (`item_midi`), which the codec then encodes.
-music21 pieces go through music21's own MIDI writer (ties joined, repeats
+A source is written `music21`, `DIR[:TAG]` or `debian:PACKAGE[:TAG]`. It lists its
+pieces as `Item`s; a worker turns an item into MIDI bytes (`item_midi`), which the codec
+then encodes. music21 pieces go through music21's own MIDI writer (ties joined, repeats
 expanded, dynamics as velocities, parts as instruments), with their notated bar lines
 kept (a pickup is a short first bar), so every piece, whatever its format, enters the
 corpus through the same tested MIDI reader.
@@ -24,6 +25,7 @@ from music_lm.files import MIDI_SUFFIXES
 from music_lm.tokens.vocab import STYLES
 
 MUSIC21 = "music21"
+DEBIAN = "debian"
 
 # music21 corpus collection (its folder) -> style tag. Collections not listed here
 # (demos, theory exercises) are test material, not music, and are left out.
@@ -82,33 +84,54 @@ class SourceError(CorpusError):
 
 @dataclass(frozen=True)
 class Source:
-    """One corpus source: music21's corpus, or a folder of MIDI files with a tag."""
+    """One corpus source: music21's corpus, a folder of MIDI files with a tag, or a Debian
+    package's MIDI files with a tag."""
 
-    kind: str  # "music21" or "midi"
-    path: str  # the folder; for music21, the collections to take ("" for all)
-    tag: str  # source label: "music21", or the folder's tag
+    kind: str  # "music21", "midi" or "debian"
+    path: str  # the folder; for music21, the collections to take ("" for all); the package
+    tag: str  # source label: "music21", the folder's tag, the package's tag
 
     def spec(self) -> str:
         if self.kind == MUSIC21:
             return f"{MUSIC21}:{self.path}" if self.path else MUSIC21
+        if self.kind == DEBIAN:
+            suffix = "" if self.tag == self.path else f":{self.tag}"
+            return f"{DEBIAN}:{self.path}{suffix}"
         return f"{self.path}:{self.tag}"
 
 
 @dataclass(frozen=True)
 class Item:
-    """One piece to encode: a MIDI file, or one piece (one tune of an ABC file) of music21."""
+    """One piece to encode: a MIDI file, or one piece (one tune of an ABC file) of music21.
+
+    A Debian package's file is a "midi" item that also names where it comes from."""
 
     source: str  # the source's label
     kind: str  # "music21" or "midi"
     path: str  # the file to read
-    name: str  # how reports name it: relative to the source folder, "#N" for a tune
+    name: str  # how reports name it: relative to the source folder (or to the package's
+    # root: `usr/share/games/...`), "#N" for a tune
     style: str  # style tag written as the piece's `style:` token
     number: int | None = None  # tune number inside an ABC file
+    package: str = ""  # a Debian package's pieces: the package, its version, the licence
+    version: str = ""  # that its copyright file gives the file
+    licence: str = ""
+
+    def origin(self) -> dict[str, str] | None:
+        """Where a Debian package's piece comes from (package, version, file, licence);
+        None for other pieces."""
+        if not self.package:
+            return None
+        return {"package": self.package, "version": self.version, "file": self.name,
+                "licence": self.licence}  # fmt: skip
 
 
 def parse_source(spec: str) -> Source:
     """`music21`, `music21:bach,palestrina` (some of its collections, by folder or style
-    name), `DIR` (tagged with the folder's name) or `DIR:TAG` -> Source."""
+    name), `DIR` (tagged with the folder's name), `DIR:TAG`, `debian:PACKAGE` (tagged with
+    the package's name) or `debian:PACKAGE:TAG` -> Source. Nothing is fetched here."""
+    if spec.startswith(f"{DEBIAN}:") and not Path(spec).is_dir():
+        return _debian_source(spec)
     if spec == MUSIC21 or (spec.startswith(f"{MUSIC21}:") and not Path(spec).is_dir()):
         wanted = [c for c in spec[len(MUSIC21) + 1 :].split(",") if c]
         known = set(MUSIC21_STYLES) | set(MUSIC21_STYLES.values())
@@ -126,26 +149,64 @@ def parse_source(spec: str) -> Source:
     if not folder.is_dir():
         raise SourceError(f"source {spec!r}: {path} is not a folder (nor 'music21')")
     tag = tag or folder.resolve().name
+    _check_tag(spec, tag)
+    return Source("midi", str(folder), tag)
+
+
+def _debian_source(spec: str) -> Source:
+    # debian.py reads this module's errors: imported here, not at the top
+    from music_lm.corpus.debian import check_allowed
+
+    package, _, tag = spec[len(DEBIAN) + 1 :].partition(":")
+    check_allowed(package)
+    tag = tag or package
+    _check_tag(spec, tag)
+    return Source(DEBIAN, package, tag)
+
+
+def _check_tag(spec: str, tag: str) -> None:
     if not _TAG.match(tag) or tag == MUSIC21:
         raise SourceError(
             f"source {spec!r}: tag {tag!r} must be letters, digits, '-', '_' or '.' "
             f"(and not {MUSIC21!r})"
         )
-    return Source("midi", str(folder), tag)
 
 
-def style_of_tag(tag: str) -> str:
-    """The style token of a folder tag: the tag itself when it is a style of the
-    vocabulary (`jazz`, `irish`, ...), else `user`."""
+def style_of_tag(tag: str, otherwise: str = "user") -> str:
+    """The style token of a folder's or package's tag: the tag itself when it is a style
+    of the vocabulary (`jazz`, `irish`, ...), else `otherwise`."""
     tag = tag.lower()
-    return tag if tag in STYLES else "user"
+    return tag if tag in STYLES else otherwise
 
 
-def list_items(source: Source) -> list[Item]:
-    """The pieces of a source, in a fixed order (sorted paths, tunes in file order)."""
+def list_items(source: Source, debian_dir: str | Path | None = None) -> list[Item]:
+    """The pieces of a source, in a fixed order (sorted paths, tunes in file order). A
+    Debian package is fetched and unpacked first, into `debian_dir` (see
+    `music_lm.corpus.debian.default_cache_dir`)."""
     if source.kind == MUSIC21:
         wanted = set(source.path.split(",")) if source.path else None
         return music21_items(wanted)
+    if source.kind == DEBIAN:
+        # debian.py reads this module's errors: imported here, not at the top
+        from music_lm.corpus.debian import default_cache_dir, package_midi_files
+
+        files = package_midi_files(source.path, debian_dir or default_cache_dir())
+        # `none`, not `user`: a MIDI file a user brings is read with style:none, and the
+        # packages' band music is what such files sound like
+        style = style_of_tag(source.tag, otherwise="none")
+        return [
+            Item(
+                source.tag,
+                "midi",
+                str(f.path),
+                f.relative_path,
+                style,
+                package=f.package,
+                version=f.version,
+                licence=f.licence,
+            )
+            for f in files
+        ]
     folder = Path(source.path)
     style = style_of_tag(source.tag)
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES)

@@ -1,6 +1,7 @@
 """Which pieces a corpus keeps, and where: a piece whose notes equal an earlier one's
 (also transposed) is a duplicate, the rest are split into train, validation and test by a
-hash of their content, and each gets the range it may be transposed over.
+hash of their content (a small source gets at least a test and a validation piece, see
+`_ensure_held_out`), and each gets the range it may be transposed over.
 """
 
 from __future__ import annotations
@@ -113,15 +114,21 @@ def piece_ids(enc: Encoding, style: str) -> np.ndarray:
 
 
 def _ensure_held_out(pieces: list[Piece], config: BuildConfig) -> None:
-    """A tiny corpus may hash no piece into a held-out split: then the training pieces
-    whose hash came closest go there, so every split asked for has a piece."""
-    for split, fraction in (("valid", config.valid_fraction), ("test", config.test_fraction)):
-        train = [p for p in pieces if p.split == "train"]
-        if fraction > 0 and len(train) >= 3 and not any(p.split == split for p in pieces):
-            chosen = min(train, key=lambda p: _hash_unit(p.fingerprint, config.seed))
-            for piece in train:  # its copies too, when duplicates are kept
-                if piece.fingerprint == chosen.fingerprint:
-                    piece.split = split
+    """A small source may hash none of its pieces into a held-out split: then, source by
+    source, its training piece whose hash came closest goes to test (when the source has 3
+    training pieces or more), then the next one to validation (when 3 or more are still
+    left). So every source of 3 pieces has a test piece, of 4 a validation piece too, and
+    each is measured on pieces it never trained on; a larger source keeps the hash's
+    split, which does not move as the corpus grows."""
+    for source in dict.fromkeys(p.source for p in pieces):
+        for split, fraction in (("test", config.test_fraction), ("valid", config.valid_fraction)):
+            own = [p for p in pieces if p.source == source]
+            train = [p for p in own if p.split == "train"]
+            if fraction > 0 and len(train) >= 3 and not any(p.split == split for p in own):
+                chosen = min(train, key=lambda p: _hash_unit(p.fingerprint, config.seed))
+                for piece in pieces:  # its copies too, when duplicates are kept
+                    if piece.split == "train" and piece.fingerprint == chosen.fingerprint:
+                        piece.split = split
 
 
 def _hash_unit(print_hex: str, seed: int) -> float:

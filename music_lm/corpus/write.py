@@ -1,6 +1,10 @@
 """Writing a corpus folder: the token ids of each split as uint16 shards, `index.jsonl`,
 `manifest.json`, the failure and duplicate lists and the Hugging Face tokenizer.
 
+The manifest's `origins` lists, for each kept piece of a Debian package, the package,
+its version, the file inside it and its licence; each Debian source's entry sums its
+licences. Corpora built before these keys load all the same (readers use `.get`).
+
 The folder is written next to its final place and moved in when complete, so a failed or
 interrupted build leaves the previous corpus as it was; a folder that holds anything a
 build does not write is never replaced.
@@ -25,7 +29,7 @@ import music_lm
 from music_lm.corpus.config import BuildConfig
 from music_lm.corpus.dataset import CORPUS_FORMAT, SPLITS, Piece
 from music_lm.corpus.encoding import ENCODER_VERSION
-from music_lm.corpus.sources import CorpusError, Item, Source
+from music_lm.corpus.sources import DEBIAN, CorpusError, Item, Source
 from music_lm.tokens.vocab import VOCAB
 
 CORPUS_VERSION = 1
@@ -182,6 +186,7 @@ def _manifest(config, sources: list[Source], items, pieces, failures, duplicates
     failed = Counter(label.split(":", 1)[0] for label, _ in failures)
     duplicated = Counter(label.split(":", 1)[0] for label, _ in duplicates)
     styles = Counter(piece.style for piece in pieces)
+    origins = _origins(items, pieces)
     totals = {s: {k: sum(table[src][s][k] for src in table) for k in ("pieces", "notes", "tokens")}
               for s in SPLITS}  # fmt: skip
     return {
@@ -204,13 +209,39 @@ def _manifest(config, sources: list[Source], items, pieces, failures, duplicates
                 "failed": failed[s.tag],
                 "duplicates": duplicated[s.tag],
                 **{split: table[s.tag][split] for split in SPLITS},
+                **_package_summary(s, items, origins),
             }
             for s in sources
         ],
         "splits": totals,
         "styles": dict(sorted(styles.items(), key=lambda kv: -kv[1])),
         "shards": shards,
+        "origins": origins,
     }
+
+
+def _origins(items: list[Item], pieces: list[Piece]) -> list[dict]:
+    """Where each kept piece of a Debian package comes from: source, piece name, split,
+    package, version, file inside the package and its licence (copyright file)."""
+    by_name = {(item.source, item.name): item for item in items if item.package}
+    origins = []
+    for piece in pieces:
+        item = by_name.get((piece.source, piece.name))
+        if item is not None:
+            origins.append({"source": piece.source, "piece": piece.name,
+                            "split": piece.split, **item.origin()})  # fmt: skip
+    return origins
+
+
+def _package_summary(source: Source, items: list[Item], origins: list[dict]) -> dict:
+    """For a Debian source: its package, version and the licences of its kept pieces
+    (licence -> pieces), for a model card's list of sources."""
+    if source.kind != DEBIAN:
+        return {}
+    versions = sorted({item.version for item in items if item.source == source.tag})
+    licences = Counter(o["licence"] for o in origins if o["source"] == source.tag)
+    return {"package": source.path, "version": ", ".join(versions),
+            "licences": dict(sorted(licences.items(), key=lambda kv: -kv[1]))}  # fmt: skip
 
 
 def iter_failures(out: Path) -> Iterator[tuple[str, str]]:
