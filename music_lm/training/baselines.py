@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from music_lm.tokens.vocab import VOCAB
+from music_lm.training.groups import GROUPS, breakdown, group_of_tokens, piece_sources
 
 BITS_PER_TOKEN = 11  # room for one token id in a packed n-gram key: ids < 2048
 MAX_ORDER = 63 // BITS_PER_TOKEN - 1  # an (order + 1)-gram must fit an int64 key: 4
@@ -148,11 +149,18 @@ class NgramModel:
         return np.log(probs)
 
 
-def evaluate_stream(log_probs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+def evaluate_stream(
+    log_probs: np.ndarray,
+    targets: np.ndarray,
+    sources: np.ndarray | None = None,
+    source_names: Sequence[str] = (),
+) -> dict[str, Any]:
     """Figures for the log probabilities of `targets` (token ids of the real vocabulary):
     tokens, loss (mean nats per token), perplexity, and bits per note (all the bits spent,
     on every token, divided by the notes among the targets: pitch and drum tokens), which
-    compares models whatever their tokenisation. NaN bits per note when there is no note."""
+    compares models whatever their tokenisation. NaN bits per note when there is no note.
+    With `sources` (the source index of each target) and their `source_names`, also the
+    figures by group and by source (`groups.breakdown`)."""
     log_probs = np.asarray(log_probs, dtype=np.float64)
     targets = np.asarray(targets)
     if log_probs.shape != targets.shape or log_probs.ndim != 1:
@@ -162,13 +170,24 @@ def evaluate_stream(log_probs: np.ndarray, targets: np.ndarray) -> dict[str, Any
     nats = -float(log_probs.sum())
     notes = int(np.array(VOCAB.is_note)[targets].sum())
     loss = nats / len(targets)
-    return {
+    figures: dict[str, Any] = {
         "tokens": len(targets),
         "loss": loss,
         "perplexity": math.exp(loss),
         "bits_per_note": nats / math.log(2) / notes if notes else math.nan,
         "notes": notes,
     }
+    if sources is not None:
+        sources = np.asarray(sources, dtype=np.int64)
+        if sources.shape != targets.shape:
+            raise ValueError(f"one source per target: {sources.shape} vs {targets.shape}")
+        cell = sources * len(GROUPS) + group_of_tokens()[targets]
+        cells = len(source_names) * len(GROUPS)
+        shape = (len(source_names), len(GROUPS))
+        by_cell_nats = np.bincount(cell, weights=-log_probs, minlength=cells).reshape(shape)
+        by_cell_tokens = np.bincount(cell, minlength=cells).reshape(shape)
+        figures |= breakdown(by_cell_nats, by_cell_tokens, source_names)
+    return figures
 
 
 def split_stream(corpus: Any, split: str) -> np.ndarray:
@@ -192,18 +211,22 @@ def baseline_report(
     orders: Sequence[int] = (0, 3),
 ) -> dict[str, dict[str, Any]]:
     """Fit an n-gram model of each order on `train_split` and score `eval_split`:
-    {"unigram": {...}, "markov-3": {...}}, each the `evaluate_stream` figures plus the
-    order, the training tokens and the seconds spent fitting and evaluating."""
+    {"unigram": {...}, "markov-3": {...}}, each the `evaluate_stream` figures (by group and
+    by source too) plus the order, the training tokens and the seconds spent fitting and
+    evaluating."""
     train = split_stream(corpus, train_split)
     stream = split_stream(corpus, eval_split)
     if len(stream) < 2:
         raise ValueError(f"split {eval_split!r} has fewer than two tokens: nothing to score")
+    source_names: list[str] = []
+    sources = piece_sources(corpus.pieces, corpus.split(eval_split), source_names)
     report: dict[str, dict[str, Any]] = {}
     for order in orders:
         started = time.perf_counter()
         model = NgramModel(order, len(VOCAB)).fit([train])
         fitted = time.perf_counter()
-        figures = evaluate_stream(model.log_probs(stream), stream[1:])
+        figures = evaluate_stream(model.log_probs(stream), stream[1:], sources[1:],
+                                  source_names)  # fmt: skip
         figures |= {
             "order": order,
             "train_tokens": len(train),
