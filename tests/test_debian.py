@@ -27,6 +27,7 @@ from music_lm.corpus.debian import (
     fetch_package,
     licence_of,
     package_midi_files,
+    replacement_licences,
 )
 from music_lm.corpus.hf_dataset import build_corpus_datasets
 from music_lm.corpus.sources import SourceError, parse_source, style_of_tag
@@ -186,6 +187,18 @@ def test_a_free_text_copyright_gives_its_licence_line():
         "GNU General Public License"
     )
     assert licence_of("") == "unknown"
+
+
+def test_a_zlib_text_is_named_zlib_and_replaced_files_get_their_own_licence():
+    text = "Copyright: 1997 Someone\n\nLicense:\n\n    This software is provided 'as-is', without\n"
+    assert licence_of(text) == "Zlib"
+    # freedink-data's README-REPLACEMENTS.txt: `+License:` is the version shipped
+    replacements = (
+        "- 1.mid (Terris)\n  +License: CC-BY-SA 3.0 Unported\n  Alternate:\n  License: Art Libre\n"
+        "- 13.mid (Church)\n  +License: public domain\n- axe.wav\n  License: WTFPL\n"
+    )
+    expected = {"1.mid": "CC-BY-SA 3.0 Unported", "13.mid": "public domain", "axe.wav": "WTFPL"}
+    assert replacement_licences(replacements) == expected
 
 
 def test_a_dep5_licence_without_short_name_is_named_by_its_first_line():

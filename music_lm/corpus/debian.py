@@ -13,6 +13,7 @@ package are kept as a test this project never sees. This is the source that
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import os
 import re
 import shutil
@@ -107,6 +108,7 @@ def package_midi_files(package: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) 
     """The package's MIDI files (.mid, .midi, .kar in any case), sorted by path."""
     fetched = fetch_package(package, cache_dir)
     copyright_text = _copyright_text(fetched.root, package)
+    replaced = replacement_licences(_replacements_text(fetched.root, package))
     paths = sorted(
         p
         for p in fetched.root.rglob("*")
@@ -121,7 +123,7 @@ def package_midi_files(package: str, cache_dir: str | Path = DEFAULT_CACHE_DIR) 
                 version=fetched.version,
                 path=path,
                 relative_path=relative,
-                licence=licence_of(copyright_text, relative),
+                licence=replaced.get(path.name) or licence_of(copyright_text, relative),
             )
         )
     return files
@@ -201,7 +203,45 @@ def _copyright_text(root: Path, package: str) -> str:
         return ""
 
 
+def _replacements_text(root: Path, package: str) -> str:
+    """freedink-data's README-REPLACEMENTS.txt(.gz): the licences of the files that replaced
+    the original game's, which its copyright file leaves to it."""
+    doc = root / "usr" / "share" / "doc" / package
+    for name, opener in (("README-REPLACEMENTS.txt", open), ("README-REPLACEMENTS.txt.gz",
+                                                               gzip.open)):  # fmt: skip
+        try:
+            with opener(doc / name, "rt", encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            continue
+    return ""
+
+
 # ---- licences ----
+
+# Licences that free-text copyright files give as text: their first line -> short name.
+_KNOWN_TEXTS = {"This software is provided 'as-is'": "Zlib"}
+_REPLACED_FILE = re.compile(r"^- (\S+)")
+_REPLACED_LICENCE = re.compile(r"^\s*(\+?)License:\s*(.+?)\s*$", re.IGNORECASE)
+
+
+def replacement_licences(text: str) -> dict[str, str]:
+    """File name -> licence from a list of replaced files (freedink-data's): each entry
+    starts `- NAME (what)` and gives its licence on a `License:` line; the line marked
+    `+License:` (the version in the package) wins over alternates."""
+    found: dict[str, tuple[bool, str]] = {}  # name -> (marked with +, licence)
+    name = None
+    for line in text.splitlines():
+        entry = _REPLACED_FILE.match(line)
+        if entry:
+            name = entry.group(1)
+            continue
+        licence = _REPLACED_LICENCE.match(line)
+        if licence and name is not None:
+            marked = bool(licence.group(1))
+            if name not in found or (marked and not found[name][0]):
+                found[name] = (marked, licence.group(2))
+    return {name: licence for name, (_, licence) in found.items()}
 
 
 def licence_of(copyright_text: str, relative_path: str | None = None) -> str:
@@ -272,9 +312,14 @@ def _free_text_licence(text: str) -> str:
         heading = re.match(r"^licen[cs](e|ing)\b[^:]*:\s*(.*)$", line, re.IGNORECASE)
         if heading:
             if heading.group(2):
-                return heading.group(2)
+                return _short_name(heading.group(2))
             following = next((x for x in lines[index + 1 :] if x), "")
             if following:
-                return following
+                return _short_name(following)
     mention = next((line for line in lines if re.search(r"licen[cs]e", line, re.I)), "")
     return mention or "unknown"
+
+
+def _short_name(line: str) -> str:
+    """A well-known licence's short name for its first line of text, else the line."""
+    return next((short for text, short in _KNOWN_TEXTS.items() if line.startswith(text)), line)
