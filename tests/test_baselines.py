@@ -205,6 +205,26 @@ def test_bits_per_note_spend_every_tokens_bits_on_the_pitch_and_drum_tokens() ->
     assert math.isnan(evaluate_stream(np.zeros(1), targets[:1])["bits_per_note"])
 
 
+def test_the_figures_by_source_and_group_count_each_target_once() -> None:
+    # two pieces of two sources; the second spends 2 bits on each of its tokens
+    words = ["bar", "@0", "C4", "v:64", "d:1/24", "end", "piece", "drum:bass-drum-1", "end"]
+    targets = np.array([VOCAB.ids[w] for w in words])
+    sources = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1])
+    bits = np.where(sources == 0, 1.0, 2.0)
+    figures = evaluate_stream(-bits * math.log(2), targets, sources, ["folk", "band"])
+    folk, band = figures["sources"]["folk"], figures["sources"]["band"]
+    assert (folk["tokens"], folk["notes"], band["tokens"], band["notes"]) == (6, 1, 3, 1)
+    assert folk["bits_per_note"] == pytest.approx(6.0)
+    assert band["bits_per_note"] == pytest.approx(6.0)
+    assert folk["groups"]["timing"] == {"tokens": 2, "bits_per_token": 1.0, "bits_per_note": 2.0}
+    assert band["groups"]["header"]["bits_per_token"] == pytest.approx(2.0)
+    assert set(band["groups"]) == {"header", "drum"}
+    assert figures["groups"]["header"]["tokens"] == 3  # end, piece, end
+    assert figures["groups"]["header"]["bits_per_token"] == pytest.approx(5 / 3)
+    assert figures["bits_per_note"] == pytest.approx(12 / 2)
+    assert "sources" not in evaluate_stream(-bits, targets)  # only when asked
+
+
 # ---- on a built corpus ----
 
 
