@@ -205,6 +205,28 @@ def test_the_tokenizer_in_the_corpus_loads_with_auto_tokenizer(built) -> None:
     assert tokenizer(corpus.text(0))["input_ids"] == corpus.ids(0).tolist()
 
 
+def test_a_rebuild_copies_the_tokenizer_files_instead_of_importing_transformers(
+    midi_folder, tmp_path, monkeypatch
+) -> None:
+    import music_lm.tokens.tokenizer as tokenizer_module
+
+    config = BuildConfig((f"{midi_folder}:irish",))
+    out = tmp_path / "c"
+    build_corpus(config, out, cache_dir=tmp_path / "cache", workers=1)
+    first = (out / "tokenizer.json").read_bytes()
+    written = []
+    monkeypatch.setattr(tokenizer_module, "save_tokenizer", written.append)
+    build_corpus(config, out, cache_dir=tmp_path / "cache", workers=1)
+    assert written == []
+    assert (out / "tokenizer.json").read_bytes() == first
+    # a tokenizer written under another key (another vocabulary, transformers version or
+    # writer) is written again
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(dict(manifest, tokenizer_key="old")))
+    build_corpus(config, out, cache_dir=tmp_path / "cache", workers=1)
+    assert len(written) == 1
+
+
 def test_a_second_build_encodes_only_what_changed(built, midi_folder, tmp_path) -> None:
     _, _, root = built
     folder = tmp_path / "jigs"
