@@ -168,19 +168,25 @@ def evaluate(
         True, help="Also fit and score a unigram and an order-3 Markov model on the same split."
     ),
     batch_size: int = typer.Option(8, help="Windows per forward pass."),
+    max_windows: int = typer.Option(
+        0, help="Score the model on this many windows spread over the split (0: all)."
+    ),
     output: Path | None = typer.Option(None, "--json", help="Also write the figures as JSON."),
     force: bool = FORCE,
 ) -> None:
-    """Loss, perplexity, accuracy and bits per note of a model on a corpus split."""
+    """Loss, perplexity, accuracy and bits per note of a model on a corpus split, and bits
+    per token by group (pitch, drum, velocity, duration, timing, track, header) and source."""
 
     # torch loads only when the command runs
     from music_lm.training.evaluate import evaluate_model, format_evaluation
 
     if batch_size < 1:
         raise typer.BadParameter(f"--batch-size must be >= 1, got {batch_size}")
+    if max_windows < 0:
+        raise typer.BadParameter(f"--max-windows must be >= 0, got {max_windows}")
     if output is not None and output.exists() and not force:
         raise OutputExistsError(f"{output}: exists (use --force to overwrite)")
-    result = evaluate_model(model, data, split, baselines, batch_size)
+    result = evaluate_model(model, data, split, baselines, batch_size, max_windows=max_windows)
     typer.echo(format_evaluation(result))
     if output is not None:
         output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -83,7 +83,7 @@ def format_evaluation(result: dict) -> str:
 
 
 def _cell(value: float | None) -> str:
-    return f"{value:>9.2f}" if value is not None else f"{'-':>9}"
+    return f"{value:>10.2f}" if value is not None else f"{'-':>10}"
 
 
 def _group_table(results: dict[str, dict]) -> list[str]:
@@ -106,10 +106,10 @@ def _group_table(results: dict[str, dict]) -> list[str]:
         for group in figures[0]["groups"]:
             bits = [f.get("groups", {}).get(group, {}).get("bits_per_token") for f in figures]
             tokens = figures[0]["groups"][group]["tokens"]
-            lines.append(f"{source:<{width}}{group:<10}{tokens:>10,} "
+            lines.append(f"{source:<{width}}{group:<10}{tokens:>10,}"
                          + "".join(_cell(b) for b in bits))  # fmt: skip
-        lines.append(f"{source:<{width}}{'all':<10}{figures[0]['tokens']:>10,} "
+        lines.append(f"{source:<{width}}{'all':<10}{figures[0]['tokens']:>10,}"
                      + "".join(_cell(f.get("bits_per_token")) for f in figures))  # fmt: skip
-        lines.append(f"{source:<{width}}{'per note':<10}{figures[0]['notes']:>10,} "
+        lines.append(f"{source:<{width}}{'per note':<10}{figures[0]['notes']:>10,}"
                      + "".join(_cell(f.get("bits_per_note")) for f in figures))  # fmt: skip
     return lines
