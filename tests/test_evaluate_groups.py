@@ -212,7 +212,12 @@ def test_the_command_prints_a_line_per_source_and_group_and_writes_them(
         model = saved["results"][name]
         assert {"loss", "perplexity", "bits_per_note", "tokens", "notes"} <= set(model)
         assert list(model["sources"]) == ["folk", "band"]
-        assert (
-            model["groups"]["drum"]["tokens"]
-            == model["sources"]["band"]["groups"]["drum"]["tokens"]
-        )
+        band_drums = model["sources"]["band"]["groups"]["drum"]["tokens"]
+        assert model["groups"]["drum"]["tokens"] == band_drums
+    quick = CliRunner().invoke(app, ["evaluate", "-m", str(tiny_model), "-d",
+                                     str(two_sources.folder), "--max-windows", "2",
+                                     "--no-baselines"])  # fmt: skip
+    assert quick.exit_code == 0, quick.output
+    picked = labelled_windows([two_sources], "test", 64, max_windows=2).tokens
+    gpt2 = next(line for line in quick.output.splitlines() if line.startswith("gpt2"))
+    assert gpt2.split()[-1] == f"{sum(len(w) - 1 for w in picked):,}"
