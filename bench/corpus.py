@@ -5,6 +5,7 @@ Hugging Face datasets engine against the local one, and the wall time of a full 
     .venv/bin/python bench/corpus.py --only tokenise     # one part: tokenise, datasets, music21
     .venv/bin/python bench/corpus.py --music21           # part 3 alone: builds all of music21
     .venv/bin/python bench/corpus.py --music21-manifest /tmp/full/corpus   # a finished build
+    .venv/bin/python bench/corpus.py --only rebuild      # part 4: a rebuild, nothing changed
     .venv/bin/python bench/corpus.py --render            # rewrite the section from the JSON
 
 1. tokenise: --files generated MIDI files (cached in bench/.cache/corpus-gen-N-SEED/), one
@@ -16,6 +17,10 @@ Hugging Face datasets engine against the local one, and the wall time of a full 
    build again over its cache, nothing changed (the incremental case).
 3. music21: `music-lm corpus build -s music21` as a subprocess with a fresh cache: wall time,
    pieces and tokens per split, failures, duplicates, the folder's size on disk.
+4. rebuild: `music-lm corpus build` as a subprocess on --rebuild-files generated files (80),
+   one worker: a first build (fresh cache, new folder) against a build again into the same
+   folder with nothing changed; whole-process wall times, the best of --repeat each, and
+   whether the rebuild imported transformers (`python -X importtime`).
 
 The raw figures of each part are kept in bench/corpus_results.json; the "## Corpus build"
 section of --out is rendered from all of them, so a part run alone keeps the others' figures.
@@ -32,6 +37,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -56,7 +62,7 @@ ROOT = BENCH.parent
 CACHE = BENCH / ".cache"
 RESULTS = BENCH / "corpus_results.json"
 SECTION = "## Corpus build"
-PARTS = ("tokenise", "datasets", "music21")
+PARTS = ("tokenise", "datasets", "music21", "rebuild")
 KINDS = ("melody", "chords", "band", "band-format0")  # generated files, in turn
 PPQS = (96, 120, 192, 384, 480, 960)
 MIB = 1024 * 1024
@@ -336,6 +342,64 @@ def music21_recorded(path: Path) -> dict[str, Any]:
     return {**figures, "wall_seconds": None, "command": None}
 
 
+# ---- 4. a rebuild with nothing changed ----
+
+
+def rebuild(folder: Path, repeat: int) -> dict[str, Any]:
+    """Wall seconds of `music-lm corpus build` (whole process, one worker): the first build
+    into a new folder with a fresh cache, and the same build again; best of `repeat`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out, cache = Path(tmp) / "corpus", Path(tmp) / "cache"
+        command = [sys.executable, "-m", "music_lm.cli", "corpus", "build", "-s",
+                   f"{folder}:gen", "-o", str(out), "--cache", str(cache), "-j", "1",
+                   "--no-progress"]  # fmt: skip
+
+        def timed(extra: tuple[str, ...] = ()) -> tuple[float, str]:
+            start = time.perf_counter()
+            done = subprocess.run([command[0], *extra, *command[1:]], capture_output=True,
+                                  text=True, check=True)  # fmt: skip
+            return time.perf_counter() - start, done.stderr
+
+        first, again = float("inf"), float("inf")
+        for n in range(repeat):
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(cache, ignore_errors=True)
+            first = min(first, timed()[0])
+            again = min(again, timed()[0])
+            print(f"pass {n + 1}: first {first:.2f} s, again {again:.2f} s", file=sys.stderr)
+        _, imports = timed(("-X", "importtime"))
+        manifest = json.loads((out / "manifest.json").read_text())
+    imported = re.search(r"\|\s+transformers$", imports, re.M) is not None
+    return {"first_seconds": first, "again_seconds": again, "repeat": repeat,
+            "transformers_imported": imported, "engine": manifest["engine"],
+            "pieces": sum(manifest["splits"][s]["pieces"] for s in SPLITS)}  # fmt: skip
+
+
+def rebuild_section(part: dict[str, Any]) -> list[str]:
+    r = part["results"]
+    share = r["again_seconds"] / r["first_seconds"]
+    return [
+        f"### 4. A rebuild with nothing changed, {part['files']} MIDI files",
+        "",
+        *part["environment"],
+        f"- files: {part['files']} generated as in part 1 (seed {part['seed']}), one source. "
+        "`music-lm corpus build -j 1` as a subprocess, whole-process wall time (start-up and "
+        "imports included), the best of "
+        f"{r['repeat']}: the first build (fresh encoding cache, new folder) against the same "
+        "build run again into that folder. The rebuild encodes nothing and copies the "
+        "tokenizer files of the corpus it replaces (same vocabulary, writer and transformers "
+        "version), so it does not import transformers "
+        f"(imported: {'yes' if r['transformers_imported'] else 'no'}, by `python -X "
+        "importtime`). Goal (issue 22): the rebuild at most 0.3x the first build.",
+        "",
+        "| build | wall s | share of the first build |",
+        "|---|---:|---:|",
+        f"| first build ({r['pieces']} pieces kept) | {r['first_seconds']:.2f} | 1.00 |",
+        f"| again, nothing changed | {r['again_seconds']:.2f} | {share:.2f} |",
+        "",
+    ]
+
+
 # ---- the report ----
 
 
@@ -493,7 +557,7 @@ def render(results: dict[str, Any], source: Path) -> str:
     lines = [SECTION, "", f"Written by `python bench/corpus.py` from {shown} (each part keeps "
              "its figures until it is run again).", ""]  # fmt: skip
     for name, section in (("tokenise", tokenise_section), ("datasets", datasets_section),
-                          ("music21", music21_section)):  # fmt: skip
+                          ("music21", music21_section), ("rebuild", rebuild_section)):  # fmt: skip
         if name in results:
             lines += section(results[name])
         else:
@@ -553,6 +617,9 @@ def main() -> None:
         default=10_000,
         metavar="N",
         help="part 2: files (default 10000)",
+    )
+    sizes.add_argument(
+        "--rebuild-files", type=int, default=80, metavar="N", help="part 4: files (default 80)"
     )
     sizes.add_argument(
         "--seed", type=int, default=0, metavar="N", help="seed of the generated files (default 0)"
@@ -626,6 +693,14 @@ def main() -> None:
             "seed": args.seed,
             "workers": workers,
             "results": engines(folder, workers),
+        }
+    if "rebuild" in chosen:
+        folder = generated_folder(args.rebuild_files, args.seed, workers)
+        results["rebuild"] = {
+            "environment": environment(processes(1)),
+            "files": len(midi_files(folder)),
+            "seed": args.seed,
+            "results": rebuild(folder, args.repeat),
         }
     if "music21" in chosen:
         if args.music21_manifest:
