@@ -16,6 +16,10 @@ piece of a window is shifted by its own random number of semitones, chosen withi
 ±`transpose` and within the range the corpus recorded for that piece (every melodic
 track stays inside its instrument's range, see `music_lm.midi.instruments`). Pitch words
 and key signatures move; drum hits are a different token family and never move.
+
+The other augmentations (`augment=Augmentation(...)`: dynamics, instruments, tempo; see
+`music_lm.corpus.augment`) act on each piece of a window after its transposition, drawn
+from the same generator: the same seed gives the same windows.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from music_lm.corpus.augment import Augmentation, augment_ids
 from music_lm.corpus.sources import CorpusError
 from music_lm.tokens.vocab import VOCAB
 
@@ -45,6 +50,10 @@ _POS = VOCAB.ranges["pos"]
 _BAR = VOCAB.ids["bar"]
 _END = VOCAB.ids["end"]
 _KEYS_PER_MODE = 15  # key:Cb..key:C# (sharps -7..7), major then minor
+# An augmented piece is cut at the first bar line this many tokens past what the window
+# needs (augmenting the rest would be wasted): dropped tempo or key repeats and merged
+# velocity groups rarely take more back; when they do, the whole piece is augmented.
+_AUGMENT_MARGIN = 64
 
 
 @dataclass
@@ -270,15 +279,19 @@ class WindowSampler:
         weights: Mapping[str, float] | None = None,
         seed: int = 0,
         header: bool = True,
+        augment: Augmentation | None = None,
     ) -> None:
         self.corpora = [corpora] if isinstance(corpora, Corpus) else list(corpora)
         if block_size < 2:
             raise ValueError(f"block_size must be at least 2, got {block_size}")
         if not 0 <= transpose <= 12:
             raise ValueError(f"transpose must be 0..12 semitones, got {transpose}")
+        if augment is not None and augment.active and not header:
+            raise ValueError("augmentation needs the windows' headers (header=True)")
         self.block_size = block_size
         self.transpose = transpose
         self.header = header
+        self.augment = augment if augment is not None and augment.active else None
         self.rng = np.random.default_rng(seed)
         self.members = [(c, i) for c in self.corpora for i in c.split(split)]
         if not self.members:
@@ -357,13 +370,28 @@ class WindowSampler:
             bars = np.flatnonzero(ids[: len(ids) - need // 2] == _BAR)
             start = int(self.rng.choice(bars)) if len(bars) else 0
         while True:
-            piece = piece_from_bar(ids, start) if self.header else ids[start:]
-            piece = transpose_ids(piece, self._shift(corpus, index))
-            parts.append(piece[: need - sum(map(len, parts))])
+            left = need - sum(map(len, parts))
+            parts.append(self._piece(corpus, index, ids, start, left)[:left])
             if sum(map(len, parts)) >= need:
                 return np.concatenate(parts)
             corpus, index = self._draw_piece()
             ids, start = corpus.ids(index), 0
+
+    def _piece(self, corpus: Corpus, index: int, ids: np.ndarray, start: int, left: int):
+        """The piece from token `start` on, transposed and augmented; at least `left`
+        tokens unless the piece ends sooner."""
+        if self.augment is None:
+            piece = piece_from_bar(ids, start) if self.header else ids[start:]
+            return transpose_ids(piece, self._shift(corpus, index))
+        shift = self._shift(corpus, index)
+        bars = np.flatnonzero(ids[start + left + _AUGMENT_MARGIN :] == _BAR)
+        stop = start + left + _AUGMENT_MARGIN + int(bars[0]) if len(bars) else len(ids)
+        piece = augment_ids(transpose_ids(piece_from_bar(ids[:stop], start), shift),
+                            self.augment, self.rng)  # fmt: skip
+        if stop < len(ids) and len(piece) < left:
+            piece = augment_ids(transpose_ids(piece_from_bar(ids, start), shift),
+                                self.augment, self.rng)  # fmt: skip
+        return piece
 
     def batch(self, batch_size: int) -> np.ndarray:
         """(batch_size, block_size + 1) int64 windows."""

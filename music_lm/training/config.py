@@ -40,6 +40,12 @@ class TrainConfig:
     grad_clip: float = 1.0
     transpose: int = 5  # random transposition of each piece, ± semitones
     weights: dict[str, float] = field(default_factory=dict)  # mixing, by source or style
+    # Augmentation of the training windows (music_lm.corpus.augment); 0 turns one off.
+    velocity_level: int = 3  # ± velocity bins (of 4), one dynamic level per piece
+    velocity_ramp: int = 4  # ± bins reached over a window's bars: crescendo or diminuendo
+    velocity_jitter: int = 1  # ± bins per note
+    revoice: float = 0.3  # probability that a piano or voice track gets another GM program
+    tempo_percent: float = 3.0  # ± percent of tempo, one factor per piece
     eval_every: int = 200
     eval_windows: int = 64  # validation windows per evaluation (0: the whole split)
     save_every: int = 500
@@ -74,6 +80,15 @@ class TrainConfig:
              f"--precision must be auto, bf16 or fp32, got {self.precision!r}"),
             (self.lora_rank >= 0, f"--lora-rank must be >= 0, got {self.lora_rank}"),
             (0 <= self.transpose <= 12, f"--transpose must be 0..12, got {self.transpose}"),
+            (0 <= self.velocity_level <= 31,
+             f"--velocity-level must be 0..31 bins, got {self.velocity_level}"),
+            (0 <= self.velocity_ramp <= 31,
+             f"--velocity-ramp must be 0..31 bins, got {self.velocity_ramp}"),
+            (0 <= self.velocity_jitter <= 31,
+             f"--velocity-jitter must be 0..31 bins, got {self.velocity_jitter}"),
+            (0 <= self.revoice <= 1, f"--revoice must be a probability 0..1, got {self.revoice}"),
+            (0 <= self.tempo_percent <= 50,
+             f"--tempo-percent must be 0..50, got {self.tempo_percent}"),
             (self.context >= 16, f"--context must be at least 16 tokens, got {self.context}"),
             (0 <= self.dropout < 1, f"--dropout must be in [0, 1), got {self.dropout}"),
             (self.eval_windows >= 0, f"--eval-windows must be >= 0, got {self.eval_windows}"),
@@ -96,8 +111,14 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["data"] = tuple(values["data"])
+        # A run saved before augmentation existed trained without it, and resumes so.
+        values = {**dict.fromkeys(AUGMENTATION_FIELDS, 0), **values}
         return cls(**values)
 
+
+AUGMENTATION_FIELDS = (
+    "velocity_level", "velocity_ramp", "velocity_jitter", "revoice", "tempo_percent"
+)  # fmt: skip
 
 # Settings that may change when a run is resumed: they do not change what was trained.
 RESUMABLE_CHANGES = frozenset(

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from music_lm.corpus.augment import Augmentation
 from music_lm.corpus.build import build_corpus
 from music_lm.corpus.config import BuildConfig
-from music_lm.corpus.dataset import Corpus
+from music_lm.corpus.dataset import Corpus, WindowSampler
 from music_lm.corpus.sources import CorpusError
+from music_lm.training.config import TrainConfig
 
 
 def prepare_data(paths: Sequence[str], run: Path, log: Callable[[str], None]) -> list[Corpus]:
@@ -38,3 +40,24 @@ def train_tokens(corpora: Sequence[Corpus]) -> int:
 
 def has_split(corpora: Sequence[Corpus], split: str) -> bool:
     return any(c.split(split) for c in corpora)
+
+
+def augmentation(config: TrainConfig) -> Augmentation:
+    """The window augmentation a run's settings ask for (all 0: none)."""
+    return Augmentation(
+        velocity_level=config.velocity_level, velocity_ramp=config.velocity_ramp,
+        velocity_jitter=config.velocity_jitter, revoice=config.revoice,
+        tempo_percent=config.tempo_percent,
+    )  # fmt: skip
+
+
+def training_sampler(
+    corpora: Sequence[Corpus], config: TrainConfig, context: int, process_index: int = 0
+) -> WindowSampler:
+    """The training split's windows as a run draws them: mixed by the run's weights,
+    transposed and augmented, seeded by the run's seed and the process's rank."""
+    return WindowSampler(
+        corpora, "train", block_size=context, transpose=config.transpose,
+        weights=config.weights or None, seed=config.seed * 1000 + process_index,
+        augment=augmentation(config),
+    )  # fmt: skip
