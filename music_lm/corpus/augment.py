@@ -228,7 +228,8 @@ def jitter_velocities(ids: np.ndarray, bins: int, rng: np.random.Generator) -> n
     is written again as the encoder writes it (`music_lm.tokens.codec.encode`): its notes
     sorted by (track, duration, velocity, pitch), a track word when the track changes,
     duration and velocity words when they differ from the track's in this bar. That is
-    the canonical form, without decoding the piece (6x faster than decode and encode)."""
+    the canonical form, without decoding the piece (decode and encode cost several times
+    more: bench/RESULTS.md, Window augmentation)."""
     source = ids.tolist()
     steps = iter(rng.integers(-bins, bins + 1, size=len(source)).tolist())  # one per token: enough
     out: list[int] = []

@@ -377,7 +377,9 @@ class WindowSampler:
             corpus, index = self._draw_piece()
             ids, start = corpus.ids(index), 0
 
-    def _piece(self, corpus: Corpus, index: int, ids: np.ndarray, start: int, left: int):
+    def _piece(
+        self, corpus: Corpus, index: int, ids: np.ndarray, start: int, left: int
+    ) -> np.ndarray:
         """The piece from token `start` on, transposed and augmented; at least `left`
         tokens unless the piece ends sooner."""
         if self.augment is None:
