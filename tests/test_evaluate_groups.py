@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +23,14 @@ from music_lm.midi.score import Note, Track
 from music_lm.model.folder import model_config, new_model
 from music_lm.tokens.vocab import NOTE_FAMILIES, VOCAB
 from music_lm.training.baselines import baseline_report, evaluate_stream, split_stream
-from music_lm.training.groups import GROUP_OF_FAMILY, GROUPS, NOTE_GROUPS, group_of_tokens
+from music_lm.training.evaluate import markdown_group_table, source_sets
+from music_lm.training.groups import (
+    GROUP_OF_FAMILY,
+    GROUPS,
+    NOTE_GROUPS,
+    combine,
+    group_of_tokens,
+)
 from music_lm.training.scoring import evaluate, labelled_windows, score_windows
 
 CONTEXT = 64
@@ -221,3 +229,40 @@ def test_the_command_prints_a_line_per_source_and_group_and_writes_them(
     picked = labelled_windows([two_sources], "test", 64, max_windows=2).tokens
     gpt2 = next(line for line in quick.output.splitlines() if line.startswith("gpt2"))
     assert gpt2.split()[-1] == f"{sum(len(w) - 1 for w in picked):,}"
+
+
+def test_several_sources_together_are_their_targets_pooled(figures: dict) -> None:
+    pooled = combine(list(figures["sources"].values()))
+    for key in ("tokens", "notes", "loss", "bits_per_note", "accuracy"):
+        assert pooled[key] == pytest.approx(figures[key], rel=1e-9), key
+    assert list(pooled["groups"]) == list(figures["groups"])
+    for group, together in pooled["groups"].items():
+        assert together == pytest.approx(figures["groups"][group], rel=1e-9), group
+
+
+def test_the_debian_packages_of_a_corpus_are_also_reported_together() -> None:
+    def corpus(*specs: str) -> SimpleNamespace:
+        entries = [{"source": spec.rsplit(":", 1)[-1], "spec": spec} for spec in specs]
+        return SimpleNamespace(manifest={"sources": entries})
+
+    two = corpus("music21", "debian:simutrans-data", "debian:freedink-data")
+    assert source_sets(two, ["music21", "simutrans-data", "freedink-data"]) == {
+        "debian:*": ["simutrans-data", "freedink-data"]
+    }
+    # a package without a piece in the split is not a member
+    assert source_sets(two, ["music21", "simutrans-data"]) == {}
+    # every source is a package: the set is the "all" of the table already
+    assert source_sets(two, ["simutrans-data", "freedink-data"]) == {}
+    assert source_sets(corpus("music21", "/home/me/midi:band"), ["music21", "band"]) == {}
+
+
+def test_the_model_card_table_has_a_row_per_source_and_group(figures: dict) -> None:
+    results = {"gpt2": figures, "copy": figures}
+    lines = markdown_group_table(results, {"gpt2": "this model", "copy": "again"})
+    assert lines[0] == "| source | group | tokens | this model | again |"
+    rows = [line.split(" | ") for line in lines[2:]]
+    per_source = {len(figures["sources"][s]["groups"]) + 2 for s in figures["sources"]}
+    assert len(rows) == sum(per_source) + len(figures["groups"]) + 2  # + "all" sources
+    assert rows[-1][0] == "| all"
+    assert rows[-1][3] == f"{figures['bits_per_note']:.2f}"
+    assert all(row[3] == row[4].rstrip(" |") for row in rows)

@@ -23,9 +23,13 @@ from pathlib import Path
 import torch
 
 from music_lm.corpus.dataset import Corpus
+from music_lm.corpus.sources import DEBIAN
 from music_lm.model.folder import count_parameters, load_model
 from music_lm.training.baselines import baseline_report
+from music_lm.training.groups import combine
 from music_lm.training.scoring import evaluate
+
+DEBIAN_SET = f"{DEBIAN}:*"  # every Debian package of a corpus (a tag holds no ':')
 
 
 def evaluate_model(
@@ -39,7 +43,8 @@ def evaluate_model(
 ) -> dict:
     """{"model": ..., "corpus": ..., "split": ..., "results": {"gpt2": {...}, "unigram":
     {...}, "markov-3": {...}}}; each result has loss, perplexity, bits_per_note, tokens,
-    notes, "groups" and "sources" (`groups.breakdown`)."""
+    notes, "groups", "sources" (`groups.breakdown`) and "source_sets" (several sources
+    together: "debian:*", every Debian package, with the names of its "members")."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     corpus = Corpus(data)
     loaded = load_model(model, device)
@@ -54,6 +59,12 @@ def evaluate_model(
             for key, value in figures.items():
                 if isinstance(value, float) and math.isnan(value):
                     figures[key] = None
+    sets = source_sets(corpus, list(results["gpt2"]["sources"]))
+    for figures in results.values():
+        figures["source_sets"] = {
+            name: combine([figures["sources"][s] for s in members]) | {"members": members}
+            for name, members in sets.items()
+        }
     return {
         "model": loaded.path,
         "parameters": count_parameters(loaded.model),
@@ -62,6 +73,17 @@ def evaluate_model(
         "split": split,
         "results": results,
     }
+
+
+def source_sets(corpus: Corpus, sources: list[str]) -> dict[str, list[str]]:
+    """The sets of `sources` reported together as well as one by one: "debian:*", the
+    corpus's Debian packages, when there are two or more but not every source."""
+    debian = [
+        entry["source"]
+        for entry in corpus.manifest.get("sources", [])
+        if str(entry.get("spec", "")).startswith(f"{DEBIAN}:") and entry["source"] in sources
+    ]
+    return {DEBIAN_SET: debian} if 1 < len(debian) < len(sources) else {}
 
 
 def format_evaluation(result: dict) -> str:
@@ -86,30 +108,57 @@ def _cell(value: float | None) -> str:
     return f"{value:>10.2f}" if value is not None else f"{'-':>10}"
 
 
-def _group_table(results: dict[str, dict]) -> list[str]:
-    """Bits per token by source and group, one column per model; each source ends with
-    all its tokens and its bits per note."""
-    names = list(results)
-    first = results[names[0]]
+Row = tuple[str, str, int, list[float | None]]  # source, group, tokens, a figure per model
+
+
+def group_rows(results: dict[str, dict]) -> list[Row]:
+    """Bits per token by source and group, a figure per model: for each source, then each
+    set of sources ("debian:*"), then all of them (when there are several), a row per group
+    with tokens, then "all" (bits per token over all its tokens) and "per note" (bits per
+    note, the count being its notes)."""
+    first = next(iter(results.values()))
     sources = list(first["sources"])
     blocks = [(source, [r["sources"].get(source, {}) for r in results.values()])
               for source in sources]  # fmt: skip
+    for name in first.get("source_sets", {}):
+        blocks.append((name, [r["source_sets"][name] for r in results.values()]))
     if len(sources) > 1:  # every source together: the split's figures
         blocks.append(("all", [r | {"bits_per_token": r["loss"] / math.log(2)}
                                for r in results.values()]))  # fmt: skip
-    width = max(len(s) for s, _ in blocks) + 2
+    rows: list[Row] = []
+    for source, figures in blocks:
+        for group, counted in figures[0]["groups"].items():
+            bits = [f.get("groups", {}).get(group, {}).get("bits_per_token") for f in figures]
+            rows.append((source, group, counted["tokens"], bits))
+        rows.append((source, "all", figures[0]["tokens"],
+                     [f.get("bits_per_token") for f in figures]))  # fmt: skip
+        rows.append((source, "per note", figures[0]["notes"],
+                     [f.get("bits_per_note") for f in figures]))  # fmt: skip
+    return rows
+
+
+def _group_table(results: dict[str, dict]) -> list[str]:
+    rows = group_rows(results)
+    width = max(len(source) for source, *_ in rows) + 2
     lines = [
         "bits per token by source and group (the last line of each source: bits per note)",
-        f"{'source':<{width}}{'group':<10}{'tokens':>10}" + "".join(f"{n:>10}" for n in names),
+        f"{'source':<{width}}{'group':<10}{'tokens':>10}" + "".join(f"{n:>10}" for n in results),
     ]
-    for source, figures in blocks:
-        for group in figures[0]["groups"]:
-            bits = [f.get("groups", {}).get(group, {}).get("bits_per_token") for f in figures]
-            tokens = figures[0]["groups"][group]["tokens"]
-            lines.append(f"{source:<{width}}{group:<10}{tokens:>10,}"
-                         + "".join(_cell(b) for b in bits))  # fmt: skip
-        lines.append(f"{source:<{width}}{'all':<10}{figures[0]['tokens']:>10,}"
-                     + "".join(_cell(f.get("bits_per_token")) for f in figures))  # fmt: skip
-        lines.append(f"{source:<{width}}{'per note':<10}{figures[0]['notes']:>10,}"
-                     + "".join(_cell(f.get("bits_per_note")) for f in figures))  # fmt: skip
+    for source, group, tokens, bits in rows:
+        lines.append(f"{source:<{width}}{group:<10}{tokens:>10,}" + "".join(map(_cell, bits)))
+    return lines
+
+
+def markdown_group_table(results: dict[str, dict], names: dict[str, str]) -> list[str]:
+    """`group_rows` as a Markdown table (for the model card), the models in the order and
+    under the names of `names` (result key -> column title)."""
+    picked = {key: results[key] for key in names}
+    lines = [
+        "| source | group | tokens | " + " | ".join(names.values()) + " |",
+        "|---|---|---:|" + "---:|" * len(names),
+    ]
+    for source, group, tokens, bits in group_rows(picked):
+        figures = " | ".join(f"{b:.2f}" if b is not None else "-" for b in bits)
+        label = f"**{group}** (bits per note)" if group == "per note" else group
+        lines.append(f"| {source} | {label} | {tokens:,} | {figures} |")
     return lines

@@ -72,8 +72,8 @@ def _groups(nats: np.ndarray, tokens: np.ndarray, notes: float) -> dict[str, dic
     return {
         group: {
             "tokens": int(tokens[g]),
-            "bits_per_token": _bits(nats[g]) / tokens[g],
-            "bits_per_note": _bits(nats[g]) / notes if notes else None,
+            "bits_per_token": _bits(float(nats[g])) / float(tokens[g]),
+            "bits_per_note": _bits(float(nats[g])) / notes if notes else None,
         }
         for g, group in enumerate(GROUPS)
         if tokens[g]
@@ -124,3 +124,20 @@ def piece_sources(pieces: Sequence, indices: Sequence[int], names: list[str]) ->
             names.append(piece.source)
         labels.append(np.full(piece.tokens, names.index(piece.source), dtype=np.int64))
     return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+
+def combine(summaries: Sequence[dict]) -> dict:
+    """The figures of several sources' targets together, from their `breakdown` summaries
+    (what `breakdown` gives for a source that holds all their pieces)."""
+    nats = np.zeros(len(GROUPS))
+    tokens = np.zeros(len(GROUPS))
+    for summary in summaries:
+        for group, figures in summary["groups"].items():
+            g = GROUPS.index(group)
+            tokens[g] += figures["tokens"]
+            nats[g] += figures["bits_per_token"] * figures["tokens"] * math.log(2)
+    combined = _summary(nats, tokens)
+    if summaries and all("accuracy" in s for s in summaries):
+        right = sum(s["accuracy"] * s["tokens"] for s in summaries)
+        combined["accuracy"] = right / combined["tokens"]
+    return combined
