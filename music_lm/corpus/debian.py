@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from music_lm.corpus.sources import SourceError
+from music_lm.corpus.errors import SourceError
 
 # Packages whose music we may train on and test with: checked by hand to hold music (not
 # game charts, as fretsonfire's song MIDIs are). songwrite's .mid files are not readable

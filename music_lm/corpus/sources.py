@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from music_lm.errors import MusicLmError
+from music_lm.corpus.errors import CorpusError, SourceError
 from music_lm.files import MIDI_SUFFIXES
 from music_lm.tokens.vocab import STYLES
 
@@ -72,14 +72,6 @@ MUSIC21_RECIPE = "midi-3"
 
 _ABC_TUNE = re.compile(rb"^X:\s*(\d+)", re.MULTILINE)
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-class CorpusError(MusicLmError, ValueError):
-    """A corpus that cannot be built or read: names the folder or source and the problem."""
-
-
-class SourceError(CorpusError):
-    """A source that cannot be used: names the source and the problem."""
 
 
 @dataclass(frozen=True)

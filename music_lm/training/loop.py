@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.nn.functional import cross_entropy
 
-from music_lm.corpus.dataset import Corpus, WindowSampler
+from music_lm.corpus.dataset import Corpus
 from music_lm.model.folder import count_parameters, model_meta, read_meta
 from music_lm.training.build import (
     add_lora,
@@ -76,7 +76,7 @@ from music_lm.training.checkpoints import (
     write_json,
 )
 from music_lm.training.config import CONFIG_FILE, TrainConfig, TrainError, TrainResult
-from music_lm.training.data import has_split, prepare_data, train_tokens
+from music_lm.training.data import has_split, prepare_data, train_tokens, training_sampler
 from music_lm.training.metrics import MetricsLog, flops_per_token, peak_flops, plot_losses
 from music_lm.training.scoring import score_windows, split_windows
 from music_lm.training.state import Run, RunState, Session
@@ -150,9 +150,7 @@ def _set_up(config: TrainConfig, given: set[str] | None, log: Callable[[str], No
     max_steps = config.max_steps or max(
         1, math.ceil((config.epochs or 1.0) * train_tokens(corpora) / tokens_per_step)
     )
-    sampler = WindowSampler(corpora, "train", block_size=context, transpose=config.transpose,
-                            weights=config.weights or None,
-                            seed=config.seed * 1000 + accelerator.process_index)  # fmt: skip
+    sampler = training_sampler(corpora, config, context, accelerator.process_index)
     model.to(accelerator.device)
     model.train()
     optimizer = make_optimizer(model, config, accelerator.device)
