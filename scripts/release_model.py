@@ -37,9 +37,10 @@ from music_lm.model.folder import (  # noqa: E402
     save_model_folder,
 )
 from music_lm.tokens.vocab import VOCAB  # noqa: E402
-from music_lm.training.evaluate import evaluate_model  # noqa: E402
+from music_lm.training.evaluate import evaluate_model, markdown_group_table  # noqa: E402
 
 CARD = ROOT / "docs" / "model-card.md"
+GROUP_TABLE_NAMES = {"gpt2": "this model", "markov-3": "order-3 Markov", "unigram": "unigram"}
 
 
 def ship(run: Path, target: Path) -> dict:
@@ -179,6 +180,11 @@ def render_card(
         "| " + " | ".join(name for name, _ in groups) + " |",
         "|" + "---|" * len(groups),
         "| " + " | ".join(f"{v:.3f}" for _, v in groups) + " |",
+        "",
+        "Bits per token by source and token group (a uniform guess: 10.58), and each "
+        "source's bits per note:",
+        "",
+        *markdown_group_table(results, GROUP_TABLE_NAMES),
         "",
         "## Use and limits",
         "",

@@ -26,7 +26,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tokenizers import AddedToken
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
@@ -363,21 +362,3 @@ def music_tokens_for(tokenizer) -> tuple[object, TokenMap]:
     if len(set(ids)) != len(ids) or any(i is None for i in ids):
         raise ModelError("the base tokenizer could not give every music token an id of its own")
     return tokenizer, TokenMap(tuple(int(i) for i in ids))
-
-
-def loss_group_of_tokens() -> np.ndarray:
-    """Loss group of every token id (index into LOSS_GROUPS)."""
-    lookup = {family: g for g, (_, families) in enumerate(LOSS_GROUPS) for family in families}
-    return np.array([lookup[f] for f in VOCAB.family_of], dtype=np.int64)
-
-
-# Token families grouped for the loss breakdown: what the model gets wrong, musically.
-LOSS_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("pitch", ("pitch",)),
-    ("drum", ("drum",)),
-    ("timing", ("pos", "bar")),
-    ("duration", ("dur", "dur_long")),
-    ("velocity", ("vel",)),
-    ("track", ("track",)),
-    ("header", ("piece", "end", "style", "inst", "tempo", "ts", "key", "special")),
-)
