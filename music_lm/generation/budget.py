@@ -11,6 +11,7 @@ Pure Python, no torch.
 
 from __future__ import annotations
 
+from music_lm.generation.ranges import append_id
 from music_lm.tokens.rules import (
     AFTER_DUR,
     AFTER_DUR_LONG,
@@ -153,8 +154,5 @@ class EndBudget:
                 trial = self.copy()
                 trial.advance(token)
                 if trial.done or trial.needed() <= left - 1:
-                    if out and out[-1][1] == token:
-                        out[-1] = (out[-1][0], token + 1)
-                    else:
-                        out.append((token, token + 1))
+                    append_id(out, token)
         return out

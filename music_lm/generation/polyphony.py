@@ -69,6 +69,10 @@ class Voices:
             return 0
         return max(sorted(ends, reverse=True)[self.limit - 1] - bar_start, 0)
 
+    def latest_end(self) -> int:
+        """The latest end tick of a note that may still sound (0: none)."""
+        return max((e for ends in self.ends for e in ends), default=0)
+
     def sound_after(self, tick: int) -> bool:
         """Whether a note of some track sounds past `tick`."""
         return any(e > tick for ends in self.ends for e in ends)

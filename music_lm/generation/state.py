@@ -118,16 +118,13 @@ class ContinuationState(EndBudget):
         seed_ids = list(seed_ids)
         drum_lengths: Counter[int] = Counter()  # the seed's drum note durations
         drum_keys: set[int] = set()
-        self.latest_end = 0  # the latest end of a note so far
         for token in seed_ids:
             self.grammar.advance(token)
             self.voices.take(token, self.grammar)
-            if _FAM[token] in ("pitch", "drum"):
+            if _FAM[token] == "drum":
                 end = self.grammar.onset_notes[-1][2]
-                self.latest_end = max(self.latest_end, end)
-                if _FAM[token] == "drum":
-                    drum_lengths[end - self.grammar.onset_tick] += 1
-                    drum_keys.add(_VAL[token])
+                drum_lengths[end - self.grammar.onset_tick] += 1
+                drum_keys.add(_VAL[token])
         g = self.grammar
         whole_bars = g.phase in (AFTER_NOTE, BAR_START, AFTER_TS) or (
             g.phase is AFTER_POS and g.pos > 0  # the last bar cut short at a bare position
@@ -504,10 +501,11 @@ class ContinuationState(EndBudget):
         cap = not self.constraints.hold_past_end
         if self.voices.limit is None and not cap:
             return [(lo, hi)]
+        latest = self.voices.latest_end()
         out: Ranges = []
         for token in range(lo, hi):
             final = self.final_end_tick(bar_steps(*_VAL[token]))
-            if cap and final < self.latest_end:
+            if cap and final < latest:
                 continue
             if self.voices.limit is None or any(
                 self._free_at_final(j, final) for j in range(len(self.tracks))
@@ -556,7 +554,6 @@ class ContinuationState(EndBudget):
             self.bar_has_note = False
         elif family in ("pitch", "drum") and self.bars_started:
             self.bar_has_note = True
-            self.latest_end = max(self.latest_end, self.grammar.onset_notes[-1][2])
 
     def copy(self) -> ContinuationState:
         new = ContinuationState.__new__(ContinuationState)
