@@ -21,7 +21,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from music_lm.generation.constraints import SCALES, ConstraintError, key_signature_tonic
+from music_lm.generation.constraints import (
+    LOOP_GUARD_TOKENS,
+    SCALES,
+    ConstraintError,
+    key_signature_tonic,
+)
 from music_lm.generation.options import (
     constraints_from_options,
     header_from_options,
@@ -352,7 +357,7 @@ def decoding_widgets() -> dict:
         )
         hold = row[3].checkbox("Ring past the end", help="Notes may sound past the last bar.")
         loop_guard = row[4].number_input(
-            "Loop guard (0: off)", 0, 4096, 32,
+            "Loop guard (0: off)", 0, 4096, LOOP_GUARD_TOKENS,
             help="The longest run of one repeated block of tokens.",
         )  # fmt: skip
     return {"unisons": unisons, "drum_keys": drum_keys, "drum_length": drum_length,

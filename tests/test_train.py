@@ -423,7 +423,7 @@ def test_lora_on_a_text_gpt2_is_refused(text_gpt2: Path, tiny_corpus: Corpus, tm
 def test_lora_merge_gives_the_adapters_outputs(tmp_path: Path) -> None:
     torch.manual_seed(0)
     base = new_model(model_config("tiny", 64))
-    lora = add_lora(base, TrainConfig(data=("x",), output="y", lora_rank=4))
+    lora = add_lora(base, rank=4, alpha=16)
     with torch.no_grad():
         for name, p in lora.named_parameters():
             if "lora_B" in name:

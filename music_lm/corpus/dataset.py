@@ -24,7 +24,6 @@ from the same generator: the same seed gives the same windows.
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from music_lm.corpus.augment import Augmentation, augment_ids
+from music_lm.corpus.augment import Augmentation, augment_ids, drop_repeated
 from music_lm.corpus.sources import CorpusError
 from music_lm.tokens.vocab import VOCAB
 
@@ -183,23 +182,9 @@ def transpose_ids(ids: np.ndarray, semitones: int) -> np.ndarray:
         raise ValueError(f"transposing by {semitones} semitones leaves MIDI's 0..127")
     keyed = (out >= _KEY.start) & (out < _KEY.stop)
     out[keyed] = _KEY.start + _KEY_SHIFT[semitones % 12, out[keyed] - _KEY.start]
-    return _drop_repeated_keys(out)
-
-
-def _drop_repeated_keys(ids: np.ndarray) -> np.ndarray:
-    """Enharmonic key changes (Gb to F#) become the same key once transposed, and the
-    grammar writes no key change that changes nothing: drop the repeat, and its onset
-    when nothing else happens there."""
-    keyed = np.flatnonzero((ids >= _KEY.start) & (ids < _KEY.stop))
-    drop: list[int] = []
-    for previous, i in itertools.pairwise(keyed):
-        if ids[i] == ids[previous]:
-            drop.append(int(i))
-            after = int(ids[i + 1]) if i + 1 < len(ids) else _END
-            onset_empty = after in (_BAR, _END) or after in _POS
-            if ids[i - 1] in _POS and onset_empty:
-                drop.append(int(i) - 1)
-    return np.delete(ids, drop) if drop else ids
+    # Enharmonic key changes (Gb to F#) become the same key once transposed, and the
+    # grammar writes no key change that changes nothing.
+    return drop_repeated(out, _KEY)
 
 
 def piece_from_bar(ids: np.ndarray, start: int, keep_tracks: bool = False) -> np.ndarray:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from music_lm.corpus.debian import check_allowed, default_cache_dir, package_midi_files
 from music_lm.corpus.errors import CorpusError, SourceError
 from music_lm.files import MIDI_SUFFIXES
 from music_lm.tokens.vocab import STYLES
@@ -146,8 +147,6 @@ def parse_source(spec: str) -> Source:
 
 
 def _debian_source(spec: str) -> Source:
-    # debian.py reads this module's errors: imported here, not at the top
-    from music_lm.corpus.debian import check_allowed
 
     package, _, tag = spec[len(DEBIAN) + 1 :].partition(":")
     check_allowed(package)
@@ -179,9 +178,6 @@ def list_items(source: Source, debian_dir: str | Path | None = None) -> list[Ite
         wanted = set(source.path.split(",")) if source.path else None
         return music21_items(wanted)
     if source.kind == DEBIAN:
-        # debian.py reads this module's errors: imported here, not at the top
-        from music_lm.corpus.debian import default_cache_dir, package_midi_files
-
         files = package_midi_files(source.path, debian_dir or default_cache_dir())
         # `none`, not `user`: a MIDI file a user brings is read with style:none, and the
         # packages' band music is what such files sound like

@@ -47,6 +47,15 @@ CORPUS_FILES = re.compile(
 )
 
 
+def _read_manifest(folder: Path) -> dict | None:
+    """The manifest of the corpus in `folder`, or None when there is none to read."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
 def check_output(out: Path) -> None:
     """`out` may be new, empty, or a corpus an earlier build wrote (it is then rebuilt):
     a build never removes what it did not write."""
@@ -54,11 +63,8 @@ def check_output(out: Path) -> None:
         raise CorpusError(f"{out}: exists and is not a folder")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    try:
-        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        manifest = None
-    if not isinstance(manifest, dict) or manifest.get("format") != CORPUS_FORMAT:
+    manifest = _read_manifest(out)
+    if manifest is None or manifest.get("format") != CORPUS_FORMAT:
         raise CorpusError(f"{out}: folder is not empty and holds no corpus; choose another -o")
     foreign = sorted(p.name for p in out.iterdir() if not CORPUS_FILES.fullmatch(p.name))
     if foreign:
@@ -137,12 +143,9 @@ def _write_tokenizer(staging: Path, previous: Path) -> str:
     being replaced has them under the same key they are copied: writing them imports
     transformers and torch, 2 s of a 2.7 s rebuild of 80 files."""
     key = tokenizer_key()
-    try:
-        manifest = json.loads((previous / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        manifest = None
+    manifest = _read_manifest(previous)
     files = [previous / name for name in TOKENIZER_FILES]
-    if isinstance(manifest, dict) and manifest.get("tokenizer_key") == key:
+    if manifest is not None and manifest.get("tokenizer_key") == key:
         present = [f for f in files if f.is_file()]
         if any(f.name == "tokenizer.json" for f in present):
             for f in present:

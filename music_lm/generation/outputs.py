@@ -89,7 +89,7 @@ def piece_end_tick(ids: Sequence[int]) -> int:
 def end_notes_by(score: Score, end_tick: int) -> None:
     """End every note of `score` that rings past `end_tick` there (in place)."""
     for track in score.tracks:
-        if any(n.onset_tick + n.duration_tick > end_tick for n in track.notes):
+        if any(n.end_tick > end_tick for n in track.notes):
             track.notes = [
                 n if n.end_tick <= end_tick else n._replace(duration_tick=end_tick - n.onset_tick)
                 for n in track.notes

@@ -20,18 +20,21 @@ import copy
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.nn.functional import cross_entropy
 
+from music_lm.corpus.augment import track_pitch_ranges
 from music_lm.corpus.dataset import piece_from_bar, transpose_ids
 from music_lm.corpus.split import transpose_range
-from music_lm.model.folder import LoadedModel
 from music_lm.tokens.vocab import VOCAB
-from music_lm.training.build import add_lora
-from music_lm.training.config import TrainConfig, TrainError
+from music_lm.training.config import TrainError
+
+if TYPE_CHECKING:  # transformers loads with the first model, not with generation's import
+    from music_lm.model.folder import LoadedModel
 
 ADAPT_METHODS = ("full", "lora")
 DEFAULT_METHOD = "full"  # gained more per second than LoRA (bench/RESULTS.md)
@@ -133,7 +136,7 @@ def adapt_model(
         windows = _Windows(train_ids, min(WINDOW_TOKENS, loaded.context), random_seed)
         losses = _train(model, windows, loaded, steps, rows, learning_rate, device, on_step)
         model = _plain(model, method)
-        adapted = LoadedModel(model, loaded.path, loaded.meta, loaded.token_map)
+        adapted = replace(loaded, model=model)
         bits_after = held_back_bits(adapted, ids, held_start) if held_start else None
     finally:
         torch.set_num_threads(before)
@@ -164,10 +167,11 @@ def _trainable_copy(model: torch.nn.Module, method: str, random_seed: int) -> to
         return model.train()
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    config = TrainConfig(data=("the seed",), output="", lora_rank=LORA_RANK, lora_alpha=LORA_ALPHA)
     with torch.random.fork_rng(devices=[]):  # the adapters' initial values, reproducibly
         torch.manual_seed(random_seed)
-        return add_lora(model, config).train()
+        from music_lm.training.build import add_lora  # peft and transformers: LoRA only
+
+        return add_lora(model, LORA_RANK, LORA_ALPHA).train()
 
 
 def _plain(model: torch.nn.Module, method: str) -> torch.nn.Module:
@@ -201,19 +205,9 @@ def seed_transpose_range(ids: Sequence[int]) -> tuple[int, int]:
     """The semitone shifts (down, up) that keep every melodic track of a seed inside its
     instrument's range (the corpus's rule for training transpositions)."""
     programs = [int(_VALUE[t]) for t in ids if _FAMILY[t] == "inst"]
-    low: dict[int, int] = {}
-    high: dict[int, int] = {}
-    track = 0
-    for token in ids:
-        family = _FAMILY[token]
-        if family == "track":
-            track = int(_VALUE[token])
-        elif family == "pitch":
-            pitch = int(_VALUE[token])
-            low[track] = min(low.get(track, pitch), pitch)
-            high[track] = max(high.get(track, pitch), pitch)
-    tracks = [(max(programs[t], 0), programs[t] < 0, low[t], high[t])
-              for t in low if t < len(programs)]  # fmt: skip
+    ranges = track_pitch_ranges(np.asarray(ids, dtype=np.int64))
+    tracks = [(max(programs[t], 0), programs[t] < 0, low, high)
+              for t, (low, high) in ranges.items() if t < len(programs)]  # fmt: skip
     return transpose_range(tracks)
 
 

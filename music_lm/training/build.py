@@ -137,14 +137,15 @@ def build_model(config: TrainConfig, log: Callable[[str], None]):
     return model, token_map, tokenizer, path
 
 
-def add_lora(model: torch.nn.Module, config: TrainConfig):
-    """Wrap `model` with LoRA adapters on every attention and MLP projection."""
+def add_lora(model: torch.nn.Module, rank: int, alpha: int):
+    """Wrap `model` with LoRA adapters of `rank` (scaled by `alpha`) on every attention and
+    MLP projection."""
     # peft only for LoRA runs
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
+        r=rank,
+        lora_alpha=alpha,
         lora_dropout=0.0,
         target_modules=["c_attn", "c_proj", "c_fc"],
         fan_in_fan_out=True,  # GPT-2's Conv1D stores weights transposed

@@ -11,7 +11,7 @@ from music_lm.corpus.build import build_corpus
 from music_lm.corpus.config import BuildConfig
 from music_lm.corpus.dataset import Corpus, WindowSampler
 from music_lm.corpus.sources import CorpusError
-from music_lm.training.config import TrainConfig
+from music_lm.training.config import AUGMENTATION_FIELDS, TrainConfig
 
 
 def prepare_data(paths: Sequence[str], run: Path, log: Callable[[str], None]) -> list[Corpus]:
@@ -44,11 +44,7 @@ def has_split(corpora: Sequence[Corpus], split: str) -> bool:
 
 def augmentation(config: TrainConfig) -> Augmentation:
     """The window augmentation a run's settings ask for (all 0: none)."""
-    return Augmentation(
-        velocity_level=config.velocity_level, velocity_ramp=config.velocity_ramp,
-        velocity_jitter=config.velocity_jitter, revoice=config.revoice,
-        tempo_percent=config.tempo_percent,
-    )  # fmt: skip
+    return Augmentation(**{name: getattr(config, name) for name in AUGMENTATION_FIELDS})
 
 
 def training_sampler(

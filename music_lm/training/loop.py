@@ -145,7 +145,7 @@ def _set_up(config: TrainConfig, given: set[str] | None, log: Callable[[str], No
 
     context = min(config.context, int(model.config.n_positions))
     if config.lora_rank:
-        model = add_lora(model, config)
+        model = add_lora(model, config.lora_rank, config.lora_alpha)
     tokens_per_step = config.batch_size * config.grad_accum * context * accelerator.num_processes
     max_steps = config.max_steps or max(
         1, math.ceil((config.epochs or 1.0) * train_tokens(corpora) / tokens_per_step)
