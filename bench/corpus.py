@@ -324,7 +324,7 @@ def music21_build(source: str, limit: int, workers: int) -> dict[str, Any]:
         out, cache = Path(tmp) / "corpus", Path(tmp) / "cache"
         command = [str(exe), "corpus", "build", "-s", source, "-o", str(out), "--cache",
                    str(cache), "--no-progress", "-j", str(workers)]  # fmt: skip
-        command += ["--limit", str(limit)] if limit else []
+        command += ["--max-pieces", str(limit)] if limit else []
         print("$ " + " ".join(command), file=sys.stderr)
         start = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

@@ -39,7 +39,9 @@ def corpus_build(
     test: float = typer.Option(0.05, help="Share of pieces held out for testing."),
     seed: int = typer.Option(0, help="Seed of the split (a hash of each piece's content)."),
     jobs: int = typer.Option(0, "--jobs", "-j", help="Worker processes (0: all cores)."),
-    limit: int = typer.Option(0, help="At most this many pieces per source, spread (0: all)."),
+    max_pieces: int = typer.Option(
+        0, help="At most this many pieces per source, spread over it (0: all)."
+    ),
     dedup: bool = typer.Option(True, help="Drop duplicate pieces, transposed copies too."),
     shard_tokens: int = typer.Option(8 * 1024 * 1024, help="Tokens per shard file at most."),
     cache: Path | None = typer.Option(
@@ -67,7 +69,7 @@ def corpus_build(
     from music_lm.corpus.stats import manifest_table
 
     config = BuildConfig(
-        tuple(sources), valid, test, seed, sustain, dedup, shard_tokens, limit or None
+        tuple(sources), valid, test, seed, sustain, dedup, shard_tokens, max_pieces or None
     )
     log = lambda message: typer.echo(message, err=True)  # noqa: E731
     if engine == "local":

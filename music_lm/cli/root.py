@@ -35,10 +35,26 @@ def debug_on(ctx: typer.Context) -> bool:
     return bool(ctx.find_root().params.get("debug"))
 
 
+def plain_flags(command: typer.core.TyperCommand | TyperGroup) -> None:
+    """Blank the type Typer prints after an on/off flag (`--force <bool>`: a flag takes no
+    value, so `<bool>` only misleads), in `command` and every command under it, --help too."""
+    # --help is made on first use; made here, it is the one every later use gets
+    help_option = command.get_help_option(typer.Context(command))
+    for param in [*command.params, *([help_option] if help_option else [])]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        plain_flags(sub)
+
+
 class _Commands(TyperGroup):
     """The command group: an error music_lm raises on purpose (MusicLmError) or an OS
     error becomes one line naming the file and exit code 2; `--debug` shows the
     traceback instead. Anything else is a bug and keeps its traceback."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        plain_flags(self)  # the whole tree is built by now: Typer builds it bottom up
 
     def invoke(self, ctx: typer.Context):
         try:
