@@ -110,6 +110,16 @@ FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing output fil
 SUSTAIN = typer.Option(
     False, "--sustain", help="Apply the sustain pedal (CC64): notes sound on while it is down."
 )
+# On where MIDI is read to make music from: a continuation is written without the pedal (the
+# token format has none), so a pedalled piano read without it would lose its held notes.
+# encode and corpus build keep each note-off as written unless asked (--sustain there).
+HELD_BY_PEDAL = typer.Option(
+    True,
+    "--sustain/--no-sustain",
+    help="Apply the sustain pedal (CC64) to the MIDI read: notes sound on while it is down, "
+    "as heard (on by default: the output has no pedal; encode and corpus build keep it off "
+    "unless given --sustain).",
+)
 
 
 def finish_batch(result: BatchResult, verb: str) -> None:

@@ -10,6 +10,7 @@ import typer
 from music_lm.cli.corpus import DEFAULT_CORPUS
 from music_lm.cli.root import (
     FORCE,
+    HELD_BY_PEDAL,
     app,
 )
 from music_lm.files import (
@@ -92,8 +93,10 @@ def train(
         DEFAULT_RUN_DATA,
         "--data",
         "-d",
-        help="Built corpus folder(s), or folder(s) of MIDI files (built on the way).",
+        help="Built corpus folder(s), or folder(s) of MIDI files as DIR or DIR:TAG (built on "
+        "the way, 10 % held out for validation and, from 20 pieces on, 10 % for testing).",
     ),
+    sustain: bool = HELD_BY_PEDAL,
     preset: str = typer.Option("small", help=TRAIN_HELP["preset"]),
     n_layer: int | None = typer.Option(None, help="Layers (overrides the preset)."),
     n_head: int | None = typer.Option(None, help="Attention heads (overrides the preset)."),
@@ -139,8 +142,13 @@ def finetune(
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Run folder (again: resumes)."),
     data: list[str] = typer.Option(
-        ..., "--data", "-d", help="Your MIDI folder (built into a corpus), or a built corpus."
+        ...,
+        "--data",
+        "-d",
+        help="Your MIDI folder as DIR or DIR:TAG (built into a corpus: 10 % held out for "
+        "validation and, from 20 pieces on, 10 % for testing), or a built corpus.",
     ),
+    sustain: bool = HELD_BY_PEDAL,
     context: int = typer.Option(1024, help=TRAIN_HELP["context"]),
     dropout: float = typer.Option(0.1, help="Dropout while fine-tuning (small data)."),
     max_steps: int | None = typer.Option(

@@ -46,6 +46,7 @@ class TrainConfig:
     velocity_jitter: int = 1  # ± bins per note
     revoice: float = 0.3  # probability that a piano or voice track gets another GM program
     tempo_percent: float = 3.0  # ± percent of tempo, one factor per piece
+    sustain: bool = False  # a MIDI folder is read with the sustain pedal applied
     eval_every: int = 200
     eval_windows: int = 64  # validation windows per evaluation (0: the whole split)
     save_every: int = 500

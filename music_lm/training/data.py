@@ -7,30 +7,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from music_lm.corpus.augment import Augmentation
-from music_lm.corpus.build import build_corpus
-from music_lm.corpus.config import BuildConfig
 from music_lm.corpus.dataset import Corpus, WindowSampler
-from music_lm.corpus.sources import CorpusError
 from music_lm.training.config import AUGMENTATION_FIELDS, TrainConfig
+from music_lm.training.folders import build_folder_corpus, is_corpus
 
 
-def prepare_data(paths: Sequence[str], run: Path, log: Callable[[str], None]) -> list[Corpus]:
-    """Corpus folders as they are; a folder of MIDI files is built into a corpus inside the
-    run folder first (10 % held out for validation, encodings cached)."""
+def prepare_data(
+    paths: Sequence[str], run: Path, log: Callable[[str], None], sustain: bool = False
+) -> list[Corpus]:
+    """Corpus folders as they are; a folder of MIDI files (DIR or DIR:TAG) is built into a
+    corpus inside the run folder first (`music_lm.training.folders`: 10 % held out for
+    validation, 10 % for testing from 20 pieces on; the sustain pedal applied when
+    `sustain`; encodings cached)."""
     corpora = []
     for number, name in enumerate(paths):
-        path = Path(name)
-        if (path / "manifest.json").is_file():
-            corpora.append(Corpus(path))
-            continue
-        if not path.is_dir():
-            raise CorpusError(f"{path}: no such corpus or MIDI folder")
-
-        target = run / f"corpus-{number}"
-        log(f"{path}: a folder of MIDI files; building its corpus in {target}")
-        config = BuildConfig((str(path),), valid_fraction=0.1, test_fraction=0.0)
-        build_corpus(config, target, progress=False, log=log)
-        corpora.append(Corpus(target))
+        if is_corpus(name):
+            corpora.append(Corpus(Path(name)))
+        else:
+            corpora.append(build_folder_corpus(name, run / f"corpus-{number}", sustain, log))
     return corpora
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from music_lm.corpus.dataset import Corpus
-from music_lm.corpus.sources import DEBIAN
+from music_lm.corpus.sources import DEBIAN, CorpusError
 from music_lm.model.folder import count_parameters, load_model
 from music_lm.training.baselines import baseline_report
 from music_lm.training.groups import combine
@@ -47,6 +47,7 @@ def evaluate_model(
     together: "debian:*", every Debian package, with the names of its "members")."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     corpus = Corpus(data)
+    _check_split(corpus, split)
     loaded = load_model(model, device)
     started = time.perf_counter()
     figures = evaluate(loaded.model, [corpus], split, loaded.context, max_windows, batch_size,
@@ -73,6 +74,16 @@ def evaluate_model(
         "split": split,
         "results": results,
     }
+
+
+def _check_split(corpus: Corpus, split: str) -> None:
+    """CorpusError in one line when `split` holds no piece, saying which split to use (a
+    corpus built by train or finetune from a folder of under 20 pieces has no test split)."""
+    if corpus.split(split):
+        return
+    others = [s for s in ("valid", "test", "train") if s != split and corpus.split(s)]
+    hint = f": use --split {others[0]}" if others else ""
+    raise CorpusError(f"{corpus.folder}: the {split} split holds no pieces{hint}")
 
 
 def source_sets(corpus: Corpus, sources: list[str]) -> dict[str, list[str]]:

@@ -187,7 +187,7 @@ def _open_folder_and_data(
         folder.mkdir(parents=True, exist_ok=True)
         clean_staging(folder)
         write_json(folder / CONFIG_FILE, config.to_json())
-    corpora = prepare_data(config.data, folder, log) if main else None
+    corpora = prepare_data(config.data, folder, log, config.sustain) if main else None
     accelerator.wait_for_everyone()
     if not main:
         corpora = [Corpus(d) for d in config.data]
