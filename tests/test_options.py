@@ -58,6 +58,32 @@ PICKUP_BEATS = 0.5  # the seed's first bar: a pickup of one eighth note
 # Flute (73), bass (33), piano (0) and drums: for --instruments. (An untrained model that
 # picks the drum track first tends to stay there: a drum hit is most of the vocabulary.)
 BAND = EXAMPLES / "band_with_drums.mid"
+# A piano in 4/4 (written by the runner where it runs, as PEDALLED_PIANO_NOTES says): C4, E4
+# and G4 struck an eighth apart, each released after an eighth, the sustain pedal down from
+# the start to beat 3; a second bar of one note.
+PEDALLED = "@pedalled"
+PEDALLED_PIANO_NOTES = ((0, 0.5, 60), (0.5, 1.0, 64), (1.0, 1.5, 67), (4.0, 5.0, 72))
+PEDAL_UP_BEAT = 3.0
+
+
+def pedalled_piano() -> bytes:
+    import mido
+    from conftest import build_midi
+
+    ppq = 480
+    events = [
+        (0, mido.Message("control_change", control=64, value=127)),
+        (int(PEDAL_UP_BEAT * ppq), mido.Message("control_change", control=64, value=0)),
+    ]
+    for onset, end, pitch in PEDALLED_PIANO_NOTES:
+        events += [
+            (int(onset * ppq), mido.Message("note_on", note=pitch, velocity=80)),
+            (int(end * ppq), mido.Message("note_off", note=pitch, velocity=0)),
+        ]
+    return build_midi(events, ticks_per_beat=ppq)
+
+
+SEED_FILES = {PEDALLED: ("pedalled_piano.mid", pedalled_piano)}
 
 # ---- the model's will: bias added to the logits of some token families ----
 
@@ -219,6 +245,17 @@ class Runner:
         self.root, self.models = root, models
         self.runs: dict[tuple, Take] = {}
 
+    def _file(self, seed: Path | str) -> Path:
+        """The seed file: an example, or one of SEED_FILES written here."""
+        if seed not in SEED_FILES:
+            return seed
+        name, make = SEED_FILES[seed]
+        path = self.root / "seeds" / name
+        if not path.is_file():
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(make())
+        return path
+
     def _in(self, seed: Path) -> Path:
         """The folder `continue` reads: the seed alone."""
         folder = self.root / f"in-{seed.stem}"
@@ -241,8 +278,9 @@ class Runner:
             self.runs[key] = self._run(*key)
         return self.runs[key]
 
-    def _run(self, command, given, seed, will, before) -> Take:
+    def _run(self, command, given, seed_given, will, before) -> Take:
         options = tuple(str(self.models.get(o, o)) for o in given)  # "@b": model b's folder
+        seed = None if seed_given is None else self._file(seed_given)
         base = self.base(command, seed is None)
         for flag in set(options) & set(base):  # a row's option replaces the base's
             del base[flag]
@@ -270,7 +308,7 @@ class Runner:
                 code = 0
             except SystemExit as stop:
                 code = stop.code or 0
-        key = (command, given, seed, will, before)
+        key = (command, given, seed_given, will, before)
         return Take(code, out.getvalue(), err.getvalue(), folder, stem, self, key)
 
 
@@ -548,6 +586,23 @@ def runs_of_at_most_8(take: Take) -> None:
     assert longest_repeat(take.file(".txt").read_text().split()) <= 8
 
 
+def seed_notes(take: Take) -> list[tuple[float, float, int]]:
+    """(onset, end, pitch) of the notes before the continuation marker."""
+    start = take.start_beat()
+    return sorted(n for notes in take.facts()["notes"].values() for n in notes if n[0] < start)
+
+
+def held_by_the_pedal(take: Take) -> None:
+    """The pedalled seed's first bar as it sounds: each note held until the pedal lifts."""
+    assert take.start_beat() == 4.0  # --seed-bars 1: the first bar
+    held = [(on, max(end, PEDAL_UP_BEAT), p) for on, end, p in PEDALLED_PIANO_NOTES if on < 4]
+    assert seed_notes(take) == held
+
+
+def released_as_written(take: Take) -> None:
+    assert seed_notes(take) == [n for n in PEDALLED_PIANO_NOTES if n[0] < take.start_beat()]
+
+
 def adapted_for_2_steps(take: Take) -> None:
     import json
 
@@ -569,7 +624,7 @@ class Case:
     control: tuple[str, ...] | None  # options whose output the check must reject
     commands: tuple[str, ...] = ("generate", "continue")
     will: Callable | None = None  # the model's leaning (a patch), for row and control
-    seed: Path | None = SEED  # None: from a header
+    seed: Path | str | None = SEED  # None: from a header; a str: one of SEED_FILES
     before: Callable | None = None
     why_no_control: str = ""
 
@@ -651,6 +706,12 @@ CASES = (
     Case("loop guard", ("loop_guard",), ("--unisons", "--loop-guard", "8"), runs_of_at_most_8,
          ("--unisons", "--loop-guard", "0"), will=repeating),
     Case("adapt", ("adapt",), ("--adapt", "2"), adapted_for_2_steps, ()),
+    Case("sustain", ("sustain",), ("--sustain",), held_by_the_pedal, ("--no-sustain",),
+         seed=PEDALLED),
+    Case("sustain by default", ("sustain",), (), held_by_the_pedal, ("--no-sustain",),
+         seed=PEDALLED),
+    Case("no sustain", ("sustain",), ("--no-sustain",), released_as_written, (),
+         seed=PEDALLED),
 )  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from music_lm.cli.root import (
     app,
     debug_on,
     finish_batch,
+    held_by_pedal,
 )
 from music_lm.files import (
     MIDI_SUFFIXES,
@@ -22,6 +23,9 @@ from music_lm.files import (
 )
 
 SEED_BARS = typer.Option(None, "--seed-bars", help="Use only the first M bars of the seed.")
+SEED_SUSTAIN = held_by_pedal(
+    "a MIDI seed", "the output has no pedal, and the seed's held notes would be cut short"
+)
 
 
 def _generation_options(settings: dict):
@@ -227,6 +231,7 @@ def generate(
     output: Path = Opt(DEFAULT_OUTPUT, "--output", "-o", help="Output folder."),
     bars: int = BARS,
     seed_bars: int | None = SEED_BARS,
+    sustain: bool = SEED_SUSTAIN,
     variants: int = VARIANTS,
     model: list[str] = MODEL_OPTION,
     mix: str | None = MIX,
@@ -276,6 +281,7 @@ def continue_(
     output: Path = Opt(DEFAULT_OUTPUT, "--output", "-o", help="Output folder."),
     bars: int = BARS,
     seed_bars: int | None = SEED_BARS,
+    sustain: bool = SEED_SUSTAIN,
     variants: int = VARIANTS,
     model: list[str] = MODEL_OPTION,
     mix: str | None = MIX,

@@ -110,16 +110,19 @@ FORCE = typer.Option(False, "--force", "-f", help="Overwrite existing output fil
 SUSTAIN = typer.Option(
     False, "--sustain", help="Apply the sustain pedal (CC64): notes sound on while it is down."
 )
-# On where MIDI is read to make music from: a continuation is written without the pedal (the
-# token format has none), so a pedalled piano read without it would lose its held notes.
-# encode and corpus build keep each note-off as written unless asked (--sustain there).
-HELD_BY_PEDAL = typer.Option(
-    True,
-    "--sustain/--no-sustain",
-    help="Apply the sustain pedal (CC64) to the MIDI read: notes sound on while it is down, "
-    "as heard (on by default: the output has no pedal; encode and corpus build keep it off "
-    "unless given --sustain).",
-)
+
+
+def held_by_pedal(what: str, why: str):
+    """--sustain/--no-sustain where MIDI is read to make music from (`what`: a seed, a
+    folder to train on). On by default (`why` says why there): the token format has no
+    pedal, so a pedalled piano read note-off by note-off loses the notes the pedal holds.
+    encode and corpus build keep each note-off as written unless --sustain."""
+    return typer.Option(
+        True,
+        "--sustain/--no-sustain",
+        help=f"Apply the sustain pedal (CC64) to {what}: a note sounds on while it is down. "
+        f"On by default: {why} (encode and corpus build apply it only with --sustain).",
+    )
 
 
 def finish_batch(result: BatchResult, verb: str) -> None:

@@ -10,14 +10,17 @@ import typer
 from music_lm.cli.corpus import DEFAULT_CORPUS
 from music_lm.cli.root import (
     FORCE,
-    HELD_BY_PEDAL,
     app,
+    held_by_pedal,
 )
 from music_lm.files import (
     OutputExistsError,
 )
 
 DEFAULT_RUN_DATA = [str(DEFAULT_CORPUS)]
+FOLDER_SUSTAIN = held_by_pedal(
+    "the MIDI folders of --data", "the model writes no pedal, so it learns notes as they sound"
+)
 
 
 def _given(ctx: typer.Context) -> set[str]:
@@ -96,7 +99,7 @@ def train(
         help="Built corpus folder(s), or folder(s) of MIDI files as DIR or DIR:TAG (built on "
         "the way, 10 % held out for validation and, from 20 pieces on, 10 % for testing).",
     ),
-    sustain: bool = HELD_BY_PEDAL,
+    sustain: bool = FOLDER_SUSTAIN,
     preset: str = typer.Option("small", help=TRAIN_HELP["preset"]),
     n_layer: int | None = typer.Option(None, help="Layers (overrides the preset)."),
     n_head: int | None = typer.Option(None, help="Attention heads (overrides the preset)."),
@@ -148,7 +151,7 @@ def finetune(
         help="Your MIDI folder as DIR or DIR:TAG (built into a corpus: 10 % held out for "
         "validation and, from 20 pieces on, 10 % for testing), or a built corpus.",
     ),
-    sustain: bool = HELD_BY_PEDAL,
+    sustain: bool = FOLDER_SUSTAIN,
     context: int = typer.Option(1024, help=TRAIN_HELP["context"]),
     dropout: float = typer.Option(0.1, help="Dropout while fine-tuning (small data)."),
     max_steps: int | None = typer.Option(

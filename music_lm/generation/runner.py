@@ -35,7 +35,7 @@ from music_lm.generation.outputs import (
     settings_record,
 )
 from music_lm.generation.sampling import _sample_rows, _Watch
-from music_lm.generation.seeds import Header, prepare_seed, seed_state
+from music_lm.generation.seeds import SUSTAIN_SEEDS, Header, prepare_seed, seed_state
 from music_lm.generation.settings import (
     GenerationError,
     GenerationStoppedError,
@@ -110,6 +110,7 @@ def generate(
     time_limit_s: float | None = None,
     adapt: int = 0,
     adapt_method: str = DEFAULT_METHOD,
+    sustain: bool = SUSTAIN_SEEDS,
 ) -> Generation:
     """Continue `seed` (a MIDI or token-text path, or ids; None: start from `header`) by
     exactly `constraints.bars` bars, `variants` times.
@@ -128,6 +129,8 @@ def generate(
     transpositions for this many steps (0: off; `adapt_method` "full" or "lora"); the
     models passed in and the folders on disk are never changed. Progress reports the steps
     (phase "adapting"), stop is asked after each, and the settings record keeps what it did.
+    sustain: a MIDI seed is read with the sustain pedal (CC64) applied, its notes held as
+    the pedal holds them (the default: the output has no pedal); False keeps its note-offs.
     """
     started = time.perf_counter()
     constraints = constraints or Constraints()
@@ -136,7 +139,8 @@ def generate(
     if random_seed is None:
         random_seed = int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
     device = _device_of(device, loaded, len(names))
-    ids, seed_name, constraints = prepare_seed(seed, header, seed_bars, style, constraints)
+    ids, seed_name, constraints = prepare_seed(seed, header, seed_bars, style, constraints,
+                                                  sustain)  # fmt: skip
     state = seed_state(ids, seed_name, constraints)
     budget = _budget(max_new_tokens, constraints, state)
     _check_adapt(adapt, ids)

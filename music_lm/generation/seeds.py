@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from music_lm.api import midi_to_text
 from music_lm.generation.constraints import (
     SEED_KEY,
     ConstraintError,
@@ -18,12 +17,17 @@ from music_lm.generation.constraints import (
 from music_lm.generation.settings import GenerationError
 from music_lm.generation.state import ContinuationState
 from music_lm.limits import check_size
+from music_lm.tokens.encoded import Encoded, encode_midi
 from music_lm.tokens.grammar import GrammarError, GrammarState
 from music_lm.tokens.rules import BAR, END
 from music_lm.tokens.validate import located, words_to_ids
 from music_lm.tokens.vocab import VOCAB, nearest_tempo
 
 R = VOCAB.ranges
+# A MIDI seed is read with the sustain pedal applied unless asked otherwise: a continuation
+# is written without a pedal (the token format has none), so a pedalled piano read note-off
+# by note-off would lose, in the output, the notes the pedal held, and be continued so.
+SUSTAIN_SEEDS = True
 _FAM = VOCAB.family_of
 _VAL = VOCAB.values
 
@@ -100,14 +104,24 @@ def seed_from_text(text: str, name: str = "<seed>") -> list[int]:
     return ids
 
 
-def seed_from_file(path: str | Path) -> tuple[list[int], str]:
-    """(ids, stem) of a seed file: MIDI (.mid/.midi) or token text (anything else)."""
+def read_midi_seed(
+    source: str | Path | bytes, name: str | None = None, sustain: bool = SUSTAIN_SEEDS
+) -> Encoded:
+    """A MIDI seed (a path or the file's bytes) encoded, the sustain pedal (CC64) applied
+    when `sustain`: what `generate`, `continue` and the page continue. MidiError and
+    CodecError (ValueErrors) name the file."""
+    return encode_midi(source, name=name, sustain=sustain)
+
+
+def seed_from_file(path: str | Path, sustain: bool = SUSTAIN_SEEDS) -> tuple[list[int], str]:
+    """(ids, stem) of a seed file: MIDI (.mid/.midi; the sustain pedal applied when
+    `sustain`) or token text (anything else)."""
     path = Path(path)
     if not path.is_file():
         raise GenerationError(f"{path}: no such file")
     if path.suffix.lower() in (".mid", ".midi", ".smf", ".kar"):
         try:
-            text = midi_to_text(path)
+            text = read_midi_seed(path, sustain=sustain).text
         except (ValueError, OSError) as err:
             message = str(err)
             raise GenerationError(
@@ -162,10 +176,12 @@ def prepare_seed(
     seed_bars: int | None,
     style: str | None,
     constraints: Constraints,
+    sustain: bool = SUSTAIN_SEEDS,
 ) -> tuple[list[int], str | None, Constraints]:
     """(ids, name, constraints) of what generate() continues: the ids of a header and whole
-    bars, from a file (its stem is the name), from ids, or from `header` when there is no
-    seed (None: one made from the constraints); and the constraints with the seed's key."""
+    bars, from a file (its stem is the name; a MIDI file read with the sustain pedal applied
+    when `sustain`), from ids, or from `header` when there is no seed (None: one made from
+    the constraints); and the constraints with the seed's key."""
     seed_name = None
     if seed is None:
         head = header or Header(
@@ -173,7 +189,7 @@ def prepare_seed(
         )
         ids = words_to_ids(head.words())
     elif isinstance(seed, (str, Path)):
-        ids, seed_name = seed_from_file(seed)
+        ids, seed_name = seed_from_file(seed, sustain)
     else:
         ids = seed_from_text(" ".join(VOCAB.tokens[t] for t in seed))
     ids = with_instruments(with_style(cut_seed(ids, seed_bars), style), constraints)
