@@ -6,7 +6,8 @@ UI only: the work is done by music_lm functions the CLI also calls; the session'
 Run with `streamlit run app.py` (`make run`).
 
 MUSIC_LM_MODEL names the model offered as the default (the tests put a tiny one there);
-MUSIC_LM_RUNS the folder searched for trained runs (default: runs/). MUSIC_LM_PAGE_DEBUG=1
+MUSIC_LM_RUNS the folder searched for trained runs (default: runs/); MUSIC_LM_EXAMPLES the
+folder of example seeds (default: midi_in/). MUSIC_LM_PAGE_DEBUG=1
 lets an unexpected error through as Streamlit's own error box with its traceback, instead of
 one line (the traceback then goes to the server's log only).
 """
@@ -34,6 +35,7 @@ from music_lm.generation.options import (
     parse_mix_weights,
     sampling_from_options,
 )
+from music_lm.generation.seeds import SUSTAIN_SEEDS
 from music_lm.generation.settings import GenerationError
 from music_lm.midi.gm import GM_PROGRAMS
 from music_lm.page.history import History
@@ -47,7 +49,7 @@ from music_lm.render.export import ExportError
 from music_lm.tokens.vocab import VOCAB
 
 ROOT = Path(__file__).parent
-EXAMPLES = ROOT / "midi_in"
+EXAMPLES = Path(os.environ.get("MUSIC_LM_EXAMPLES", ROOT / "midi_in"))
 RUNS = Path(os.environ.get("MUSIC_LM_RUNS", ROOT / "runs"))
 DEFAULT_MODEL = os.environ.get("MUSIC_LM_MODEL", "default")
 STYLES = [VOCAB.values[i] for i in VOCAB.ranges["style"]]
@@ -111,8 +113,8 @@ def play(midi: bytes, name: str) -> bytes | None:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def example_seed(name: str) -> Seed:
-    return seed_from_midi((EXAMPLES / name).read_bytes(), name, "example")
+def example_seed(name: str, sustain: bool) -> Seed:
+    return seed_from_midi((EXAMPLES / name).read_bytes(), name, "example", sustain=sustain)
 
 
 def model_path(choice: str) -> str:
@@ -125,12 +127,21 @@ def model_path(choice: str) -> str:
 def seed_widgets() -> Seed | None:
     """The seed the user chose: an example, an upload, or settings only."""
     source = st.radio("Seed", ["Example", "Upload", "Settings only"], horizontal=True)
+    if source != "Settings only":
+        # the same reading as `music-lm generate --sustain/--no-sustain`, and its default
+        sustain = st.checkbox(
+            "Apply the sustain pedal",
+            value=SUSTAIN_SEEDS,
+            key="sustain",
+            help="Notes sound on while the pedal (CC64) is down, as the file is heard: the "
+            "takes have no pedal, so without it a pedalled piano's held notes are cut short.",
+        )
     if source == "Example":
         names = sorted(p.name for p in EXAMPLES.glob("*.mid"))
         if not names:
-            st.info("No examples in midi_in/: upload a MIDI file.")
+            st.info(f"No examples in {EXAMPLES}: upload a MIDI file.")
             return None
-        return example_seed(st.selectbox("Example seed", names))
+        return example_seed(st.selectbox("Example seed", names), sustain)
     if source == "Upload":
         uploaded = st.file_uploader(
             f"MIDI file (up to {LIMITS.upload_bytes // 2**20} MB, {LIMITS.seed_bars} bars)",
@@ -140,12 +151,13 @@ def seed_widgets() -> Seed | None:
             return None
         # Read once per upload, kept in this session's memory only (never on disk).
         cached = st.session_state.get("upload")
-        if cached is None or cached[0] != uploaded.file_id:
+        if cached is None or cached[0] != (uploaded.file_id, sustain):
             try:
-                made: Seed | str = seed_from_midi(uploaded.getvalue(), uploaded.name)
+                made: Seed | str = seed_from_midi(uploaded.getvalue(), uploaded.name,
+                                                  sustain=sustain)  # fmt: skip
             except SeedError as err:
                 made = str(err)
-            st.session_state.upload = cached = (uploaded.file_id, made)
+            st.session_state.upload = cached = ((uploaded.file_id, sustain), made)
         if isinstance(cached[1], str):
             st.error(cached[1])
             return None

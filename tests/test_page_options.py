@@ -36,21 +36,28 @@ from streamlit.testing.v1 import AppTest
 from test_app import APP, button, finish, takes, widget
 from test_options import (
     BEATS_PER_BAR,
+    EXAMPLES,
+    SEED_FILES,
     _family_ids,
     _low_pitch_ids,
     changes_after_marker,
     exactly_bars,
+    held_by_the_pedal,
     model_hash,
     one_note_at_a_time,
     pitches_in,
     pitches_within,
     pushing,
     ranked,
+    released_as_written,
     somewhere_outside_instrument_ranges,
     within_instrument_ranges,
 )
 
 FOLK, BAND = "folk_tune.mid", "band_with_drums.mid"
+PEDALLED_NAME, PEDALLED_BYTES = SEED_FILES["@pedalled"]  # among the page's examples here
+SUSTAIN = "Apply the sustain pedal"  # read with the seed, before the options form
+SEED_CONTROLS = (SUSTAIN,)
 SEED_NUMBER = 1
 
 
@@ -100,6 +107,10 @@ def open_page(tiny_model: Path, other: Path, root: Path, monkeypatch) -> AppTest
     monkeypatch.setenv("MUSIC_LM_MODEL", str(tiny_model))
     monkeypatch.setenv("MUSIC_LM_RUNS", str(root / "runs"))
     monkeypatch.setenv("MUSIC_LM_PAGE_DEBUG", "1")  # an unexpected error fails the test
+    examples = root / "examples"  # midi_in's, and a pedalled piano
+    shutil.copytree(EXAMPLES, examples, ignore=shutil.ignore_patterns("*.py", "*.md"))
+    (examples / PEDALLED_NAME).write_bytes(PEDALLED_BYTES())
+    monkeypatch.setenv("MUSIC_LM_EXAMPLES", str(examples))
     shutil.copytree(other, root / "runs" / "other")  # a second model, other weights
     page = AppTest.from_file(APP, default_timeout=120)
     page.run()
@@ -114,7 +125,8 @@ def choose_seed(page: AppTest, example: str) -> None:
 
 def reset_form(page: AppTest) -> None:
     """Every control of the form as it opens, but one variant of one bar from a fixed random
-    seed (the form keeps what the last row set)."""
+    seed (the form keeps what the last row set); the seed read with the pedal, as it opens."""
+    widget(page.checkbox, SUSTAIN).check()
     widget(page.multiselect, "Models").set_value([model_labels(page)[0]])
     widget(page.selectbox, "Mix").select("weights")
     widget(page.text_input, "Mix weights").input("")
@@ -377,6 +389,10 @@ PAGE_CASES = (
     PageCase("ring past the end", ("Ring past the end",),
              set_("checkbox", "Ring past the end", True),
              recorded("constraints", "hold_past_end", value=True)),
+    PageCase("sustain", (SUSTAIN,), set_("checkbox", SUSTAIN, True), plain(held_by_the_pedal),
+             seed=PEDALLED_NAME, control=set_("checkbox", SUSTAIN, False)),
+    PageCase("no sustain", (SUSTAIN,), set_("checkbox", SUSTAIN, False),
+             plain(released_as_written), seed=PEDALLED_NAME),
     PageCase("loop guard", ("Loop guard (0: off)",),
              set_("number_input", "Loop guard (0: off)", 0),
              recorded("constraints", "loop_guard", value=None)),
@@ -441,8 +457,10 @@ def form_controls(page: AppTest) -> set[str]:
 
 
 def test_every_control_of_the_form_has_a_row(shared: Page) -> None:
+    """The form's controls, and those that read the seed (the pedal)."""
     covered = {label for case in PAGE_CASES for label in case.covers}
     controls = form_controls(shared.app)
     assert len(controls) >= 15  # the form was found
+    controls |= {c.label for c in shared.app.checkbox if c.label in SEED_CONTROLS}
     assert controls - covered == set(), "controls without a row"
     assert covered - controls == set(), "rows for no control"

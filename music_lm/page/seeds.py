@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 from music_lm.errors import MusicLmError
+from music_lm.generation.seeds import SUSTAIN_SEEDS, read_midi_seed, seed_from_text
 from music_lm.generation.settings import GenerationError
 from music_lm.midi.score import Score
 from music_lm.page.limits import LIMITS, PageLimits
@@ -57,9 +58,6 @@ class Seed:
 
 
 def _seed_ids(text: str, name: str) -> tuple[int, ...]:
-    # on use: only a seed read from MIDI is checked here
-    from music_lm.generation.seeds import seed_from_text
-
     try:
         return tuple(seed_from_text(text, name))
     except GenerationError as err:
@@ -67,18 +65,20 @@ def _seed_ids(text: str, name: str) -> tuple[int, ...]:
 
 
 def seed_from_midi(
-    data: bytes, name: str, origin: str = "upload", limits: PageLimits = LIMITS
+    data: bytes,
+    name: str,
+    origin: str = "upload",
+    limits: PageLimits = LIMITS,
+    sustain: bool = SUSTAIN_SEEDS,
 ) -> Seed:
-    """The seed of a MIDI file's bytes; SeedError names the file and what is wrong."""
-    # on use: only an upload or an example reads MIDI
-    from music_lm.tokens.encoded import encode_midi
-
+    """The seed of a MIDI file's bytes, read as `music-lm generate` reads one (the sustain
+    pedal applied when `sustain`); SeedError names the file and what is wrong."""
     if len(data) > limits.upload_bytes:
         raise SeedError(
             f"{name}: {len(data):,} bytes is over the limit of {limits.upload_bytes:,} bytes"
         )
     try:
-        encoded = encode_midi(data, name=name)
+        encoded = read_midi_seed(data, name=name, sustain=sustain)
     except (ValueError, OSError) as err:  # MidiError and CodecError are ValueErrors
         message = str(err)
         raise SeedError(message if name in message else f"{name}: {message}") from None
