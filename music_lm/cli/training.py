@@ -50,7 +50,7 @@ def _weights(specs: list[str]) -> dict[str, float]:
 def _run_training(ctx: typer.Context, base: str | None, **options) -> None:
     # torch loads only when the command runs
     from music_lm.training.config import TrainConfig
-    from music_lm.training.loop import train
+    from music_lm.training.loop import is_main_process, train
 
     options["data"] = tuple(options["data"])
     options["weights"] = _weights(options.pop("weights"))
@@ -59,7 +59,8 @@ def _run_training(ctx: typer.Context, base: str | None, **options) -> None:
     given = _given(ctx) | {"output", "base"}
     result = train(config, given=given, log=lambda m: typer.echo(m, err=True))
     best = f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss else ""
-    typer.echo(f"{result.run}: step {result.step}{best}")
+    if is_main_process():  # one line per run, not per process
+        typer.echo(f"{result.run}: step {result.step}{best}")
 
 
 FINETUNE_STEPS = 300  # a few hundred steps suit a folder of songs; see docs/training.md

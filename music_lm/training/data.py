@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from music_lm.corpus.augment import Augmentation
 from music_lm.corpus.dataset import Corpus, WindowSampler
 from music_lm.training.config import AUGMENTATION_FIELDS, TrainConfig
-from music_lm.training.folders import build_folder_corpus, is_corpus
+from music_lm.training.folders import build_folder_corpus, corpus_folder, is_corpus
+
+SEED_BOUND = 2**63  # a window's seed is drawn below this
 
 
 def prepare_data(
@@ -19,13 +23,10 @@ def prepare_data(
     corpus inside the run folder first (`music_lm.training.folders`: 10 % held out for
     validation, 10 % for testing from 20 pieces on; the sustain pedal applied when
     `sustain`; encodings cached)."""
-    corpora = []
     for number, name in enumerate(paths):
-        if is_corpus(name):
-            corpora.append(Corpus(Path(name)))
-        else:
-            corpora.append(build_folder_corpus(name, run / f"corpus-{number}", sustain, log))
-    return corpora
+        if not is_corpus(name):
+            build_folder_corpus(name, corpus_folder(name, number, run), sustain, log)
+    return [Corpus(corpus_folder(name, number, run)) for number, name in enumerate(paths)]
 
 
 def train_tokens(corpora: Sequence[Corpus]) -> int:
@@ -41,13 +42,39 @@ def augmentation(config: TrainConfig) -> Augmentation:
     return Augmentation(**{name: getattr(config, name) for name in AUGMENTATION_FIELDS})
 
 
-def training_sampler(
-    corpora: Sequence[Corpus], config: TrainConfig, context: int, process_index: int = 0
-) -> WindowSampler:
+def training_sampler(corpora: Sequence[Corpus], config: TrainConfig, context: int) -> WindowSampler:
     """The training split's windows as a run draws them: mixed by the run's weights,
-    transposed and augmented, seeded by the run's seed and the process's rank."""
+    transposed and augmented, seeded by the run's seed."""
     return WindowSampler(
         corpora, "train", block_size=context, transpose=config.transpose,
-        weights=config.weights or None, seed=config.seed * 1000 + process_index,
-        augment=augmentation(config),
+        weights=config.weights or None, seed=config.seed * 1000, augment=augmentation(config),
     )  # fmt: skip
+
+
+class ShardedWindows:
+    """The windows one process of a run trains on: its slice of each global batch.
+
+    A micro-batch of the run is a global batch of `per_process × processes` windows. The
+    run's stream (the sampler's generator, the same on every process) draws one seed per
+    window of the global batch; process `rank` builds windows `rank × per_process` to
+    `(rank + 1) × per_process - 1` of it, each from its own seed. So the processes train on
+    different windows, no process builds another's, and the run's data depends on its seed
+    and the global batch only: N processes of B windows see the windows that one process
+    of N × B windows sees, in the same order (hence the same losses, to float rounding)."""
+
+    def __init__(self, sampler: WindowSampler, rank: int = 0, processes: int = 1) -> None:
+        if not 0 <= rank < processes:
+            raise ValueError(f"process {rank} of {processes}: the rank must be 0..{processes - 1}")
+        self.sampler, self.rank, self.processes = sampler, rank, processes
+        self.stream = sampler.rng  # saved in checkpoints; the windows' own generators are not
+
+    def batch(self, per_process: int) -> np.ndarray:
+        """(per_process, context + 1) int64: this process's slice of the next global batch."""
+        seeds = self.stream.integers(SEED_BOUND, size=per_process * self.processes)
+        mine = seeds[self.rank * per_process : (self.rank + 1) * per_process]
+        windows = []
+        for seed in mine:
+            self.sampler.rng = np.random.default_rng(int(seed))
+            windows.append(self.sampler.window())
+        self.sampler.rng = self.stream
+        return np.stack(windows)

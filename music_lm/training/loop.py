@@ -9,8 +9,12 @@ fine-tuning (`base=...`) starts from a model folder, the shipped default, or a t
 GPT-2 whose tokenizer gets the music tokens added. Data is one or more built corpora;
 a folder of MIDI files is built into a corpus inside the run folder on the way.
 
-The loop runs under Hugging Face Accelerate, so the same code runs on a CPU, a GPU or
-several (`accelerate launch -m music_lm.cli train ...`). Windows are packed: pieces
+The loop runs under Hugging Face Accelerate, so the same code runs on a CPU, a GPU, or
+several processes as one run (`torchrun --nproc_per_node N -m music_lm.cli train ...` or
+`accelerate launch --multi_gpu --num_processes N -m music_lm.cli train ...`; on a machine
+without GPUs, N CPU processes over gloo): each process trains on its slice of every
+global batch (`data.ShardedWindows`), the gradients are averaged, validation is summed
+over the processes, and the main process alone writes. Windows are packed: pieces
 follow each other in a window, separated by their own `end`/`piece` tokens, so no
 attention mask is needed and no compute goes to padding.
 
@@ -76,7 +80,13 @@ from music_lm.training.checkpoints import (
     write_json,
 )
 from music_lm.training.config import CONFIG_FILE, TrainConfig, TrainError, TrainResult
-from music_lm.training.data import has_split, prepare_data, train_tokens, training_sampler
+from music_lm.training.data import (
+    ShardedWindows,
+    has_split,
+    prepare_data,
+    train_tokens,
+    training_sampler,
+)
 from music_lm.training.metrics import MetricsLog, flops_per_token, peak_flops, plot_losses
 from music_lm.training.scoring import score_windows, split_windows
 from music_lm.training.state import Run, RunState, Session
@@ -103,6 +113,7 @@ def train(
     session = _open_session(run, state)
     config = run.config
     while state.step < run.max_steps:
+        _check_launcher(run)
         lr = run.scheduler.get_last_lr()[0]  # the rate this step uses
         grad_norm = _optimizer_step(run, session)
         _count_step(run, state, session)
@@ -126,14 +137,13 @@ def _set_up(config: TrainConfig, given: set[str] | None, log: Callable[[str], No
     """The run in `config.output` set up to train: settings, processes, the model, the run
     folder and its data, the optimizer."""
     # Accelerate loads only when a run starts, not with the training stage.
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
     folder = Path(config.output)
     config = _settings(config, folder, given)
     cuda = torch.cuda.is_available()
     bf16 = config.precision == "bf16" or (config.precision == "auto" and native_bf16(cuda))
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
+    accelerator = _accelerator(bf16)
     say = log or (lambda message: print(message, file=sys.stderr))
     log = say if accelerator.is_main_process else (lambda _message: None)
 
@@ -150,7 +160,8 @@ def _set_up(config: TrainConfig, given: set[str] | None, log: Callable[[str], No
     max_steps = config.max_steps or max(
         1, math.ceil((config.epochs or 1.0) * train_tokens(corpora) / tokens_per_step)
     )
-    sampler = training_sampler(corpora, config, context, accelerator.process_index)
+    windows = ShardedWindows(training_sampler(corpora, config, context),
+                             accelerator.process_index, accelerator.num_processes)  # fmt: skip
     model.to(accelerator.device)
     model.train()
     optimizer = make_optimizer(model, config, accelerator.device)
@@ -161,8 +172,9 @@ def _set_up(config: TrainConfig, given: set[str] | None, log: Callable[[str], No
     return Run(
         config=config, folder=folder, accelerator=accelerator, log=log, model=model,
         token_map=token_map, tokenizer=tokenizer, base_path=base_path, base_sha=base_sha,
-        corpora=corpora, sampler=sampler, optimizer=optimizer, scheduler=scheduler,
+        corpora=corpora, windows=windows, optimizer=optimizer, scheduler=scheduler,
         context=context, max_steps=max_steps, tokens_per_step=tokens_per_step, bf16=bf16,
+        launcher=os.getppid() if accelerator.num_processes > 1 else None,
     )  # fmt: skip
 
 
@@ -170,8 +182,8 @@ def _settings(config: TrainConfig, folder: Path, given: set[str] | None) -> Trai
     """The settings to train with: on resume, the saved ones with the changes allowed."""
     given = set(given) if given is not None else {f.name for f in fields(TrainConfig)}
     config = resolve_config(config, folder, given)
-    world_env = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_env > 1 and any(not (Path(d) / "manifest.json").is_file() for d in config.data):
+    built = all((Path(d) / "manifest.json").is_file() for d in config.data)
+    if launched_processes() > 1 and not built:
         raise TrainError("with several processes, --data must be built corpora: build a MIDI "
                          "folder first with `music-lm corpus build -s DIR -o CORPUS`")  # fmt: skip
     return config
@@ -199,6 +211,67 @@ def _open_folder_and_data(
     return corpora
 
 
+# ---- processes ----
+
+# How many processes a launcher started, by launcher: torchrun and `accelerate launch
+# --multi_gpu` set WORLD_SIZE; mpirun (Intel MPI, MVAPICH, Open MPI) the others. Accelerate
+# reads the same variables.
+WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE")
+
+
+def launched_processes() -> int:
+    """The number of processes the launcher started for this run (1: none, or on its own)."""
+    for name in WORLD_SIZE_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            if not value.isdigit() or int(value) < 1:
+                raise TrainError(f"${name}={value!r}: the number of processes must be >= 1")
+            return int(value)
+    return 1
+
+
+def _accelerator(bf16: bool) -> Accelerator:
+    """The Accelerator of this process, in the run of every process its launcher started."""
+    # Accelerate loads only when a run starts, not with the training stage.
+    from accelerate import Accelerator
+
+    processes = launched_processes()
+    cpu_flag = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    if processes == 1 and cpu_flag and os.environ.get("MASTER_ADDR"):
+        # `accelerate launch --cpu --num_processes N` starts one process unless it goes
+        # through mpirun (--mpirun_hostfile): refuse, rather than train alone.
+        raise TrainError(
+            "accelerate launch --cpu started one process, not several: on CPUs use "
+            "`accelerate launch --multi_gpu --num_processes N -m music_lm.cli train ...` (on "
+            "a machine without GPUs it starts N CPU processes) or `torchrun --nproc_per_node N "
+            "-m music_lm.cli train ...`"
+        )
+    # A launched process without a GPU must be told to use the CPU: Accelerate would
+    # otherwise look for a GPU backend, find none and run the process alone (each process
+    # its own run, "on 1 × cpu"). Told, the processes meet over gloo.
+    cpu = processes > 1 and not torch.cuda.is_available()
+    return Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no")
+
+
+def is_main_process() -> bool:
+    """Whether this process is its run's main one, the one that writes and reports (after
+    `train`; a process on its own is)."""
+    # Accelerate loads only when a run starts, not with the training stage.
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def _check_launcher(run: Run) -> None:
+    """Stop when the launcher of several processes is gone (killed: its processes are
+    left running, in sessions of their own, and would race a new run on the folder)."""
+    if run.launcher is not None and os.getppid() != run.launcher:
+        raise TrainError(
+            f"{run.folder}: the launcher of this run (process {run.launcher}) is gone; "
+            "stopping. Run the same command to resume from the last checkpoint"
+        )
+
+
 # ---- resume ----
 
 
@@ -221,12 +294,14 @@ def _resume(run: Run) -> RunState:
     run.scheduler.load_state_dict(saved["scheduler"])
     state.step, state.best = int(saved["step"]), _best_so_far(run.folder, saved["best_val_loss"])
     state.tokens_seen, state.elapsed_before = int(saved["tokens_seen"]), float(saved["elapsed_s"])
+    # Every process holds the same window stream (ShardedWindows), so a run resumes on
+    # another number of processes too: with the same global batch, on the same windows.
     ranks = saved["rng"]
-    if len(ranks) == run.world:
-        set_rng_state(ranks[run.rank], run.sampler)
-    else:
-        run.log(f"resuming on {run.world} processes a run saved on {len(ranks)}: the data "
-                "order changes")  # fmt: skip
+    set_rng_state(ranks[run.rank] if len(ranks) == run.world else ranks[0], run.windows.sampler)
+    if len(ranks) != run.world:
+        batch = run.config.batch_size
+        run.log(f"resuming on {run.world} processes a run saved on {len(ranks)}: a step now "
+                f"takes {batch * run.world} windows, not {batch * len(ranks)}")  # fmt: skip
     run.log(f"resuming {run.folder} from step {state.step}")
     return state
 
@@ -295,7 +370,7 @@ def _optimizer_step(run: Run, session: Session) -> torch.Tensor:
     window; returns the gradient norm (before clipping)."""
     config, accelerator = run.config, run.accelerator
     for micro in range(config.grad_accum):
-        batch = torch.from_numpy(run.sampler.batch(config.batch_size)).to(run.device)
+        batch = torch.from_numpy(run.windows.batch(config.batch_size)).to(run.device)
         inputs = run.token_map.to_model(batch[:, :-1])
         targets = run.token_map.to_model(batch[:, 1:])
         sync = micro == config.grad_accum - 1
@@ -375,10 +450,12 @@ def _train_row(
 def _validate(run: Run, session: Session) -> dict:
     """The validation figures (`val_loss`, ...), summed over every process's share."""
     # The uncompiled module: evaluation windows vary in length (the last one of the
-    # split is short) and would make a compiled one recompile.
+    # split is short) and would make a compiled one recompile. Unwrapped: the processes
+    # may hold different numbers of windows, and the only exchange is the sum at the end.
     result = score_windows(
-        run.model, session.val_windows, run.config.batch_size, run.token_map, run.device,
-        run.accelerator.autocast, reduce=lambda t: run.accelerator.reduce(t, reduction="sum"),
+        run.accelerator.unwrap_model(run.model), session.val_windows, run.config.batch_size,
+        run.token_map, run.device, run.accelerator.autocast,
+        reduce=lambda t: run.accelerator.reduce(t, reduction="sum"),
     )  # fmt: skip
     return {f"val_{k}": v for k, v in result.items() if k not in ("tokens", "notes")}
 
@@ -413,7 +490,7 @@ def _save(
     # Accelerate loads only when a run starts, not with the training stage.
     from accelerate.utils import gather_object
 
-    rng_states = gather_object([rng_state(run.sampler)])
+    rng_states = gather_object([rng_state(run.windows.sampler)])
     if not run.main:
         return
     val = {k: v for k, v in session.last_row.items() if k.startswith("val_")}

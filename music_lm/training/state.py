@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from music_lm.corpus.dataset import Corpus, WindowSampler
+from music_lm.corpus.dataset import Corpus
 from music_lm.model.folder import TokenMap
 from music_lm.training.config import TrainConfig
+from music_lm.training.data import ShardedWindows
 from music_lm.training.metrics import MetricsLog
 
 if TYPE_CHECKING:
@@ -37,13 +38,14 @@ class Run:
     base_path: str | None  # the model fine-tuned, if any
     base_sha: str | None  # its weights' SHA-256: a LoRA run resumes only on the same base
     corpora: list[Corpus]
-    sampler: WindowSampler
+    windows: ShardedWindows  # this process's slice of each global batch
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     context: int
     max_steps: int
     tokens_per_step: int  # over every process
     bf16: bool
+    launcher: int | None = None  # with several processes: the launcher's process id
 
     @property
     def main(self) -> bool:
