@@ -3,6 +3,7 @@
     .venv/bin/python bench/train.py                       # CPU: the small preset
     python bench/train.py --presets small base --steps 30 # on a GPU: compiled bf16
     .venv/bin/python bench/train.py --render              # rewrite the section from the JSON
+    .venv/bin/python bench/train.py --processes 2         # 1 process against 2 (torchrun)
 
 For each preset, the same GPT-2 (context 1,024) trains on windows of the same size:
 
@@ -21,6 +22,11 @@ The corpus: --data (a built corpus folder), or else a synthetic corpus of random
 shaped pieces written under bench/.cache (throughput does not depend on the notes).
 Raw figures go to bench/train_results.json, keyed by device; the "## Training" section of
 RESULTS.md is rendered from all of them.
+
+`--processes N` measures something else: tokens/s of `music-lm train` as one process with N
+threads against N processes of one thread each (`torchrun --standalone --nproc_per_node N`,
+gloo on a CPU), on the same global batch (`--batch` windows per step, `--batch / N` per
+process), and prints them with their ratio (to --results when given, not to RESULTS.md).
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +59,7 @@ from music_lm.training.metrics import PEAK_BF16_FLOPS, flops_per_token  # noqa: 
 RESULTS = BENCH / "train_results.json"
 SECTION = "## Training"
 CONTEXT = 1024
+SYNTHETIC = BENCH / ".cache" / f"train-synthetic-{VOCAB.sha256[:12]}"  # the default corpus
 
 
 def synthetic_corpus(folder: Path, tokens: int = 600_000) -> Path:
@@ -156,13 +165,54 @@ def ours(preset: str, data: Path, batch: int, steps: int, warmup: int, compiled:
             torch.cuda.reset_peak_memory_stats()
         train(config, log=lambda _m: None)
         rows = [json.loads(x) for x in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()]
-    # Each row's tokens/s covers the steps since the row before (measured before any
-    # evaluation that row triggers).
+    return {"tokens_per_s": timed_tokens_per_s(rows, warmup, steps, batch * CONTEXT), **memory()}
+
+
+def timed_tokens_per_s(rows: list[dict], warmup: int, steps: int, tokens_per_step: int) -> float:
+    """Tokens/s of the steps after `warmup`, from a run's metrics rows: each row's tokens/s
+    covers the steps since the row before (measured before any evaluation it triggers)."""
     seconds, previous = 0.0, warmup
     for row in (r for r in rows if r["step"] > warmup):
-        seconds += (row["step"] - previous) * batch * CONTEXT / row["tokens_per_s"]
+        seconds += (row["step"] - previous) * tokens_per_step / row["tokens_per_s"]
         previous = row["step"]
-    return {"tokens_per_s": steps * batch * CONTEXT / seconds, **memory()}
+    return steps * tokens_per_step / seconds
+
+
+def processes(preset: str, data: Path, batch: int, steps: int, warmup: int, count: int) -> dict:
+    """tokens/s of one process of `count` threads and of `count` processes of one thread
+    (torchrun), each step `batch` windows in all; fp32, eager, as the CPU figures above."""
+    if batch % count:
+        raise SystemExit(f"--batch {batch} does not split over {count} processes")
+    precision = "bf16" if torch.cuda.is_available() else "fp32"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    launches = {
+        "1 process": ([sys.executable, "-m", "music_lm.cli"], batch, count),
+        f"{count} processes": ([str(torchrun), "--standalone", "--nproc_per_node", str(count),
+                                "-m", "music_lm.cli"], batch // count, 1),
+    }  # fmt: skip
+    figures = {}
+    for name, (launcher, per_process, threads) in launches.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [*launcher, "train", "--data", str(data), "--output", f"{tmp}/run",
+                       "--preset", preset, "--context", str(CONTEXT),
+                       "--batch-size", str(per_process), "--max-steps", str(warmup + steps),
+                       "--eval-every", str(10**9), "--save-every", str(10**9),
+                       "--log-every", str(math.gcd(warmup, steps)), "--precision", precision,
+                       "--compile", "off", "--warmup-steps", "10", "--no-progress"]  # fmt: skip
+            env = os.environ | {"OMP_NUM_THREADS": str(threads)}
+            subprocess.run(command, env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            lines = Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        speed = timed_tokens_per_s(rows, warmup, steps, batch * CONTEXT)
+        figures[name] = {"processes": count if name != "1 process" else 1,
+                         "threads_each": threads, "tokens_per_s": speed}  # fmt: skip
+        print(f"{preset}, {name} ({threads} thread(s) each): {speed:,.0f} tokens/s", flush=True)
+    one, several = figures["1 process"], figures[f"{count} processes"]
+    ratio = several["tokens_per_s"] / one["tokens_per_s"]
+    print(f"{count} processes / 1 process: {ratio:.2f}×", flush=True)
+    return {"device": device_name(), "date": time.strftime("%Y-%m-%d"), "preset": preset,
+            "batch": batch, "steps": steps, "precision": precision, "runs": figures,
+            "ratio": ratio}  # fmt: skip
 
 
 def anchor(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> dict:
@@ -293,15 +343,24 @@ def main() -> None:
     parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--render", action="store_true")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="N: one process against N (torchrun), the first preset")  # fmt: skip
     args = parser.parse_args()
     if args.warmup < 1 or args.steps < 1:
         parser.error("--warmup and --steps must be at least 1")
+    if args.processes:
+        if args.processes < 2:
+            parser.error(f"--processes must be at least 2, got {args.processes}")
+        data = args.data or synthetic_corpus(SYNTHETIC)
+        figures = processes(args.presets[0], data, args.batch, args.steps, args.warmup,
+                            args.processes)  # fmt: skip
+        if args.results != RESULTS:
+            args.results.write_text(json.dumps(figures, indent=2) + "\n")
+        return
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     if not args.render:
         compiled = args.compile == "on" or (args.compile == "auto" and gpu)
-        data = args.data or synthetic_corpus(
-            BENCH / ".cache" / f"train-synthetic-{VOCAB.sha256[:12]}"
-        )
+        data = args.data or synthetic_corpus(SYNTHETIC)
         entry = {
             "date": time.strftime("%Y-%m-%d"),
             "torch": torch.__version__,
