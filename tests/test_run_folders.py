@@ -23,9 +23,10 @@ from music_lm.midi.write import write_midi
 from music_lm.tokens.codec import decode
 from music_lm.tokens.vocab import VOCAB
 from music_lm.training.data import prepare_data
-from music_lm.training.folders import TEST_SPLIT_MIN_PIECES, folder_build_config
+from music_lm.training.folders import TEST_SPLIT_MIN_PIECES, corpus_folder, folder_build_config
 
 PEDAL = 64
+F = Fraction  # lengths in quarter notes, exactly
 
 
 def quiet(_message: str) -> None:
@@ -87,6 +88,9 @@ def test_a_folder_given_as_dir_tag_is_built_with_its_tag(tmp_path: Path) -> None
     assert {p.source for p in corpus.pieces} == {"irish"}
     assert {p.style for p in corpus.pieces} == {"irish"}  # a style tag sets the style
     assert corpus.folder == tmp_path / "run" / "corpus-0"
+    # where every process of the run finds it again, and a built corpus is read as it is
+    assert corpus_folder(f"{folder}:irish", 0, tmp_path / "run") == corpus.folder
+    assert corpus_folder(str(corpus.folder), 1, tmp_path / "other") == corpus.folder
 
 
 def test_a_missing_folder_is_named_with_or_without_a_tag(tmp_path: Path) -> None:
@@ -110,7 +114,6 @@ def test_with_sustain_the_notes_under_the_pedal_are_held_until_it_lifts(
     folder = pedalled_piano(tmp_path / "piano", make_midi, note)
     [held] = prepare_data([str(folder)], tmp_path / "held", quiet, sustain=True)
     [dry] = prepare_data([str(folder)], tmp_path / "dry", quiet, sustain=False)
-    F = Fraction
     assert lengths_in_quarters(held) == [(60, F(3)), (64, F(5, 2)), (67, F(2)), (72, F(1))]
     assert lengths_in_quarters(dry) == [(60, F(1, 2)), (64, F(1, 2)), (67, F(1, 2)), (72, F(1))]
 
@@ -149,7 +152,8 @@ def test_evaluate_without_a_test_split_says_to_use_split_valid(monkeypatch, caps
                                                                tmp_path) -> None:  # fmt: skip
     folder = tunes(tmp_path / "songs", 5)
     [corpus] = prepare_data([str(folder)], tmp_path / "run", quiet)
-    assert corpus.split("valid") and not corpus.split("test")
+    assert corpus.split("valid")
+    assert not corpus.split("test")
     code, _out, err = run_cli(monkeypatch, capsys, "evaluate", "--data", str(corpus.folder),
                               "--model", str(tmp_path / "no-model"))  # fmt: skip
     assert code == 2

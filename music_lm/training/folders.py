@@ -26,6 +26,12 @@ def is_corpus(name: str) -> bool:
     return (Path(name) / "manifest.json").is_file()
 
 
+def corpus_folder(name: str, number: int, run: Path) -> Path:
+    """Where a run reads its `number`-th --data from: a built corpus as it is, a MIDI folder
+    (DIR or DIR:TAG) from the corpus built of it in the run folder, `corpus-NUMBER`."""
+    return Path(name) if is_corpus(name) else Path(run) / f"corpus-{number}"
+
+
 def folder_build_config(spec: str, sustain: bool = False) -> BuildConfig:
     """The build of the MIDI folder `spec` (DIR or DIR:TAG): a test split from
     TEST_SPLIT_MIN_PIECES pieces on."""
