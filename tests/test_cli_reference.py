@@ -85,10 +85,11 @@ OTHER_TOOLS = {"pip", "pip3", "python", "python3", "accelerate", "torchrun", "st
                "sudo", "docker", "fluidsynth", "timidity", "curl", "wget", "nvidia-smi",
                "hf", "huggingface-cli", "export", "env", "cd", "ls", "du", "tensorboard",
                "chromium", "playwright"}  # fmt: skip
-OTHER_OPTIONS = {"--server.port", "--server.address", "--num_processes", "--multi_gpu",
-                 "--nproc_per_node", "--mixed_precision", "--upgrade", "--editable",
-                 "--index-url", "--extra-index-url", "--no-deps", "--require-hashes",
-                 "--frozen", "--locked", "--no-sandbox"}  # fmt: skip
+# Options of other programs named alone (`--standalone`); one with `_` or `.` is never
+# music-lm's (`--num_processes`, `--server.port`): Typer writes every option with dashes.
+OTHER_OPTIONS = {"--standalone", "--cpu", "--nnodes", "--nproc-per-node", "--upgrade",
+                 "--editable", "--index-url", "--extra-index-url", "--no-deps",
+                 "--require-hashes", "--frozen", "--locked", "--no-sandbox"}  # fmt: skip
 GLOBAL_WITH_VALUE = {"--limit"}
 OPTION = re.compile(r"^(--[a-z][a-z0-9.\-_]*)")
 
@@ -163,7 +164,8 @@ def misnamed_options(markdown: str, commands: dict[str, set[str]]) -> list[str]:
         start = _program_start(words)
         if start is None:
             wrong += [f"(any) {option}  in: {unit}" for option in _loose_options(words)
-                      if option not in every and option not in OTHER_OPTIONS]  # fmt: skip
+                      if option not in every and option not in OTHER_OPTIONS
+                      and not set("_.") & set(option)]  # fmt: skip
             continue
         rest = words[start:]
         while rest and rest[0].startswith("-"):  # music-lm's own options, before the command
@@ -198,6 +200,8 @@ def test_the_checker_catches_a_wrong_option() -> None:
     assert misnamed_options("`pip install --upgrade x`, `--sustain`, `--nope`", commands) == [
         "(any) --nope  in: --nope"
     ]
+    launched = "`torchrun --standalone --nproc_per_node 2 -m music_lm.cli train --barz 1`"
+    assert misnamed_options(launched, commands) == [f"music-lm train --barz  in: {launched[1:-1]}"]
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
