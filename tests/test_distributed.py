@@ -219,3 +219,23 @@ def test_accelerate_launch_cpu_which_starts_one_process_is_refused(
     with pytest.raises(TrainError, match=r"started one process, not several: on CPUs use "
                        r"`accelerate launch --multi_gpu --num_processes N"):  # fmt: skip
         train(config, log=lambda _message: None)
+
+
+def test_corpus_build_with_the_datasets_engine_is_one_build_on_two_processes(
+    tiny_corpus: Corpus, tune_folder: Path, tmp_path: Path
+) -> None:
+    from music_lm.corpus.config import BuildConfig
+    from music_lm.corpus.hf_dataset import build_corpus_datasets
+
+    # tiny_corpus: the same tunes built by the local engine in one process.
+    config = BuildConfig((f"{tune_folder}:irish",), valid_fraction=0.2, test_fraction=0.2)
+    said: list[str] = []
+    result = build_corpus_datasets(config, tmp_path / "c", workers=2, log=said.append,
+                                   cache_dir=tmp_path / "cache")  # fmt: skip
+    assert result.manifest["engine"]["workers"] == 2  # Dataset.map(num_proc=2)
+    assert any("written by 2 process(es)" in line for line in said)
+    built = Corpus(tmp_path / "c")
+    assert built.pieces == tiny_corpus.pieces
+    for shard in tiny_corpus.manifest["shards"]:
+        name = shard["name"]
+        assert (built.folder / name).read_bytes() == (tiny_corpus.folder / name).read_bytes()

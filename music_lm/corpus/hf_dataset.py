@@ -126,6 +126,8 @@ def build_corpus_datasets(
         }
     )
     workers = workers or os.cpu_count() or 1
+    # Dataset.map runs num_proc processes as one build, each on its share of the rows;
+    # fewer rows than workers: one process (num_proc None), and the manifest says so.
     num_proc = workers if workers > 1 and len(table) >= workers else None
     recipe = [ENCODER_VERSION, VOCAB.sha256, str(config.sustain), *todo]
     inputs = hashlib.sha256("\n".join(recipe).encode())
@@ -146,7 +148,7 @@ def build_corpus_datasets(
         desc="encoding",
     )
     results = _ArrowEncodings(encoded.with_format("numpy"))
-    where = "from the Arrow cache" if cached else "written"
+    where = "from the Arrow cache" if cached else f"written by {num_proc or 1} process(es)"
     log(f"{len(results)} encodings {where} in {arrow.parent}")
     encode_seconds = time.perf_counter() - started
 
@@ -186,6 +188,6 @@ def build_corpus_datasets(
     counts = {"encoded": 0 if cached else len(todo), "cached": len(todo) if cached else 0}
     manifest = write_corpus(out, config, sources, items, pieces, fetch, failures, duplicates,
                             encode_seconds, started, extra=write_parquet,
-                            engine=f"datasets-{datasets.__version__}", workers=workers,
+                            engine=f"datasets-{datasets.__version__}", workers=num_proc or 1,
                             counts=counts)  # fmt: skip
     return BuildResult(out, manifest, failures, duplicates, counts["encoded"], counts["cached"])
