@@ -63,7 +63,8 @@ from music_lm.training.scoring import score_windows
 
 SHIPPED = Path(__file__).resolve().parent.parent / "music_lm" / "models" / "default"
 EVALUATION = json.loads((SHIPPED / "eval.json").read_text(encoding="utf-8"))
-CARD = EVALUATION["results"]["gpt2"]
+# the sample is music21 pieces: compared with the music21 part of the test split
+CARD = EVALUATION["results"]["gpt2"]["sources"]["music21"]
 
 TEST_PIECES = (
     "airdsAirs/book6.abc#1124",
