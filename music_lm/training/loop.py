@@ -87,6 +87,7 @@ from music_lm.training.data import (
     train_tokens,
     training_sampler,
 )
+from music_lm.training.folders import corpus_folder
 from music_lm.training.metrics import MetricsLog, flops_per_token, peak_flops, plot_losses
 from music_lm.training.scoring import score_windows, split_windows
 from music_lm.training.state import Run, RunState, Session
@@ -202,7 +203,8 @@ def _open_folder_and_data(
     corpora = prepare_data(config.data, folder, log, config.sustain) if main else None
     accelerator.wait_for_everyone()
     if not main:
-        corpora = [Corpus(d) for d in config.data]
+        # a MIDI folder's corpus is the one the main process built in the run folder
+        corpora = [Corpus(corpus_folder(d, i, folder)) for i, d in enumerate(config.data)]
     if not has_split(corpora, "valid"):
         raise TrainError(
             f"{', '.join(config.data)}: no validation pieces (a folder of MIDI files needs at "
