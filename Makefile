@@ -6,25 +6,32 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
-# System parts the project needs: venv support for a stock Debian python3, FluidSynth
-# with a GM soundfont for rendering, MuseScore 3 (headless) to check the exports, and
-# Chromium, which Playwright drives for the page's browser tests (tests/browser.py).
-APT_PACKAGES := python3-venv fluidsynth fluid-soundfont-gm musescore3 chromium
+# System parts. To run: venv support for a stock Debian python3 and FluidSynth with a GM
+# soundfont for rendering. Only for the tests: MuseScore 3 (headless) to check the exports,
+# and Chromium, which Playwright drives for the page's browser tests (tests/browser.py).
+APT_RUN := python3-venv fluidsynth fluid-soundfont-gm
+APT_TEST := musescore3 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system venv check-lock lock run corpus default-model test lint format fuzz bench bench-train clean
+.PHONY: setup setup-test system system-test venv check-lock lock run corpus default-model test lint format fuzz bench bench-train clean
 
 setup: system venv
+setup-test: setup system-test
 
 # Installs the apt packages only when one is missing, so a second run is quiet.
-system:
-	@missing=""; for p in $(APT_PACKAGES); do \
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "apt: installing$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+system:
+	$(call apt_install,$(APT_RUN))
+system-test:
+	$(call apt_install,$(APT_TEST))
 
 venv: $(STAMP)
 
@@ -108,7 +115,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: setup lint
+test: setup-test lint
 	$(VENV)/bin/pytest
 
 # The long fuzz run: MIDI bytes and token text under atheris (libFuzzer), 1,000,000 inputs
@@ -120,7 +127,7 @@ FUZZ_EXECS ?= 1000000
 fuzz: setup
 	$(PY) fuzz/run.py --execs $(FUZZ_EXECS) --out build/fuzz
 
-bench: setup
+bench: setup-test
 	$(PY) bench/codec.py
 	$(PY) bench/corpus.py
 	$(PY) bench/train.py

@@ -1,5 +1,5 @@
 """Helpers for end-to-end tests of the page in a real browser: Playwright driving the system's
-Chromium (Debian's `chromium` package, see the Makefile's APT_PACKAGES), never a browser that
+Chromium (Debian's `chromium` package, see the Makefile's APT_TEST), never a browser that
 Playwright downloads, because the tests must run offline.
 
 Not a test module: a page test imports what it needs, e.g.
