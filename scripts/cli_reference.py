@@ -63,7 +63,7 @@ def _cell(text: str) -> str:
 def _value(param, ctx) -> str:
     if getattr(param, "is_flag", False):
         return ""
-    if param.metavar:
+    if param.metavar and not param.multiple:  # a repeatable one's is `<str> ...`, for --help
         shown = param.metavar
     else:
         shown = param.display_type(ctx).strip("<>")

@@ -41,12 +41,14 @@ def test_the_walk_finds_every_command() -> None:
 @pytest.mark.parametrize("path", command_paths(), ids=lambda p: " ".join(p) or "music-lm")
 def test_help_prints_no_type_after_a_flag(monkeypatch, capsys, path) -> None:
     """`--force`, `--sustain/--no-sustain`, `--help`: flags take no value, and their help
-    row shows none (Typer would print `<bool>`)."""
+    row shows none (Typer would print `<bool>`); a repeatable option shows one value that may
+    repeat (`<str> ...`), not a Python type (`<list[str]>`)."""
     monkeypatch.setenv("COLUMNS", "200")
     code, out, _err = run_cli(monkeypatch, capsys, *path, "--help")
     assert code == 0
     assert "--help" in out
     assert "<bool>" not in out
+    assert "<list[" not in out
 
 
 # ---- docs/cli.md, generated ----

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import typing
 from pathlib import Path
 
 import typer
@@ -35,14 +36,29 @@ def debug_on(ctx: typer.Context) -> bool:
     return bool(ctx.find_root().params.get("debug"))
 
 
+def _element_name(param) -> str:
+    """`str` for an option of `list[str]`: the type of one of its values."""
+    args = typing.get_args(param.type_descriptor.annotation)
+    return getattr(args[0], "__name__", "text") if args else "text"
+
+
 def plain_flags(command: typer.core.TyperCommand | TyperGroup) -> None:
     """Blank the type Typer prints after an on/off flag (`--force <bool>`: a flag takes no
-    value, so `<bool>` only misleads), in `command` and every command under it, --help too."""
+    value, so `<bool>` only misleads), and show a repeatable option's value as one value that
+    may repeat (`<text> ...`, not `<list[str]>`), in `command` and every command under it,
+    --help too."""
     # --help is made on first use; made here, it is the one every later use gets
     help_option = command.get_help_option(typer.Context(command))
     for param in [*command.params, *([help_option] if help_option else [])]:
         if getattr(param, "is_flag", False) and param.metavar is None:
             param.metavar = ""
+        elif getattr(param, "multiple", False) and param.metavar is None:
+            # one value a use (`-w bach=0.3 -w irish=0.7`), not a Python list
+            param.metavar = f"<{_element_name(param)}> ..."
+        elif isinstance(param, typer.core.TyperArgument) and param.nargs != 1:
+            # `sources...  <Path>`: the name already says it repeats; a metavar would rename it
+            shown = f"<{_element_name(param)}>"
+            param.display_type_rich = lambda ctx=None, shown=shown: shown
     for sub in getattr(command, "commands", {}).values():
         plain_flags(sub)
 
