@@ -86,7 +86,8 @@ run: setup
 # The training corpus: music21's bundled corpus (about 15,000 pieces) and the MIDI files of
 # nine Debian packages of free game music (fetched with apt-get download into data/debian/,
 # unpacked there, nothing installed; 82 pieces with drums, dynamics and band instruments).
-# The first build takes about half an hour on two cores; a second one only what changed.
+# The first build takes about 25 minutes on two cores (music21's parsing is nearly all of it);
+# a second one encodes only what changed (a few seconds).
 DEBIAN_PACKAGES := simutrans-data planetblupi-music-midi freedink-data kobodeluxe-data songwrite \
 	liquidwar-data pangzero crimson pinball-table-hurd-data
 corpus: setup

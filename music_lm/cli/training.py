@@ -66,7 +66,7 @@ def _run_training(ctx: typer.Context, base: str | None, **options) -> None:
 FINETUNE_STEPS = 300  # a few hundred steps suit a folder of songs; see docs/training.md
 
 TRAIN_HELP = {
-    "preset": "Model size: tiny, small (6 M parameters) or base (25 M).",
+    "preset": "Model size: tiny (0.26 M parameters), small (6.2 M) or base (26.5 M).",
     "max_steps": "Optimizer steps (default: --epochs over the training tokens).",
     "epochs": "Passes over the training tokens, when --max-steps is not given (default 1).",
     "batch_size": "Windows per micro-batch and device.",
