@@ -7,11 +7,15 @@ Pure Python, no torch. `generation/options.py` turns the user's words into these
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 from music_lm.errors import MusicLmError
 from music_lm.midi.gm import GM_DRUMS, GM_PROGRAMS, PITCH_CLASS_NAMES
 from music_lm.midi.instruments import pitch_range
 from music_lm.tokens.vocab import VOCAB
+
+if TYPE_CHECKING:  # chords.py imports ConstraintError from here
+    from music_lm.generation.chords import ChordLock
 
 _PITCH0 = VOCAB.ranges["pitch"].start
 
@@ -89,6 +93,11 @@ class Constraints:
     hold_past_end: True lets new notes ring past the end of the last new bar.
     loop_guard: no token may make a run of repeated tokens (the same block of 1..8 tokens
         over and over) longer than this many tokens; None: off.
+    chords: a chord lock (generation/chords.py): the pitched notes of `chord_tracks` keep
+        to the chord of the chart at their onset (off-beat passing notes aside unless
+        strict); the chart's first bar is the first new bar. None: off.
+    chord_tracks: the tracks the chords lock, as words: track numbers as in the token text
+        ('1' is t1) or instrument names; None: every melodic track.
     """
 
     bars: int = 8
@@ -105,6 +114,8 @@ class Constraints:
     drum_steps: int | None = DRUM_STEPS_AUTO
     hold_past_end: bool = False
     loop_guard: int | None = LOOP_GUARD_TOKENS
+    chords: ChordLock | None = None
+    chord_tracks: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.bars <= 1024:
@@ -143,6 +154,10 @@ class Constraints:
             out["instruments"] = sorted(
                 "drums" if p < 0 else GM_PROGRAMS[p] for p in self.instruments
             )
+        if self.chords is not None:
+            out["chords"] = {"chart": self.chords.chart.text(), "strict": self.chords.strict}
+        if self.chord_tracks is not None:
+            out["chord_tracks"] = list(self.chord_tracks)
         return out
 
     def with_seed_key(self, key: tuple[int, str] | None) -> Constraints:

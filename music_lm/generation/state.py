@@ -171,6 +171,9 @@ class ContinuationState(EndBudget):
                     f"{kind}{held}; it needs at least {need}"
                 )
             self.tracks.append(track)
+        self.chord_tracks = _chord_tracks(c, programs)
+        self._chord_memo: dict[tuple[int, frozenset[int]], tuple[frozenset[int], Ranges]] = {}
+        self._check_chords()
         if not any(t.allowed for t in self.tracks):
             raise ConstraintError("none of the seed's instruments is among the allowed instruments")
         for index, track in enumerate(self.tracks):
@@ -188,6 +191,43 @@ class ContinuationState(EndBudget):
                 "the seed's notes hold every voice of every allowed track through the last "
                 f"new bar: no note could start in it under --max-polyphony {c.max_polyphony}"
             )
+
+    def _check_chords(self) -> None:
+        """Every chord of the chart leaves each locked track a pitch in its range and scale."""
+        lock = self.constraints.chords
+        if lock is None:
+            return
+        for index in sorted(self.chord_tracks):
+            track = self.tracks[index]
+            for chord in {c for bar in lock.chart.bars for c in bar}:
+                if track.allowed and not self._locked(index, chord.pitch_classes)[0]:
+                    raise ConstraintError(
+                        f"chord {chord.symbol} ({chord.names()}) has no pitch that track "
+                        f"{index + 1} ({_program_name(track.program)}) may play in its range "
+                        "and scale"
+                    )
+
+    def _locked(self, track: int, classes: frozenset[int]) -> tuple[frozenset[int], Ranges]:
+        """(pitches, their ids) of `track`'s allowed pitches in the pitch classes `classes`."""
+        key = (track, classes)
+        found = self._chord_memo.get(key)
+        if found is None:
+            pitches = frozenset(p for p in self.tracks[track].pitches if p % 12 in classes)
+            found = self._chord_memo[key] = (pitches, note_ranges(_PITCH0, pitches))
+        return found
+
+    def _pitches_here(self, track: int) -> tuple[frozenset[int], Ranges]:
+        """(pitches, their ids) `track` may take at the current onset: its allowed ones,
+        under a chord lock those of the chord there (generation/chords.py)."""
+        info = self.tracks[track]
+        lock = self.constraints.chords
+        if lock is None or track not in self.chord_tracks:
+            return info.pitches, info.pitch_ranges
+        g = self.grammar
+        classes = lock.classes_at(self.bars_started - 1, max(g.pos, 0), g.bar_length, g.ts)
+        if classes is None:
+            return info.pitches, info.pitch_ranges
+        return self._locked(track, classes)
 
     def _held_past_end(self, track: int) -> set[int]:
         """The pitches (drum keys) of `track` that the seed holds past the end of the last
@@ -257,8 +297,19 @@ class ContinuationState(EndBudget):
         the current onset or at a later tick `at` (as the notes sounding now leave it);
         UNREACHABLE when none is. A pitch the track has started at this onset is taken
         unless unisons are allowed; with them, it may sound again no shorter."""
+        if at is None:
+            pitches = self._pitches_here(track)[0]
+        elif self.constraints.chords is not None and track in self.chord_tracks:
+            # a later onset's chord is not known yet: the dearest of the chart's chords
+            chords = {c.pitch_classes for bar in self.constraints.chords.chart.bars for c in bar}
+            return max(self._shortest(track, at, self._locked(track, c)[0]) for c in chords)
+        else:
+            pitches = self.tracks[track].pitches
+        return self._shortest(track, at, pitches)
+
+    def _shortest(self, track: int, at: int | None, pitches: frozenset[int]) -> int:
+        """`_min_duration` over the allowed pitches `pitches`."""
         g = self.grammar
-        info = self.tracks[track]
         now = g.onset_tick if at is None else at
         taken: set[int] = set()
         ends = g.track_ends[track]
@@ -271,12 +322,12 @@ class ContinuationState(EndBudget):
             else:
                 taken = self._onset_pitches(track)
         if g.track_max_end[track] <= now and not taken:
-            return 1 if info.pitches else UNREACHABLE  # nothing of this track sounds
+            return 1 if pitches else UNREACHABLE  # nothing of this track sounds
         busy = sum(1 for p, e in ends.items() if e > now and p not in taken) + len(taken)
-        if busy < len(info.pitches):
+        if busy < len(pitches):
             return 1  # some allowed pitch is silent and free
         lowest = UNREACHABLE
-        for pitch in info.pitches:
+        for pitch in pitches:
             if pitch in taken:
                 continue
             end = ends.get(pitch, -1)
@@ -421,7 +472,7 @@ class ContinuationState(EndBudget):
     def _notes(self, track: int, lo: int, hi: int) -> Ranges:
         """The grammar's note ids lo..hi that `track` may take: its pitches (drum keys),
         each at most once per onset unless unisons are allowed."""
-        notes = intersect([(lo, hi)], self.tracks[track].pitch_ranges)
+        notes = intersect([(lo, hi)], self._pitches_here(track)[1])
         if self.constraints.unisons:
             return notes
         first = _DRUM0 if self.tracks[track].drums else _PITCH0
@@ -580,6 +631,34 @@ _RULES: dict[str, Callable[[ContinuationState, int, int, Ranges], None]] = {
     "drum": ContinuationState._rule_drum,
 }
 _RULE_OF_ID = [_RULES.get(family, ContinuationState._rule_none) for family in _FAM]
+
+
+def _chord_tracks(constraints: Constraints, programs: list[int]) -> frozenset[int]:
+    """The tracks (0-based) a chord lock holds: those `constraints.chord_tracks` names by
+    number ('1' is t1) or instrument, else every melodic track."""
+    if constraints.chords is None:
+        return frozenset()
+    if constraints.chord_tracks is None:
+        return frozenset(i for i, p in enumerate(programs) if p >= 0)
+    from music_lm.generation.options import parse_instrument  # options imports this module
+
+    chosen: set[int] = set()
+    for word in constraints.chord_tracks:
+        if word.strip().isdigit() and 1 <= int(word) <= len(programs):
+            found = {int(word) - 1}
+        elif word.strip().isdigit():
+            raise ConstraintError(
+                f"--chord-tracks: there is no track {word} (tracks 1..{len(programs)})"
+            )
+        else:
+            wanted = parse_instrument(word)
+            found = {i for i, p in enumerate(programs) if p in wanted}
+            if not found:
+                raise ConstraintError(f"--chord-tracks: no track plays {word!r}")
+        if any(programs[i] < 0 for i in found):
+            raise ConstraintError(f"--chord-tracks: {word!r} is a drum track, which has no pitches")
+        chosen |= found
+    return frozenset(chosen)
 
 
 def _program_name(program: int) -> str:
