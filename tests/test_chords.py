@@ -220,7 +220,7 @@ def test_only_the_named_tracks_are_locked() -> None:
     first, others = melodic[0], set(programs) - {programs[melodic[0] - 1], -1}
     free = []
     for walk_seed in range(4):
-        constraints = Constraints(bars=2, chords=lock, chord_tracks=(str(first),))
+        constraints = Constraints(bars=2, chords=lock, chord_tracks=((str(first), None),))
         out = walk(ids, constraints, random.Random(walk_seed))
         assert off_chord_notes(ids, out, lock, {programs[first - 1]}) == []
         free += off_chord_notes(ids, out, lock, others)
@@ -233,9 +233,11 @@ def test_a_chord_outside_the_key_or_range_is_refused_by_name() -> None:
     with pytest.raises(ConstraintError, match=r"chord F# \(C# F# A#\) has no pitch that track 1"):
         ContinuationState(ids, Constraints(bars=2, chords=lock, scale=(0, "major")))
     with pytest.raises(ConstraintError, match="--chord-tracks: there is no track 7"):
-        ContinuationState(ids, Constraints(bars=2, chords=lock, chord_tracks=("7",)))
+        ContinuationState(ids, Constraints(bars=2, chords=lock, chord_tracks=(("7", None),)))
     with pytest.raises(ConstraintError, match="no track plays 'tuba'"):
-        ContinuationState(ids, Constraints(bars=2, chords=lock, chord_tracks=("tuba",)))
+        ContinuationState(
+            ids, Constraints(bars=2, chords=lock, chord_tracks=(("tuba", frozenset({58})),))
+        )
 
 
 def test_generate_keeps_the_lock_under_adversarial_logits(tiny_model: Path) -> None:

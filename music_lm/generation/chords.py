@@ -13,12 +13,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from music_lm.generation.constraints import ConstraintError
+from music_lm.errors import InputError
 from music_lm.midi.gm import PITCH_CLASS_NAMES
 from music_lm.tokens.vocab import GRID_PER_QUARTER
 
 
-class ChordError(ConstraintError):
+class ChordError(InputError, ValueError):
     """A chord symbol or a chord chart that cannot be read; names the symbol."""
 
 

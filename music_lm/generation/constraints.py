@@ -7,15 +7,12 @@ Pure Python, no torch. `generation/options.py` turns the user's words into these
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING
 
 from music_lm.errors import MusicLmError
+from music_lm.generation.chords import ChordLock
 from music_lm.midi.gm import GM_DRUMS, GM_PROGRAMS, PITCH_CLASS_NAMES
 from music_lm.midi.instruments import pitch_range
 from music_lm.tokens.vocab import VOCAB
-
-if TYPE_CHECKING:  # chords.py imports ConstraintError from here
-    from music_lm.generation.chords import ChordLock
 
 _PITCH0 = VOCAB.ranges["pitch"].start
 
@@ -96,8 +93,9 @@ class Constraints:
     chords: a chord lock (generation/chords.py): the pitched notes of `chord_tracks` keep
         to the chord of the chart at their onset (off-beat passing notes aside unless
         strict); the chart's first bar is the first new bar. None: off.
-    chord_tracks: the tracks the chords lock, as words: track numbers as in the token text
-        ('1' is t1) or instrument names; None: every melodic track.
+    chord_tracks: the tracks the chords lock, as (word, programs) pairs: a track number as
+        in the token text ('1' is t1, programs None) or an instrument name and the programs
+        it stands for; None: every melodic track.
     """
 
     bars: int = 8
@@ -115,7 +113,7 @@ class Constraints:
     hold_past_end: bool = False
     loop_guard: int | None = LOOP_GUARD_TOKENS
     chords: ChordLock | None = None
-    chord_tracks: tuple[str, ...] | None = None
+    chord_tracks: tuple[tuple[str, frozenset[int] | None], ...] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.bars <= 1024:
@@ -157,7 +155,7 @@ class Constraints:
         if self.chords is not None:
             out["chords"] = {"chart": self.chords.chart.text(), "strict": self.chords.strict}
         if self.chord_tracks is not None:
-            out["chord_tracks"] = list(self.chord_tracks)
+            out["chord_tracks"] = [word for word, _programs in self.chord_tracks]
         return out
 
     def with_seed_key(self, key: tuple[int, str] | None) -> Constraints:

@@ -220,8 +220,19 @@ def constraints_from_options(
         hold_past_end=hold_past_end,
         loop_guard=loop_guard or None,
         chords=chord_lock(chords, chords_from, chord_strict),
-        chord_tracks=tuple(instrument_names(chord_tracks)) or None,
+        chord_tracks=chord_track_words(chord_tracks),
     )
+
+
+def chord_track_words(
+    words: str | Sequence[str] | None,
+) -> tuple[tuple[str, frozenset[int] | None], ...] | None:
+    """--chord-tracks '1,bass' -> (('1', None), ('bass', programs 32..39)): a track number,
+    or an instrument and its programs (the seed's tracks are matched when it is read)."""
+    names = [n.strip() for n in instrument_names(words)]
+    if not names:
+        return None
+    return tuple((n, None if n.isdigit() else frozenset(parse_instrument(n))) for n in names)
 
 
 def chord_lock(

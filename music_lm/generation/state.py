@@ -21,7 +21,8 @@ The rules, per family, in the continuation (after the seed), one method each in 
 - durations only where some allowed pitch can still sound that long (a pitch may not end
   before a still-sounding note of the same pitch) and, under a polyphony limit, where the
   last bar keeps a free voice somewhere (else it could hold no onset, and `end` needs one);
-- pitches only in the scale and the track's range, while the track has a free voice;
+- pitches only in the scale and the track's range, while the track has a free voice; under
+  a chord lock, in the chord at the onset (generation/chord_state.py);
 - the decoding defaults (each off by its `Constraints` field): a pitch at most once per
   track and onset (chords strictly rise); drum keys of the kit only, and one drum length;
   durations that end by the end of the last new bar, no pitch the seed holds past it, and
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from music_lm.generation.budget import UNREACHABLE, EndBudget
+from music_lm.generation.chord_state import ChordPitches
 from music_lm.generation.constraints import DRUM_STEPS_AUTO, GM_KIT, ConstraintError, Constraints
 from music_lm.generation.polyphony import Voices
 from music_lm.generation.ranges import append_id, intersect, note_ranges, without
@@ -102,7 +104,7 @@ class _Track:
     pitches: frozenset[int] = frozenset()  # the same, as MIDI pitches (or drum keys)
 
 
-class ContinuationState(EndBudget):
+class ContinuationState(EndBudget, ChordPitches):
     """The grammar state of a piece being continued, narrowed by constraints.
 
     Made from the seed's token ids (a header, and whole bars); `allowed_ranges(left)` gives
@@ -171,9 +173,7 @@ class ContinuationState(EndBudget):
                     f"{kind}{held}; it needs at least {need}"
                 )
             self.tracks.append(track)
-        self.chord_tracks = _chord_tracks(c, programs)
-        self._chord_memo: dict[tuple[int, frozenset[int]], tuple[frozenset[int], Ranges]] = {}
-        self._check_chords()
+        self._begin_chords(programs)
         if not any(t.allowed for t in self.tracks):
             raise ConstraintError("none of the seed's instruments is among the allowed instruments")
         for index, track in enumerate(self.tracks):
@@ -191,43 +191,6 @@ class ContinuationState(EndBudget):
                 "the seed's notes hold every voice of every allowed track through the last "
                 f"new bar: no note could start in it under --max-polyphony {c.max_polyphony}"
             )
-
-    def _check_chords(self) -> None:
-        """Every chord of the chart leaves each locked track a pitch in its range and scale."""
-        lock = self.constraints.chords
-        if lock is None:
-            return
-        for index in sorted(self.chord_tracks):
-            track = self.tracks[index]
-            for chord in {c for bar in lock.chart.bars for c in bar}:
-                if track.allowed and not self._locked(index, chord.pitch_classes)[0]:
-                    raise ConstraintError(
-                        f"chord {chord.symbol} ({chord.names()}) has no pitch that track "
-                        f"{index + 1} ({_program_name(track.program)}) may play in its range "
-                        "and scale"
-                    )
-
-    def _locked(self, track: int, classes: frozenset[int]) -> tuple[frozenset[int], Ranges]:
-        """(pitches, their ids) of `track`'s allowed pitches in the pitch classes `classes`."""
-        key = (track, classes)
-        found = self._chord_memo.get(key)
-        if found is None:
-            pitches = frozenset(p for p in self.tracks[track].pitches if p % 12 in classes)
-            found = self._chord_memo[key] = (pitches, note_ranges(_PITCH0, pitches))
-        return found
-
-    def _pitches_here(self, track: int) -> tuple[frozenset[int], Ranges]:
-        """(pitches, their ids) `track` may take at the current onset: its allowed ones,
-        under a chord lock those of the chord there (generation/chords.py)."""
-        info = self.tracks[track]
-        lock = self.constraints.chords
-        if lock is None or track not in self.chord_tracks:
-            return info.pitches, info.pitch_ranges
-        g = self.grammar
-        classes = lock.classes_at(self.bars_started - 1, max(g.pos, 0), g.bar_length, g.ts)
-        if classes is None:
-            return info.pitches, info.pitch_ranges
-        return self._locked(track, classes)
 
     def _held_past_end(self, track: int) -> set[int]:
         """The pitches (drum keys) of `track` that the seed holds past the end of the last
@@ -299,10 +262,9 @@ class ContinuationState(EndBudget):
         unless unisons are allowed; with them, it may sound again no shorter."""
         if at is None:
             pitches = self._pitches_here(track)[0]
-        elif self.constraints.chords is not None and track in self.chord_tracks:
+        elif self._chord_locked(track):
             # a later onset's chord is not known yet: the dearest of the chart's chords
-            chords = {c.pitch_classes for bar in self.constraints.chords.chart.bars for c in bar}
-            return max(self._shortest(track, at, self._locked(track, c)[0]) for c in chords)
+            return max(self._shortest(track, at, p) for p in self._chart_pitches(track))
         else:
             pitches = self.tracks[track].pitches
         return self._shortest(track, at, pitches)
@@ -631,34 +593,6 @@ _RULES: dict[str, Callable[[ContinuationState, int, int, Ranges], None]] = {
     "drum": ContinuationState._rule_drum,
 }
 _RULE_OF_ID = [_RULES.get(family, ContinuationState._rule_none) for family in _FAM]
-
-
-def _chord_tracks(constraints: Constraints, programs: list[int]) -> frozenset[int]:
-    """The tracks (0-based) a chord lock holds: those `constraints.chord_tracks` names by
-    number ('1' is t1) or instrument, else every melodic track."""
-    if constraints.chords is None:
-        return frozenset()
-    if constraints.chord_tracks is None:
-        return frozenset(i for i, p in enumerate(programs) if p >= 0)
-    from music_lm.generation.options import parse_instrument  # options imports this module
-
-    chosen: set[int] = set()
-    for word in constraints.chord_tracks:
-        if word.strip().isdigit() and 1 <= int(word) <= len(programs):
-            found = {int(word) - 1}
-        elif word.strip().isdigit():
-            raise ConstraintError(
-                f"--chord-tracks: there is no track {word} (tracks 1..{len(programs)})"
-            )
-        else:
-            wanted = parse_instrument(word)
-            found = {i for i, p in enumerate(programs) if p in wanted}
-            if not found:
-                raise ConstraintError(f"--chord-tracks: no track plays {word!r}")
-        if any(programs[i] < 0 for i in found):
-            raise ConstraintError(f"--chord-tracks: {word!r} is a drum track, which has no pitches")
-        chosen |= found
-    return frozenset(chosen)
 
 
 def _program_name(program: int) -> str:
