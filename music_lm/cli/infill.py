@@ -48,8 +48,9 @@ def _report(generation, stem: str, output: Path) -> None:
     region = generation.settings["region"]
     tracks = ", ".join(f"{t['track']} ({t['instrument']}{', new' if t['new'] else ''})"
                        for t in generation.settings["tracks"])  # fmt: skip
+    what = "every track" if generation.settings["mode"] == "bars" else f"tracks {tracks}"
     for variant in generation.variants:
-        typer.echo(f"{output / stem}-{variant.index}.mid: tracks {tracks} redrawn over bars "
+        typer.echo(f"{output / stem}-{variant.index}.mid: {what} redrawn over bars "
                    f"{region['bars'][0]}-{region['bars'][1]}")  # fmt: skip
     typer.echo(f"random seed {generation.settings['random_seed']}; {generation.seconds:.1f} s, "
                f"{generation.tokens_per_s:,.0f} tokens/s", err=True)  # fmt: skip
@@ -59,18 +60,20 @@ def _report(generation, stem: str, output: Path) -> None:
 def infill(
     ctx: typer.Context,
     song: Path = typer.Argument(..., help="A MIDI or token-text piece."),
-    tracks: str = Opt(
-        ...,
+    tracks: str | None = Opt(
+        None,
         "--tracks",
         "-t",
-        help="Tracks to redraw: numbers as in the token text (1 = t1) or "
-        "instruments, e.g. 2,bass; an instrument the piece lacks adds a track.",
+        help="Tracks to redraw: numbers as in the token text (1 = t1) or instruments, e.g. "
+        "2,bass; an instrument the piece lacks adds a track. Without it: every track over "
+        "--bars, from what comes before them only.",
     ),
     bars: str | None = Opt(
         None,
         "--bars",
         "-b",
-        help="The region, A-B (bars from 1, both included); default: the whole piece.",
+        help="The region, A-B (bars from 1, both included); with --tracks the default is "
+        "the whole piece.",
     ),
     output: Path = Opt(DEFAULT_OUTPUT, "--output", "-o", help="Output folder."),
     variants: int = VARIANTS,
@@ -100,8 +103,9 @@ def infill(
     device: str | None = DEVICE,
     force: bool = FORCE,
 ) -> None:
-    """Redraw --tracks over --bars, keeping every other track note for note; writes
-    STEM-K.mid (markers at the region's start and end), .txt and .json per variant."""
+    """Redraw --tracks over --bars, keeping every other track note for note (without
+    --tracks: every track over --bars); writes STEM-K.mid (markers at the region's start and
+    end), .txt and .json per variant."""
     # torch and the model load only when an infill runs
     from music_lm.generation.constraints import ConstraintError
     from music_lm.generation.infill import infill as run_infill

@@ -7,6 +7,12 @@ every other track stays note for note, and write each take as generate does.
 The named tracks hear the rest of the piece up to the present: the kept tracks' words are
 forced through the same masks as the sampled ones (an allowed set of one token), so the
 model reads them as it goes. It does not look ahead past the present word.
+
+Without tracks (bars mode), every track is drawn anew over the region, from what came before
+it only, and the bars after it are then forced back word for word. The model has not learnt
+to read what comes after a gap (that needs fill-in-the-middle training), so the last bars of
+the region do not lead into the music after it on purpose: a first version, not
+fill-in-the-middle.
 """
 
 from __future__ import annotations
@@ -141,15 +147,21 @@ def resolve_tracks(
 
 
 def plan_infill(
-    ids: Sequence[int], tracks: str | Sequence[str], bars: str | None, name: str
+    ids: Sequence[int], tracks: str | Sequence[str] | None, bars: str | None, name: str
 ) -> InfillPlan:
     """Cut the piece `ids` (a whole piece, `end` included) for infilling `tracks` over
-    `bars`; InfillError names the file and what does not fit."""
+    `bars`; tracks None: every track (bars mode, which needs `bars`). InfillError names the
+    file and what does not fit."""
     ids = list(ids)
     if not ids or ids[-1] != END:
         ids = [*ids, END]
     programs = header_programs(ids)
-    chosen, added = resolve_tracks(tracks, programs, name)
+    if tracks is None:
+        if bars is None:
+            raise InfillError(f"{name}: give --bars, --tracks or both")
+        chosen, added = list(range(len(programs))), []
+    else:
+        chosen, added = resolve_tracks(tracks, programs, name)
     all_programs = programs + added
     if len(all_programs) > MAX_TRACKS or sum(p >= 0 for p in all_programs) > MAX_MELODIC_TRACKS:
         raise InfillError(
@@ -220,7 +232,7 @@ def read_song(
 @_with_decode_threads
 def infill(
     song: str | Path | Sequence[int],
-    tracks: str | Sequence[str],
+    tracks: str | Sequence[str] | None = None,
     *,
     bars: str | None = None,
     constraints: Constraints | None = None,
@@ -238,9 +250,11 @@ def infill(
     """Redraw `tracks` of `song` over `bars` ('A-B', 1-based, inclusive; None: the whole
     piece), `variants` times; every other track, and everything outside the region, stays
     word for word. tracks: numbers as in the token text (1 is t1) or instrument names (a
-    name the piece does not play adds a track). constraints: generate's (its `bars`, its
-    instruments and the tempo/meter/key locks do not apply: the region keeps the piece's
-    bars, tempo, meter and key). Returns a Generation whose settings record the region."""
+    name the piece does not play adds a track); None: every track over `bars` (bars mode:
+    the region is drawn from what comes before it only; see the module's doc).
+    constraints: generate's (its `bars`, its instruments and the tempo/meter/key locks do
+    not apply: the region keeps the piece's bars, tempo, meter and key). Returns a
+    Generation whose settings record the region, the tracks and the mode."""
     started = time.perf_counter()
     ids, name = read_song(song, sustain)
     plan = plan_infill(ids, tracks, bars, name)
@@ -272,6 +286,7 @@ def infill(
                                budget=budget, retries=0, device=device)  # fmt: skip
     settings["region"] = region_record(plan)
     settings["tracks"] = plan.track_records()
+    settings["mode"] = "bars" if tracks is None else "tracks"
     sampling_seconds = time.perf_counter() - sampling_started
     return Generation(
         variants=results,
