@@ -30,6 +30,7 @@ from music_lm.generation.infill import (
     infill_state,
     parse_bar_range,
     plan_infill,
+    read_song,
 )
 from music_lm.generation.infill_state import InfillState, infill_budget
 from music_lm.tokens.codec import decode
@@ -122,6 +123,13 @@ def test_bars_read_as_a_range_from_one() -> None:
 def test_a_request_that_does_not_fit_the_piece_is_named(tracks, bars, message) -> None:
     with pytest.raises(InfillError, match=message):
         plan_infill(song_ids("folk_tune.mid"), tracks, bars, "folk_tune.mid")
+
+
+def test_a_song_that_is_not_a_whole_piece_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "part.txt"
+    path.write_text("piece style:none tempo:96 ts:4/4 inst:flute inst:oboe\nbar @0 t1 d:1 v:80 D4")
+    with pytest.raises(InfillError, match=r"part.txt: not a whole piece: at its end, expected"):
+        read_song(path)
 
 
 def test_tracks_are_named_by_number_or_instrument_and_new_ones_are_added() -> None:

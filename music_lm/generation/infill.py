@@ -222,11 +222,21 @@ def infill_state(plan: InfillPlan, constraints: Constraints) -> InfillState:
 def read_song(
     song: str | Path | Sequence[int], sustain: bool = SUSTAIN_SEEDS
 ) -> tuple[list[int], str]:
-    """(ids with `end`, name) of a MIDI or token-text file, or of ids."""
+    """(ids with `end`, name) of a MIDI or token-text file, or of ids: a whole piece (text
+    may leave out its final `end`)."""
     if isinstance(song, (str, Path)):
         ids, _stem = seed_from_file(song, sustain)
-        return [*ids, END], str(song)
-    return [*seed_from_text(" ".join(VOCAB.tokens[t] for t in song)), END], "<song>"
+        name = str(song)
+    else:
+        ids, name = seed_from_text(" ".join(VOCAB.tokens[t] for t in song)), "<song>"
+    ids = [*ids, END]
+    state = GrammarState()
+    try:
+        for token in ids:
+            state.advance(token)
+    except GrammarError as err:
+        raise InfillError(f"{name}: not a whole piece: at its end, {err}") from None
+    return ids, name
 
 
 @_with_decode_threads

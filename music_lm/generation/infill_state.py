@@ -51,8 +51,6 @@ _POS0 = R["pos"].start
 _TRACK0 = R["track"].start
 _OPEN_PHASES = frozenset((AFTER_TRACK, AFTER_DUR_LONG, AFTER_DUR, AFTER_VEL))  # a group begun
 _GROUP_FAMILIES = frozenset(("dur_long", "dur", "vel", "pitch", "drum"))
-# Each family's id range, in id order: the base state's ranges are split on these edges.
-_EDGES = sorted((r.start, r.stop, name) for name, r in R.items())
 # Words of new parts per region bar; once a bar has taken all but the reserve, its new parts
 # only finish what they began: the reserve holds an open group (at most nine duration words,
 # a velocity and a note) and the tracks that must still play (six words or so each).
@@ -136,10 +134,11 @@ def region_template(
 def _by_family(ranges: Ranges):
     """(family, lo, hi) for each piece of `ranges` within one family."""
     for lo, hi in ranges:
-        for start, stop, name in _EDGES:
-            a, b = max(lo, start), min(hi, stop)
-            if a < b:
-                yield name, a, b
+        while lo < hi:
+            family = _FAM[lo]
+            stop = min(hi, R[family].stop)
+            yield family, lo, stop
+            lo = stop
 
 
 class InfillState(ContinuationState):
