@@ -208,6 +208,18 @@ def test_the_control_a_plain_continuation_changes_the_kept_tracks() -> None:
         check_infill(plan, whole)
 
 
+def test_the_chord_lock_holds_the_redrawn_tracks_only() -> None:
+    plan = plan_infill(song_ids("band_with_drums.mid"), "2", "3-4", "band")
+    lock = ChordLock(parse_chart("C"), strict=True)
+    state = infill_state(plan, Constraints(chords=lock, chord_tracks=(("1", None), ("2", None))))
+    assert state.chord_tracks == {1}
+    assert infill_state(plan, Constraints(chords=lock)).chord_tracks == {1}
+    with pytest.raises(InfillError, match="band: --chord-tracks names none of the tracks redrawn"):
+        infill_state(plan, Constraints(chords=lock, chord_tracks=(("1", None),)))
+    drums = plan_infill(song_ids("band_with_drums.mid"), "drums", "3-4", "band")
+    assert infill_state(drums, Constraints(chords=lock)).constraints.chords is None
+
+
 def test_the_redrawn_tracks_keep_a_chord_lock() -> None:
     ids = song_ids("bach_chorale.mid")
     plan = plan_infill(ids, "2,3", "2-3", "bach")

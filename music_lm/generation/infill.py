@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from music_lm.generation.chord_state import chord_tracks
 from music_lm.generation.constraints import ConstraintError, Constraints
 from music_lm.generation.infill_state import (
     InfillState,
@@ -205,14 +206,17 @@ def _ticks(ids: list[int], start: int, stop: int) -> tuple[int, int]:
 
 def infill_state(plan: InfillPlan, constraints: Constraints) -> InfillState:
     """The decoding state of `plan`; a chord lock holds the redrawn tracks it names (all of
-    them by default). InfillError names the file when the constraints cannot hold."""
-    if constraints.chords is not None and constraints.chord_tracks is None:
-        programs = header_programs(plan.ids)
-        melodic = tuple((str(t + 1), None) for t in sorted(plan.regenerated) if programs[t] >= 0)
-        constraints = replace(constraints, chord_tracks=melodic)
-        if not constraints.chord_tracks:
-            constraints = replace(constraints, chords=None)  # drums only: nothing to lock
+    the melodic ones by default; the kept ones are kept as they are). InfillError names the
+    file when the constraints cannot hold."""
     try:
+        if constraints.chords is not None:
+            named = chord_tracks(constraints, header_programs(plan.ids))
+            if constraints.chord_tracks is not None and not named & plan.regenerated:
+                raise ConstraintError("--chord-tracks names none of the tracks redrawn")
+            held = tuple((str(t + 1), None) for t in sorted(named & plan.regenerated))
+            # drums alone: nothing to lock
+            constraints = replace(constraints, chord_tracks=held or None,
+                                  chords=constraints.chords if held else None)  # fmt: skip
         return InfillState(plan.prefix, plan.template, plan.suffix, plan.regenerated,
                            plan.must_play, plan.end_tick, constraints)  # fmt: skip
     except (ConstraintError, GrammarError) as err:
