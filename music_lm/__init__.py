@@ -11,6 +11,7 @@ and `music_lm.generate` loads torch and the model only when it is called.
     >>> text = music_lm.midi_to_text("midi_in/bach_chorale.mid")
     >>> midi_bytes = music_lm.text_to_midi(text)
     >>> take = music_lm.generate("midi_in/folk_tune.mid", random_seed=1)
+    >>> take = music_lm.infill("midi_in/band_with_drums.mid", "bass", bars="3-6")
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ _PUBLIC: dict[str, str] = {
     "Constraints": "music_lm.generation.constraints",
     "Sampling": "music_lm.generation.settings",
     "generate": "music_lm.generation.runner",  # loads torch and transformers
+    "infill": "music_lm.generation.infill",  # loads torch and transformers
 }
 
 __all__ = [  # the keys of _PUBLIC, written out for linters
@@ -75,6 +77,7 @@ __all__ = [  # the keys of _PUBLIC, written out for linters
     "encode",
     "encode_midi",
     "generate",
+    "infill",
     "inspect_midi",
     "midi_to_text",
     "read_midi",
@@ -103,6 +106,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from music_lm.api import inspect_midi, midi_to_text, text_to_midi, text_to_score
     from music_lm.errors import MusicLmError
     from music_lm.generation.constraints import Constraints
+    from music_lm.generation.infill import infill
     from music_lm.generation.runner import generate
     from music_lm.generation.settings import Sampling
     from music_lm.midi.read import MidiError, read_midi

@@ -5,7 +5,7 @@ adds one group of commands to it when imported, and `--help` lists them in that 
 (hence the unsorted import).
 """
 
-from music_lm.cli import codec, training, generation, render, corpus  # noqa: F401, I001
+from music_lm.cli import codec, training, generation, infill, render, corpus  # noqa: F401, I001
 from music_lm.cli.root import app, main
 
 __all__ = ["app", "main"]

@@ -57,6 +57,10 @@ def _generation_options(settings: dict):
         drum_length=settings.pop("drum_length"),
         hold_past_end=settings.pop("hold_past_end"),
         **_given(loop_guard=settings.pop("loop_guard")),
+        chords=settings.pop("chords"),
+        chords_from=settings.pop("chords_from"),
+        chord_strict=settings.pop("chord_strict"),
+        chord_tracks=settings.pop("chord_tracks"),
     )
     sampling = sampling_from_options(
         settings.pop("temperature"),
@@ -205,6 +209,22 @@ LOOP_GUARD = Opt(
     help="Longest run of a repeated block of tokens (default 32; 0: off).",
 )
 
+CHORDS = Opt(
+    None,
+    "--chords",
+    help="Lock melodic notes to chords, one per bar, cycling: "
+    '"C G Am F"; | splits a bar: "C|G Am".',
+)
+CHORDS_FROM = Opt(None, "--chords-from", help="Read the chords from a text file, one line per bar.")
+CHORD_STRICT = Opt(
+    False,
+    "--chord-strict",
+    help="Chord tones only (default: off-beat passing notes may leave the chord).",
+)
+CHORD_TRACKS = Opt(None, "--chord-tracks",
+                   help="Tracks the chords lock: numbers (1 = t1) or instruments, e.g. 1,bass "
+                   "(default: every melodic track).")  # fmt: skip
+
 
 def _run_generation(
     ctx: typer.Context, seeds, output, name, force, model, device, settings: dict, verb: str
@@ -256,6 +276,10 @@ def generate(
     drum_length: str = DRUM_LENGTH,
     hold_past_end: bool = HOLD_PAST_END,
     loop_guard: int | None = LOOP_GUARD,
+    chords: str | None = CHORDS,
+    chords_from: Path | None = CHORDS_FROM,
+    chord_strict: bool = CHORD_STRICT,
+    chord_tracks: str | None = CHORD_TRACKS,
     adapt: int = ADAPT,
     tempo: float | None = Opt(None, help="Without a seed: the tempo in BPM (default 120)."),
     ts: str | None = Opt(None, "--ts", help="Without a seed: the time signature (default 4/4)."),
@@ -306,6 +330,10 @@ def continue_(
     drum_length: str = DRUM_LENGTH,
     hold_past_end: bool = HOLD_PAST_END,
     loop_guard: int | None = LOOP_GUARD,
+    chords: str | None = CHORDS,
+    chords_from: Path | None = CHORDS_FROM,
+    chord_strict: bool = CHORD_STRICT,
+    chord_tracks: str | None = CHORD_TRACKS,
     adapt: int = ADAPT,
     max_new_tokens: int | None = MAX_NEW,
     retries: int = RETRIES,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from music_lm.errors import MusicLmError
+from music_lm.generation.chords import ChordLock
 from music_lm.midi.gm import GM_DRUMS, GM_PROGRAMS, PITCH_CLASS_NAMES
 from music_lm.midi.instruments import pitch_range
 from music_lm.tokens.vocab import VOCAB
@@ -89,6 +90,12 @@ class Constraints:
     hold_past_end: True lets new notes ring past the end of the last new bar.
     loop_guard: no token may make a run of repeated tokens (the same block of 1..8 tokens
         over and over) longer than this many tokens; None: off.
+    chords: a chord lock (generation/chords.py): the pitched notes of `chord_tracks` keep
+        to the chord of the chart at their onset (off-beat passing notes aside unless
+        strict); the chart's first bar is the first new bar. None: off.
+    chord_tracks: the tracks the chords lock, as (word, programs) pairs: a track number as
+        in the token text ('1' is t1, programs None) or an instrument name and the programs
+        it stands for; None: every melodic track.
     """
 
     bars: int = 8
@@ -105,6 +112,8 @@ class Constraints:
     drum_steps: int | None = DRUM_STEPS_AUTO
     hold_past_end: bool = False
     loop_guard: int | None = LOOP_GUARD_TOKENS
+    chords: ChordLock | None = None
+    chord_tracks: tuple[tuple[str, frozenset[int] | None], ...] | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.bars <= 1024:
@@ -143,6 +152,10 @@ class Constraints:
             out["instruments"] = sorted(
                 "drums" if p < 0 else GM_PROGRAMS[p] for p in self.instruments
             )
+        if self.chords is not None:
+            out["chords"] = {"chart": self.chords.chart.text(), "strict": self.chords.strict}
+        if self.chord_tracks is not None:
+            out["chord_tracks"] = [word for word, _programs in self.chord_tracks]
         return out
 
     def with_seed_key(self, key: tuple[int, str] | None) -> Constraints:

@@ -14,7 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from fractions import Fraction
+from pathlib import Path
 
+from music_lm.generation.chords import ChordLock, parse_chart, read_chart
 from music_lm.generation.constraints import (
     DRUM_STEPS_AUTO,
     LOOP_GUARD_TOKENS,
@@ -186,12 +188,18 @@ def constraints_from_options(
     drum_length: str = "auto",
     hold_past_end: bool = False,
     loop_guard: int = LOOP_GUARD_TOKENS,
+    chords: str | None = None,
+    chords_from: str | Path | None = None,
+    chord_strict: bool = False,
+    chord_tracks: str | Sequence[str] | None = None,
 ) -> Constraints:
     """--bars, --key, --scale, --range, --instrument-ranges, --max-polyphony, --instruments
     (names, or words 'piano,bass'; none: all), the locks, and the decoding defaults
     --unisons, --drum-keys (gm|seed|any), --drum-length (auto|any|quarter notes such as
-    1/4), --hold-past-end and --loop-guard (tokens; 0: off), as `Constraints`. A blank
-    range is none. `seed_key`: see `scale_option`."""
+    1/4), --hold-past-end and --loop-guard (tokens; 0: off), and the chord lock: --chords
+    (a chart, 'C|G Am F') or --chords-from (a file, one line per bar), --chord-strict and
+    --chord-tracks (numbers or instrument names; none: every melodic track), as
+    `Constraints`. A blank range or chart is none. `seed_key`: see `scale_option`."""
     scale_constraint = scale_option(key, scale, seed_key)
     names = instrument_names(instruments)
     programs = frozenset(p for n in names for p in parse_instrument(n)) if names else None
@@ -211,7 +219,36 @@ def constraints_from_options(
         drum_steps=parse_drum_length(drum_length),
         hold_past_end=hold_past_end,
         loop_guard=loop_guard or None,
+        chords=chord_lock(chords, chords_from, chord_strict),
+        chord_tracks=chord_track_words(chord_tracks),
     )
+
+
+def chord_track_words(
+    words: str | Sequence[str] | None,
+) -> tuple[tuple[str, frozenset[int] | None], ...] | None:
+    """--chord-tracks '1,bass' -> (('1', None), ('bass', programs 32..39)): a track number,
+    or an instrument and its programs (the seed's tracks are matched when it is read)."""
+    names = [n.strip() for n in instrument_names(words)]
+    if not names:
+        return None
+    return tuple((n, None if n.isdigit() else frozenset(parse_instrument(n))) for n in names)
+
+
+def chord_lock(
+    chords: str | None, chords_from: str | Path | None, strict: bool = False
+) -> ChordLock | None:
+    """--chords or --chords-from (not both) as a `ChordLock`; None when neither is given."""
+    blank = chords is None or not chords.strip()
+    if not blank and chords_from is not None:
+        raise ConstraintError("give --chords or --chords-from, not both")
+    if chords_from is not None:
+        return ChordLock(read_chart(chords_from), strict)
+    if blank:
+        if strict:
+            raise ConstraintError("--chord-strict needs --chords or --chords-from")
+        return None
+    return ChordLock(parse_chart(chords), strict)
 
 
 def parse_drum_length(text: str) -> int | None:

@@ -21,7 +21,8 @@ The rules, per family, in the continuation (after the seed), one method each in 
 - durations only where some allowed pitch can still sound that long (a pitch may not end
   before a still-sounding note of the same pitch) and, under a polyphony limit, where the
   last bar keeps a free voice somewhere (else it could hold no onset, and `end` needs one);
-- pitches only in the scale and the track's range, while the track has a free voice;
+- pitches only in the scale and the track's range, while the track has a free voice; under
+  a chord lock, in the chord at the onset (generation/chord_state.py);
 - the decoding defaults (each off by its `Constraints` field): a pitch at most once per
   track and onset (chords strictly rise); drum keys of the kit only, and one drum length;
   durations that end by the end of the last new bar, no pitch the seed holds past it, and
@@ -41,6 +42,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from music_lm.generation.budget import UNREACHABLE, EndBudget
+from music_lm.generation.chord_state import ChordPitches
 from music_lm.generation.constraints import DRUM_STEPS_AUTO, GM_KIT, ConstraintError, Constraints
 from music_lm.generation.polyphony import Voices
 from music_lm.generation.ranges import append_id, intersect, note_ranges, without
@@ -102,7 +104,7 @@ class _Track:
     pitches: frozenset[int] = frozenset()  # the same, as MIDI pitches (or drum keys)
 
 
-class ContinuationState(EndBudget):
+class ContinuationState(EndBudget, ChordPitches):
     """The grammar state of a piece being continued, narrowed by constraints.
 
     Made from the seed's token ids (a header, and whole bars); `allowed_ranges(left)` gives
@@ -171,6 +173,7 @@ class ContinuationState(EndBudget):
                     f"{kind}{held}; it needs at least {need}"
                 )
             self.tracks.append(track)
+        self._begin_chords(programs)
         if not any(t.allowed for t in self.tracks):
             raise ConstraintError("none of the seed's instruments is among the allowed instruments")
         for index, track in enumerate(self.tracks):
@@ -257,8 +260,18 @@ class ContinuationState(EndBudget):
         the current onset or at a later tick `at` (as the notes sounding now leave it);
         UNREACHABLE when none is. A pitch the track has started at this onset is taken
         unless unisons are allowed; with them, it may sound again no shorter."""
+        if at is None:
+            pitches = self._pitches_here(track)[0]
+        elif self._chord_locked(track):
+            # a later onset's chord is not known yet: the dearest of the chart's chords
+            return max(self._shortest(track, at, p) for p in self._chart_pitches(track))
+        else:
+            pitches = self.tracks[track].pitches
+        return self._shortest(track, at, pitches)
+
+    def _shortest(self, track: int, at: int | None, pitches: frozenset[int]) -> int:
+        """`_min_duration` over the allowed pitches `pitches`."""
         g = self.grammar
-        info = self.tracks[track]
         now = g.onset_tick if at is None else at
         taken: set[int] = set()
         ends = g.track_ends[track]
@@ -271,12 +284,12 @@ class ContinuationState(EndBudget):
             else:
                 taken = self._onset_pitches(track)
         if g.track_max_end[track] <= now and not taken:
-            return 1 if info.pitches else UNREACHABLE  # nothing of this track sounds
+            return 1 if pitches else UNREACHABLE  # nothing of this track sounds
         busy = sum(1 for p, e in ends.items() if e > now and p not in taken) + len(taken)
-        if busy < len(info.pitches):
+        if busy < len(pitches):
             return 1  # some allowed pitch is silent and free
         lowest = UNREACHABLE
-        for pitch in info.pitches:
+        for pitch in pitches:
             if pitch in taken:
                 continue
             end = ends.get(pitch, -1)
@@ -421,7 +434,7 @@ class ContinuationState(EndBudget):
     def _notes(self, track: int, lo: int, hi: int) -> Ranges:
         """The grammar's note ids lo..hi that `track` may take: its pitches (drum keys),
         each at most once per onset unless unisons are allowed."""
-        notes = intersect([(lo, hi)], self.tracks[track].pitch_ranges)
+        notes = intersect([(lo, hi)], self._pitches_here(track)[1])
         if self.constraints.unisons:
             return notes
         first = _DRUM0 if self.tracks[track].drums else _PITCH0
