@@ -22,6 +22,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from music_lm.generation.chords import ChordError
 from music_lm.generation.constraints import (
     LOOP_GUARD_TOKENS,
     SCALES,
@@ -43,6 +44,16 @@ from music_lm.page.jobs import GenerationJob, generate_takes
 from music_lm.page.limits import LIMITS
 from music_lm.page.models import model_choices, run_metrics
 from music_lm.page.process import warm_up
+from music_lm.page.redraw import (
+    bars_words,
+    redraw_summary,
+    redraw_takes,
+    region_beats,
+    take_bar_count,
+    take_model,
+    track_choices,
+    tracks_words,
+)
 from music_lm.page.seeds import Seed, SeedError, seed_from_header, seed_from_midi, seed_summary
 from music_lm.page.takes import Take, check_text, edited_take, render_wav
 from music_lm.render.export import ExportError
@@ -290,6 +301,7 @@ def options_form(seed: Seed | None) -> dict | None:
             "Locked", ["tempo", "meter", "key"], default=["tempo", "meter", "key"],
             help="No tempo, meter or key change in the new bars.",
         )  # fmt: skip
+        chords, chord_strict = chord_widgets("options", "Chords", "Chord tones only")
         adapt = adaptation_widgets()
         decoding = decoding_widgets()
         submitted = st.form_submit_button("Generate", type="primary")
@@ -318,12 +330,14 @@ def options_form(seed: Seed | None) -> dict | None:
             lock_meter="meter" in locks,
             lock_key="key" in locks,
             seed_key=seed_key,
+            chords=chords,
+            chord_strict=chord_strict,
             **decoding,
         )
         sampling = sampling_from_options(tuple(temperature), int(top_k), float(top_p),
                                          float(min_p))  # fmt: skip
         mix_weights = parse_mix_weights(weights) if len(models) > 1 and mix == "weights" else None
-    except (ConstraintError, GenerationError) as err:
+    except (ConstraintError, GenerationError, ChordError) as err:
         st.error(str(err))
         return None
     paths = [model_path(labels[m]) for m in models]
@@ -339,6 +353,27 @@ def options_form(seed: Seed | None) -> dict | None:
         "attention": attention,
         "adapt": adapt,
     }
+
+
+def chord_widgets(form: str, chords_label: str, strict_label: str) -> tuple[str, bool]:
+    """The chord chart box and "Chord tones only", as `--chords` and `--chord-strict` take
+    them (the box's words are read by the same function, so a bad chord fails as there)."""
+    row = st.columns([3, 1])
+    chords = row[0].text_input(
+        chords_label,
+        "",
+        placeholder="C G Am F",
+        key=f"{form}-chords",
+        help="One chord per bar, cycling; | splits a bar (C|G Am: C then G in bar 1, A "
+        "minor in bar 2). Melodic notes on the beat keep to the chord.",
+    )
+    strict = row[1].checkbox(
+        strict_label,
+        key=f"{form}-chord-strict",
+        help="Every note keeps to the chord, off-beat passing notes too.",
+    )
+    # the box empty, the checkbox has nothing to hold: it says nothing then
+    return chords, strict and bool(chords.strip())
 
 
 def adaptation_widgets() -> int:
@@ -499,6 +534,7 @@ def show_takes(takes: list[Take]) -> None:
     for column, take in zip(columns, takes, strict=True):
         with column:
             show_take(take)
+    redraw_panel(takes)
 
 
 def show_take(take: Take) -> None:
@@ -507,7 +543,9 @@ def show_take(take: Take) -> None:
 
     st.subheader(take.label)
     record = take.record
-    notes = [f"{len(take.ids) - take.seed_length} new tokens from bar {take.continuation_bar}"]
+    redrawn = redraw_summary(take)
+    notes = [redrawn or f"{len(take.ids) - take.seed_length} new tokens from bar "
+             f"{take.continuation_bar}"]  # fmt: skip
     if record.get("tokens_per_s"):
         notes.append(f"{record['tokens_per_s']:,.0f} tokens/s")
     if take.edited:
@@ -517,8 +555,14 @@ def show_take(take: Take) -> None:
     if record.get("post_check", "ok") != "ok":
         notes.append(f"kept although it {record['post_check']}")
     st.caption(" · ".join(notes))
+    region = region_beats(take)  # a redraw marks its region, not a seed
+    figure = pianoroll_figure(
+        take.score,
+        region_beats=region,
+        continuation_at=None if region else take.continuation_tick or None,
+    )
     st.plotly_chart(
-        pianoroll_figure(take.score, continuation_at=take.continuation_tick or None),
+        figure,
         key=f"roll-{take.number}",
         on_select="rerun",  # a note clicked here is picked in the Attention view
         selection_mode="points",
@@ -536,6 +580,68 @@ def show_take(take: Take) -> None:
     if st.button("Continue from this", key=f"continue-{take.number}"):
         history().continue_from(take.number)
         st.rerun()
+
+
+def redraw_panel(takes: list[Take]) -> None:
+    """Draw part of a shown take anew: some of its tracks (or new ones) over a range of its
+    bars, the rest kept note for note (`music_lm.infill`, in the same line as Generate)."""
+    st.subheader("Redraw")
+    by_number = {t.number: t for t in takes}
+    number = st.selectbox("Take to redraw", list(by_number), key="redraw-take",
+                          format_func=lambda n: by_number[n].label)  # fmt: skip
+    take = by_number[number]
+    bar_count = take_bar_count(take)
+    with st.form(f"redraw-{number}"):
+        row = st.columns([2, 3, 1])
+        if bar_count > 1:
+            first, last = row[0].slider("Bars to redraw", 1, bar_count, (1, bar_count),
+                                        key=f"redraw-bars-{number}")  # fmt: skip
+        else:  # a slider needs two ends
+            first = last = 1
+            row[0].caption("Bars to redraw: bar 1, the take's only bar")
+        chosen = row[1].multiselect(
+            "Tracks to redraw",
+            track_choices(take),
+            key=f"redraw-tracks-{number}",
+            help="The take's tracks, numbered as in its token text, or an instrument to add as "
+            "a new track. The other tracks stay note for note.",
+        )
+        variants = row[2].number_input("Takes to draw", 1, 4, 1, key=f"redraw-variants-{number}")
+        chords, chord_strict = chord_widgets(
+            f"redraw-{number}", "Chords over the redrawn bars", "Redrawn notes: chord tones only"
+        )
+        pressed = st.form_submit_button("Redraw", type="primary")
+    if not pressed:
+        return
+    if not chosen:
+        st.error("Choose a track to redraw, or an instrument to add.")
+        return
+    try:
+        constraints = constraints_from_options(bars=last - first + 1, chords=chords,
+                                               chord_strict=chord_strict)  # fmt: skip
+    except (ConstraintError, ChordError) as err:
+        st.error(str(err))
+        return
+    if running_job() is not None:
+        st.warning("A generation is running: stop it or wait for it first.")
+        return
+    start_redraw(take, tracks_words(chosen), bars_words(first, last), constraints, int(variants))
+
+
+def start_redraw(take: Take, tracks: list[str], bars: str, constraints, variants: int) -> None:
+    hist = history()
+    model = take_model(take, DEFAULT_MODEL)
+    try:
+        loaded = [loaded_model(model, False)]
+    except Exception as err:  # ModelError and friends: one line
+        st.error(f"Cannot load the model: {err}")
+        return
+    st.session_state.job = GenerationJob(
+        redraw_takes, alive=session_alive(), take=take, tracks=tracks, bars=bars,
+        first_number=hist.reserve(variants), run=hist.new_run(), models=[model], loaded=loaded,
+        constraints=constraints, variants=variants,
+    )  # fmt: skip
+    st.rerun()  # the progress panel, above the results
 
 
 def downloads(take: Take) -> None:
