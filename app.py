@@ -22,20 +22,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from music_lm.generation.chords import ChordError
-from music_lm.generation.constraints import (
-    LOOP_GUARD_TOKENS,
-    SCALES,
-    ConstraintError,
-    key_signature_tonic,
-)
-from music_lm.generation.options import (
-    constraints_from_options,
-    header_from_options,
-    parse_meter,
-    parse_mix_weights,
-    sampling_from_options,
-)
+from music_lm.generation.constraints import LOOP_GUARD_TOKENS, SCALES, ConstraintError
+from music_lm.generation.options import header_from_options, parse_meter
 from music_lm.generation.seeds import SUSTAIN_SEEDS
 from music_lm.generation.settings import GenerationError
 from music_lm.midi.gm import GM_PROGRAMS
@@ -43,6 +31,15 @@ from music_lm.page.history import History
 from music_lm.page.jobs import GenerationJob, generate_takes
 from music_lm.page.limits import LIMITS
 from music_lm.page.models import model_choices, run_metrics
+from music_lm.page.options import (
+    KEY_SCALE_LABEL,
+    OPTION_ERRORS,
+    SEED_KEY_LABEL,
+    SEED_STYLE_LABEL,
+    FormValues,
+    generation_options,
+    redraw_constraints,
+)
 from music_lm.page.process import warm_up
 from music_lm.page.redraw import (
     bars_words,
@@ -67,7 +64,6 @@ STYLES = [VOCAB.values[i] for i in VOCAB.ranges["style"]]
 METERS = ["4/4", "3/4", "2/4", "6/8", "9/8", "12/8", "5/4", "7/8", "2/2", "3/8"]
 KEYS = [VOCAB.tokens[i][4:] for i in VOCAB.ranges["key"]]  # "C:major", "F#:minor", ...
 INSTRUMENTS = ["drums", *GM_PROGRAMS]
-SEED_KEY_LABEL = "the seed's key"
 POLL_S = 0.5  # the progress panel's refresh while a job generates
 WAIT_POLL_S = 1.0  # and while it waits in line (each refresh is a script run on the server)
 GONE_GRACE_S = 5.0  # a session disconnected this long (its tab closed) gives up its job
@@ -270,7 +266,7 @@ def options_form(seed: Seed | None) -> dict | None:
         weights = top[2].text_input(
             "Mix weights", "", placeholder="equal", help="With Mix: weights, e.g. 0.3,0.7."
         )
-        style = top[3].selectbox("Style", ["(the seed's)", *STYLES])
+        style = top[3].selectbox("Style", [SEED_STYLE_LABEL, *STYLES])
         row = st.columns(4)
         bars = row[0].number_input("Bars to generate", 1, 64, 4)
         variants = row[1].number_input("Variants", 1, 4, 2)
@@ -284,7 +280,7 @@ def options_form(seed: Seed | None) -> dict | None:
         st.subheader("Constraints")
         row = st.columns(4)
         key = row[0].selectbox("Keep to a key", ["off", SEED_KEY_LABEL, *KEYS])
-        scale = row[1].selectbox("Scale", ["(the key's)", *SCALES])
+        scale = row[1].selectbox("Scale", [KEY_SCALE_LABEL, *SCALES])
         instruments = row[2].multiselect(
             "Instruments that may play", seed_tracks, help="Empty: all of the seed's."
         )
@@ -313,46 +309,21 @@ def options_form(seed: Seed | None) -> dict | None:
     if not models:
         st.error("Choose a model.")
         return None
-    if attention and bars > LIMITS.attention_bars:
-        st.error(f"Keep attention works up to {LIMITS.attention_bars} new bars, not {bars}.")
-        return None
+    form = FormValues(
+        models=tuple(model_path(labels[m]) for m in models), mix=mix, mix_weights=weights,
+        style=style, bars=int(bars), variants=int(variants),
+        temperature=(float(temperature[0]), float(temperature[1])), top_k=int(top_k),
+        top_p=float(top_p), min_p=float(min_p), random_seed=None if random else int(number),
+        key=key, scale=scale, instruments=tuple(instruments), max_polyphony=int(polyphony),
+        pitch_range=pitch_range, instrument_ranges=instrument_ranges, attention=attention,
+        locks=tuple(locks), chords=chords, chord_strict=chord_strict, adapt_steps=adapt,
+        decoding=decoding,
+    )  # fmt: skip
     try:
-        key_words, scale_words, seed_key = key_options(seed, key, scale)
-        constraints = constraints_from_options(
-            bars=int(bars),
-            key=key_words,
-            scale=scale_words,
-            pitch_range=pitch_range,
-            instrument_ranges=instrument_ranges,
-            max_polyphony=int(polyphony) or None,
-            instruments=instruments,
-            lock_tempo="tempo" in locks,
-            lock_meter="meter" in locks,
-            lock_key="key" in locks,
-            seed_key=seed_key,
-            chords=chords,
-            chord_strict=chord_strict,
-            **decoding,
-        )
-        sampling = sampling_from_options(tuple(temperature), int(top_k), float(top_p),
-                                         float(min_p))  # fmt: skip
-        mix_weights = parse_mix_weights(weights) if len(models) > 1 and mix == "weights" else None
-    except (ConstraintError, GenerationError, ChordError) as err:
+        return generation_options(seed, form)
+    except OPTION_ERRORS as err:
         st.error(str(err))
         return None
-    paths = [model_path(labels[m]) for m in models]
-    return {
-        "models": paths,
-        "mix": mix if len(paths) > 1 else None,
-        "mix_weights": mix_weights,
-        "style": None if style == "(the seed's)" else style,
-        "constraints": constraints,
-        "sampling": sampling,
-        "variants": int(variants),
-        "random_seed": None if random else int(number),
-        "attention": attention,
-        "adapt": adapt,
-    }
 
 
 def chord_widgets(form: str, chords_label: str, strict_label: str) -> tuple[str, bool]:
@@ -372,8 +343,7 @@ def chord_widgets(form: str, chords_label: str, strict_label: str) -> tuple[str,
         key=f"{form}-chord-strict",
         help="Every note keeps to the chord, off-beat passing notes too.",
     )
-    # the box empty, the checkbox has nothing to hold: it says nothing then
-    return chords, strict and bool(chords.strip())
+    return chords, strict
 
 
 def adaptation_widgets() -> int:
@@ -409,19 +379,6 @@ def decoding_widgets() -> dict:
         )  # fmt: skip
     return {"unisons": unisons, "drum_keys": drum_keys, "drum_length": drum_length,
             "hold_past_end": hold, "loop_guard": int(loop_guard)}  # fmt: skip
-
-
-def key_options(seed: Seed, key: str, scale: str) -> tuple[str | None, str | None, tuple[int, str]]:
-    """The two key widgets as the words of --key and --scale, and the seed's key signature
-    (C major without one) that a scale on its own is on. "The seed's key" is the seed's key
-    signature, major or minor as it is: its mode as the scale, on the seed's tonic."""
-    signature = seed.score.key_signatures[0] if seed.score.key_signatures else None
-    seed_key = (0, "major") if signature is None else (signature.sharps, signature.mode)
-    scale_words = None if scale == "(the key's)" else scale
-    if key == SEED_KEY_LABEL and scale_words is None:
-        scale_words = key_signature_tonic(seed_key)[1]
-    key_words = None if key in ("off", SEED_KEY_LABEL) else key
-    return key_words, scale_words, seed_key
 
 
 def start_job(seed: Seed, options: dict) -> None:
@@ -617,9 +574,8 @@ def redraw_panel(takes: list[Take]) -> None:
         st.error("Choose a track to redraw, or an instrument to add.")
         return
     try:
-        constraints = constraints_from_options(bars=last - first + 1, chords=chords,
-                                               chord_strict=chord_strict)  # fmt: skip
-    except (ConstraintError, ChordError) as err:
+        constraints = redraw_constraints(last - first + 1, chords, chord_strict)
+    except OPTION_ERRORS as err:
         st.error(str(err))
         return
     if running_job() is not None:
@@ -773,36 +729,15 @@ def attention_view() -> None:
 
 
 def note_picked_on_roll(take: Take, notes) -> int | None:
-    """The index in `notes` of the generated note clicked on the take's piano roll, if any.
-    The roll has a trace per track with notes, in track order, its notes as `roll_notes`
-    gives them: (curve, point) names the note. A track may sound the same pitch twice at
-    once; the k-th of such twins on the roll is the k-th in the text."""
-    from music_lm.render.roll_layout import roll_notes
+    """The index in `notes` of the generated note clicked on the take's piano roll, if any."""
+    from music_lm.page.attention import note_at_roll_point
 
     selection = st.session_state.get(f"roll-{take.number}")
     points = (selection or {}).get("selection", {}).get("points", [])
     if not points:
         return None
-    track_notes: dict[int, list] = {}
-    for n in roll_notes(take.score):
-        track_notes.setdefault(n.track, []).append(n)
-    tracks = sorted(track_notes)
     curve, index = points[0].get("curve_number", 0), points[0].get("point_index", 0)
-    if curve >= len(tracks) or index >= len(track_notes[tracks[curve]]):
-        return None
-    mine = track_notes[tracks[curve]]
-    ppq = take.score.ticks_per_beat
-
-    def identity(n) -> tuple:
-        return (round(n.onset_beats * ppq), n.pitch, round(n.duration_beats * ppq))
-
-    chosen = identity(mine[index])
-    twin = sum(identity(n) == chosen for n in mine[:index])
-    matches = [
-        i for i, n in enumerate(notes)
-        if n.track == tracks[curve] and (n.onset_tick, n.pitch, n.duration_ticks) == chosen
-    ]  # fmt: skip
-    return matches[min(twin, len(matches) - 1)] if matches else None  # none: a seed note
+    return note_at_roll_point(take.score, notes, curve, index)
 
 
 # ---- the training view ----

@@ -117,3 +117,12 @@ def test_the_track_choices_are_the_takes_tracks_then_instruments_to_add() -> Non
 def test_the_choices_become_infills_words() -> None:
     assert tracks_words(["2 electric-bass-finger", "add flute"]) == ["2", "flute"]
     assert bars_words(3, 4) == "3-4"
+
+
+def test_the_redraw_chords_are_the_clis_chord_lock() -> None:
+    from music_lm.page.options import redraw_constraints
+
+    lock = redraw_constraints(2, "C|G Am", strict=True).to_json()["chords"]
+    assert lock["strict"] is True
+    # a ticked box with no chart holds nothing (the CLI refuses --chord-strict alone)
+    assert redraw_constraints(2, " ", strict=True).chords is None
