@@ -126,3 +126,19 @@ def test_the_redraw_chords_are_the_clis_chord_lock() -> None:
     assert lock["strict"] is True
     # a ticked box with no chart holds nothing (the CLI refuses --chord-strict alone)
     assert redraw_constraints(2, " ", strict=True).chords is None
+
+
+def test_an_edit_of_a_redrawn_take_marks_no_region() -> None:
+    from music_lm.page.redraw import redraw_summary, region_beats
+    from music_lm.page.takes import Take, edited_take
+
+    text = "piece style:none tempo:120 ts:4/4 inst:violin bar @0 t1 d:1 v:80 C4 bar @0 t1 d:1 v:80 E4 end"
+    region = {"bars": [2, 2], "start_beat": 4.0, "end_beat": 8.0}
+    record = {"region": region, "tracks": [{"track": 1, "instrument": "violin", "new": False}],
+              "mode": "tracks"}  # fmt: skip
+    redrawn = Take(1, 1, 1, _Take(text).ids, 0, 0, 1, record, {".txt": text.encode()})
+    assert region_beats(redrawn) == (4.0, 8.0)
+    assert redraw_summary(redrawn) == "tracks 1 (violin) redrawn over bar 2"
+    edit = edited_take(redrawn, text.replace("E4", "G4"), number=2)
+    assert region_beats(edit) is None
+    assert redraw_summary(edit) is None
