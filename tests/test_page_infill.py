@@ -64,6 +64,26 @@ def test_a_redrawn_track_keeps_the_other_tracks_note_for_note(page: AppTest) -> 
     assert roll, "no roll marks the redrawn bars"
 
 
+def test_a_redraw_goes_through_the_job_line_with_progress_and_stop(page: AppTest) -> None:
+    widget(page.selectbox, "Example seed").select(BAND).run()
+    widget(page.number_input, "Seed bars to keep").set_value(16).run()
+    generate(page)
+    (before,) = takes(page)
+    widget(page.number_input, "Takes to draw").set_value(4)
+    everything = [c for c in widget(page.multiselect, "Tracks to redraw").options
+                  if not c.startswith("add ")]  # fmt: skip
+    redraw(page, everything, (1, 17))
+    assert "job" in page.session_state
+    assert page.get("progress"), "no progress bar while redrawing"
+    button(page, "Redraw").click().run()  # a second one waits for the first
+    assert any("A generation is running" in w for w in messages(page.warning))
+    button(page, "Stop").click().run()
+    finish(page)
+    assert takes(page) == [before]
+    warnings = messages(page.warning)
+    assert any(w.startswith("stopped after") for w in warnings), warnings
+
+
 def test_an_instrument_can_be_added_as_a_new_track(page: AppTest) -> None:
     before = band_take(page)
     redraw(page, ["add cello"], (1, 2))
@@ -132,7 +152,8 @@ def test_an_edit_of_a_redrawn_take_marks_no_region() -> None:
     from music_lm.page.redraw import redraw_summary, region_beats
     from music_lm.page.takes import Take, edited_take
 
-    text = "piece style:none tempo:120 ts:4/4 inst:violin bar @0 t1 d:1 v:80 C4 bar @0 t1 d:1 v:80 E4 end"
+    text = ("piece style:none tempo:120 ts:4/4 inst:violin bar @0 t1 d:1 v:80 C4 "
+            "bar @0 t1 d:1 v:80 E4 end")  # fmt: skip
     region = {"bars": [2, 2], "start_beat": 4.0, "end_beat": 8.0}
     record = {"region": region, "tracks": [{"track": 1, "instrument": "violin", "new": False}],
               "mode": "tracks"}  # fmt: skip
