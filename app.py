@@ -22,19 +22,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from music_lm.generation.constraints import (
-    LOOP_GUARD_TOKENS,
-    SCALES,
-    ConstraintError,
-    key_signature_tonic,
-)
-from music_lm.generation.options import (
-    constraints_from_options,
-    header_from_options,
-    parse_meter,
-    parse_mix_weights,
-    sampling_from_options,
-)
+from music_lm.generation.constraints import LOOP_GUARD_TOKENS, SCALES, ConstraintError
+from music_lm.generation.options import header_from_options, parse_meter
 from music_lm.generation.seeds import SUSTAIN_SEEDS
 from music_lm.generation.settings import GenerationError
 from music_lm.midi.gm import GM_PROGRAMS
@@ -42,7 +31,26 @@ from music_lm.page.history import History
 from music_lm.page.jobs import GenerationJob, generate_takes
 from music_lm.page.limits import LIMITS
 from music_lm.page.models import model_choices, run_metrics
+from music_lm.page.options import (
+    KEY_SCALE_LABEL,
+    OPTION_ERRORS,
+    SEED_KEY_LABEL,
+    SEED_STYLE_LABEL,
+    FormValues,
+    generation_options,
+    redraw_constraints,
+)
 from music_lm.page.process import warm_up
+from music_lm.page.redraw import (
+    bars_words,
+    redraw_summary,
+    redraw_takes,
+    region_beats,
+    take_bar_count,
+    take_model,
+    track_choices,
+    tracks_words,
+)
 from music_lm.page.seeds import Seed, SeedError, seed_from_header, seed_from_midi, seed_summary
 from music_lm.page.takes import Take, check_text, edited_take, render_wav
 from music_lm.render.export import ExportError
@@ -56,7 +64,6 @@ STYLES = [VOCAB.values[i] for i in VOCAB.ranges["style"]]
 METERS = ["4/4", "3/4", "2/4", "6/8", "9/8", "12/8", "5/4", "7/8", "2/2", "3/8"]
 KEYS = [VOCAB.tokens[i][4:] for i in VOCAB.ranges["key"]]  # "C:major", "F#:minor", ...
 INSTRUMENTS = ["drums", *GM_PROGRAMS]
-SEED_KEY_LABEL = "the seed's key"
 POLL_S = 0.5  # the progress panel's refresh while a job generates
 WAIT_POLL_S = 1.0  # and while it waits in line (each refresh is a script run on the server)
 GONE_GRACE_S = 5.0  # a session disconnected this long (its tab closed) gives up its job
@@ -259,7 +266,7 @@ def options_form(seed: Seed | None) -> dict | None:
         weights = top[2].text_input(
             "Mix weights", "", placeholder="equal", help="With Mix: weights, e.g. 0.3,0.7."
         )
-        style = top[3].selectbox("Style", ["(the seed's)", *STYLES])
+        style = top[3].selectbox("Style", [SEED_STYLE_LABEL, *STYLES])
         row = st.columns(4)
         bars = row[0].number_input("Bars to generate", 1, 64, 4)
         variants = row[1].number_input("Variants", 1, 4, 2)
@@ -273,7 +280,7 @@ def options_form(seed: Seed | None) -> dict | None:
         st.subheader("Constraints")
         row = st.columns(4)
         key = row[0].selectbox("Keep to a key", ["off", SEED_KEY_LABEL, *KEYS])
-        scale = row[1].selectbox("Scale", ["(the key's)", *SCALES])
+        scale = row[1].selectbox("Scale", [KEY_SCALE_LABEL, *SCALES])
         instruments = row[2].multiselect(
             "Instruments that may play", seed_tracks, help="Empty: all of the seed's."
         )
@@ -290,6 +297,7 @@ def options_form(seed: Seed | None) -> dict | None:
             "Locked", ["tempo", "meter", "key"], default=["tempo", "meter", "key"],
             help="No tempo, meter or key change in the new bars.",
         )  # fmt: skip
+        chords, chord_strict = chord_widgets("options", "Chords", "Chord tones only")
         adapt = adaptation_widgets()
         decoding = decoding_widgets()
         submitted = st.form_submit_button("Generate", type="primary")
@@ -301,44 +309,41 @@ def options_form(seed: Seed | None) -> dict | None:
     if not models:
         st.error("Choose a model.")
         return None
-    if attention and bars > LIMITS.attention_bars:
-        st.error(f"Keep attention works up to {LIMITS.attention_bars} new bars, not {bars}.")
-        return None
+    form = FormValues(
+        models=tuple(model_path(labels[m]) for m in models), mix=mix, mix_weights=weights,
+        style=style, bars=int(bars), variants=int(variants),
+        temperature=(float(temperature[0]), float(temperature[1])), top_k=int(top_k),
+        top_p=float(top_p), min_p=float(min_p), random_seed=None if random else int(number),
+        key=key, scale=scale, instruments=tuple(instruments), max_polyphony=int(polyphony),
+        pitch_range=pitch_range, instrument_ranges=instrument_ranges, attention=attention,
+        locks=tuple(locks), chords=chords, chord_strict=chord_strict, adapt_steps=adapt,
+        decoding=decoding,
+    )  # fmt: skip
     try:
-        key_words, scale_words, seed_key = key_options(seed, key, scale)
-        constraints = constraints_from_options(
-            bars=int(bars),
-            key=key_words,
-            scale=scale_words,
-            pitch_range=pitch_range,
-            instrument_ranges=instrument_ranges,
-            max_polyphony=int(polyphony) or None,
-            instruments=instruments,
-            lock_tempo="tempo" in locks,
-            lock_meter="meter" in locks,
-            lock_key="key" in locks,
-            seed_key=seed_key,
-            **decoding,
-        )
-        sampling = sampling_from_options(tuple(temperature), int(top_k), float(top_p),
-                                         float(min_p))  # fmt: skip
-        mix_weights = parse_mix_weights(weights) if len(models) > 1 and mix == "weights" else None
-    except (ConstraintError, GenerationError) as err:
+        return generation_options(seed, form)
+    except OPTION_ERRORS as err:
         st.error(str(err))
         return None
-    paths = [model_path(labels[m]) for m in models]
-    return {
-        "models": paths,
-        "mix": mix if len(paths) > 1 else None,
-        "mix_weights": mix_weights,
-        "style": None if style == "(the seed's)" else style,
-        "constraints": constraints,
-        "sampling": sampling,
-        "variants": int(variants),
-        "random_seed": None if random else int(number),
-        "attention": attention,
-        "adapt": adapt,
-    }
+
+
+def chord_widgets(form: str, chords_label: str, strict_label: str) -> tuple[str, bool]:
+    """The chord chart box and "Chord tones only", as `--chords` and `--chord-strict` take
+    them (the box's words are read by the same function, so a bad chord fails as there)."""
+    row = st.columns([3, 1])
+    chords = row[0].text_input(
+        chords_label,
+        "",
+        placeholder="C G Am F",
+        key=f"{form}-chords",
+        help="One chord per bar, cycling; | splits a bar (C|G Am: C then G in bar 1, A "
+        "minor in bar 2). Melodic notes on the beat keep to the chord.",
+    )
+    strict = row[1].checkbox(
+        strict_label,
+        key=f"{form}-chord-strict",
+        help="Every note keeps to the chord, off-beat passing notes too.",
+    )
+    return chords, strict
 
 
 def adaptation_widgets() -> int:
@@ -374,19 +379,6 @@ def decoding_widgets() -> dict:
         )  # fmt: skip
     return {"unisons": unisons, "drum_keys": drum_keys, "drum_length": drum_length,
             "hold_past_end": hold, "loop_guard": int(loop_guard)}  # fmt: skip
-
-
-def key_options(seed: Seed, key: str, scale: str) -> tuple[str | None, str | None, tuple[int, str]]:
-    """The two key widgets as the words of --key and --scale, and the seed's key signature
-    (C major without one) that a scale on its own is on. "The seed's key" is the seed's key
-    signature, major or minor as it is: its mode as the scale, on the seed's tonic."""
-    signature = seed.score.key_signatures[0] if seed.score.key_signatures else None
-    seed_key = (0, "major") if signature is None else (signature.sharps, signature.mode)
-    scale_words = None if scale == "(the key's)" else scale
-    if key == SEED_KEY_LABEL and scale_words is None:
-        scale_words = key_signature_tonic(seed_key)[1]
-    key_words = None if key in ("off", SEED_KEY_LABEL) else key
-    return key_words, scale_words, seed_key
 
 
 def start_job(seed: Seed, options: dict) -> None:
@@ -499,6 +491,7 @@ def show_takes(takes: list[Take]) -> None:
     for column, take in zip(columns, takes, strict=True):
         with column:
             show_take(take)
+    redraw_panel(takes)
 
 
 def show_take(take: Take) -> None:
@@ -507,7 +500,9 @@ def show_take(take: Take) -> None:
 
     st.subheader(take.label)
     record = take.record
-    notes = [f"{len(take.ids) - take.seed_length} new tokens from bar {take.continuation_bar}"]
+    redrawn = redraw_summary(take)
+    notes = [redrawn or f"{len(take.ids) - take.seed_length} new tokens from bar "
+             f"{take.continuation_bar}"]  # fmt: skip
     if record.get("tokens_per_s"):
         notes.append(f"{record['tokens_per_s']:,.0f} tokens/s")
     if take.edited:
@@ -517,8 +512,14 @@ def show_take(take: Take) -> None:
     if record.get("post_check", "ok") != "ok":
         notes.append(f"kept although it {record['post_check']}")
     st.caption(" · ".join(notes))
+    region = region_beats(take)  # a redraw marks its region, not a seed
+    figure = pianoroll_figure(
+        take.score,
+        region_beats=region,
+        continuation_at=None if region else take.continuation_tick or None,
+    )
     st.plotly_chart(
-        pianoroll_figure(take.score, continuation_at=take.continuation_tick or None),
+        figure,
         key=f"roll-{take.number}",
         on_select="rerun",  # a note clicked here is picked in the Attention view
         selection_mode="points",
@@ -536,6 +537,67 @@ def show_take(take: Take) -> None:
     if st.button("Continue from this", key=f"continue-{take.number}"):
         history().continue_from(take.number)
         st.rerun()
+
+
+def redraw_panel(takes: list[Take]) -> None:
+    """Draw part of a shown take anew: some of its tracks (or new ones) over a range of its
+    bars, the rest kept note for note (`music_lm.infill`, in the same line as Generate)."""
+    st.subheader("Redraw")
+    by_number = {t.number: t for t in takes}
+    number = st.selectbox("Take to redraw", list(by_number), key="redraw-take",
+                          format_func=lambda n: by_number[n].label)  # fmt: skip
+    take = by_number[number]
+    bar_count = take_bar_count(take)
+    with st.form(f"redraw-{number}"):
+        row = st.columns([2, 3, 1])
+        if bar_count > 1:
+            first, last = row[0].slider("Bars to redraw", 1, bar_count, (1, bar_count),
+                                        key=f"redraw-bars-{number}")  # fmt: skip
+        else:  # a slider needs two ends
+            first = last = 1
+            row[0].caption("Bars to redraw: bar 1, the take's only bar")
+        chosen = row[1].multiselect(
+            "Tracks to redraw",
+            track_choices(take),
+            key=f"redraw-tracks-{number}",
+            help="The take's tracks, numbered as in its token text, or an instrument to add as "
+            "a new track. The other tracks stay note for note.",
+        )
+        variants = row[2].number_input("Takes to draw", 1, 4, 1, key=f"redraw-variants-{number}")
+        chords, chord_strict = chord_widgets(
+            f"redraw-{number}", "Chords over the redrawn bars", "Redrawn notes: chord tones only"
+        )
+        pressed = st.form_submit_button("Redraw", type="primary")
+    if not pressed:
+        return
+    if not chosen:
+        st.error("Choose a track to redraw, or an instrument to add.")
+        return
+    try:
+        constraints = redraw_constraints(last - first + 1, chords, chord_strict)
+    except OPTION_ERRORS as err:
+        st.error(str(err))
+        return
+    if running_job() is not None:
+        st.warning("A generation is running: stop it or wait for it first.")
+        return
+    start_redraw(take, tracks_words(chosen), bars_words(first, last), constraints, int(variants))
+
+
+def start_redraw(take: Take, tracks: list[str], bars: str, constraints, variants: int) -> None:
+    hist = history()
+    model = take_model(take, DEFAULT_MODEL)
+    try:
+        loaded = [loaded_model(model, False)]
+    except Exception as err:  # ModelError and friends: one line
+        st.error(f"Cannot load the model: {err}")
+        return
+    st.session_state.job = GenerationJob(
+        redraw_takes, alive=session_alive(), take=take, tracks=tracks, bars=bars,
+        first_number=hist.reserve(variants), run=hist.new_run(), models=[model], loaded=loaded,
+        constraints=constraints, variants=variants,
+    )  # fmt: skip
+    st.rerun()  # the progress panel, above the results
 
 
 def downloads(take: Take) -> None:
@@ -667,36 +729,15 @@ def attention_view() -> None:
 
 
 def note_picked_on_roll(take: Take, notes) -> int | None:
-    """The index in `notes` of the generated note clicked on the take's piano roll, if any.
-    The roll has a trace per track with notes, in track order, its notes as `roll_notes`
-    gives them: (curve, point) names the note. A track may sound the same pitch twice at
-    once; the k-th of such twins on the roll is the k-th in the text."""
-    from music_lm.render.roll_layout import roll_notes
+    """The index in `notes` of the generated note clicked on the take's piano roll, if any."""
+    from music_lm.page.attention import note_at_roll_point
 
     selection = st.session_state.get(f"roll-{take.number}")
     points = (selection or {}).get("selection", {}).get("points", [])
     if not points:
         return None
-    track_notes: dict[int, list] = {}
-    for n in roll_notes(take.score):
-        track_notes.setdefault(n.track, []).append(n)
-    tracks = sorted(track_notes)
     curve, index = points[0].get("curve_number", 0), points[0].get("point_index", 0)
-    if curve >= len(tracks) or index >= len(track_notes[tracks[curve]]):
-        return None
-    mine = track_notes[tracks[curve]]
-    ppq = take.score.ticks_per_beat
-
-    def identity(n) -> tuple:
-        return (round(n.onset_beats * ppq), n.pitch, round(n.duration_beats * ppq))
-
-    chosen = identity(mine[index])
-    twin = sum(identity(n) == chosen for n in mine[:index])
-    matches = [
-        i for i, n in enumerate(notes)
-        if n.track == tracks[curve] and (n.onset_tick, n.pitch, n.duration_ticks) == chosen
-    ]  # fmt: skip
-    return matches[min(twin, len(matches) - 1)] if matches else None  # none: a seed note
+    return note_at_roll_point(take.score, notes, curve, index)
 
 
 # ---- the training view ----

@@ -45,6 +45,7 @@ from test_options import (
     held_by_the_pedal,
     model_hash,
     one_note_at_a_time,
+    pitch_classes_only,
     pitches_in,
     pitches_within,
     pushing,
@@ -154,6 +155,8 @@ def reset_form(page: AppTest) -> None:
     widget(page.text_input, "Drum length").input("auto")
     widget(page.checkbox, "Ring past the end").uncheck()
     widget(page.number_input, "Loop guard (0: off)").set_value(32)
+    widget(page.text_input, "Chords").input("")
+    widget(page.checkbox, "Chord tones only").uncheck()
 
 
 def make_take(page: AppTest, set_controls: Callable[[AppTest], None], will=None) -> list:
@@ -293,6 +296,14 @@ def adapted_in_2_steps(page: AppTest, take: PageTake, case: PageCase) -> None:
     assert [(a["steps"], a["method"]) for a in adaptation or []] == [(2, "full")]
 
 
+def chords_on_the_beat(page: AppTest, take: PageTake, case: PageCase) -> None:
+    """The chart locks the take, passing notes free (the check of the strict row, on the
+    notes, is the one the CLI's rows make; this one reads what generate() was given)."""
+    lock = take.take.record["constraints"].get("chords")
+    assert lock is not None, "no chord lock"
+    assert lock["strict"] is False
+
+
 @dataclass(frozen=True)
 class PageCase:
     id: str
@@ -393,6 +404,12 @@ PAGE_CASES = (
              seed=PEDALLED_NAME, control=set_("checkbox", SUSTAIN, False)),
     PageCase("no sustain", (SUSTAIN,), set_("checkbox", SUSTAIN, False),
              plain(released_as_written), seed=PEDALLED_NAME),
+    # (the folk tune is in B minor: its default take leaves a C major triad)
+    PageCase("chords", ("Chords", "Chord tones only"),
+             both(set_("text_input", "Chords", "C"), set_("checkbox", "Chord tones only", True)),
+             plain(pitch_classes_only({0, 4, 7}))),
+    PageCase("chords on the beat", ("Chords",), set_("text_input", "Chords", "C"),
+             chords_on_the_beat),
     PageCase("loop guard", ("Loop guard (0: off)",),
              set_("number_input", "Loop guard (0: off)", 0),
              recorded("constraints", "loop_guard", value=None)),

@@ -25,13 +25,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from music_lm.midi.gm import GM_PROGRAMS, pitch_to_name
-from music_lm.render.roll_layout import drum_name, track_colour
+from music_lm.render.roll_layout import drum_name, roll_notes, track_colour
 from music_lm.tokens.grammar import GrammarError, GrammarState
 from music_lm.tokens.validate import located
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
+
+    from music_lm.midi.score import Score
 
 STRUCTURE_LABEL = "structure"
 OTHER_NOTES_LABEL = "other notes"
@@ -168,6 +170,34 @@ def generated_notes(ids: Sequence[int], seed_length: int) -> list[NoteToken]:
     if not 0 <= seed_length <= len(ids):
         raise ValueError(f"seed_length must be in 0..{len(ids)}, got {seed_length}")
     return [note for note in note_tokens(ids) if note.index >= seed_length]
+
+
+def note_at_roll_point(
+    score: Score, notes: Sequence[NoteToken], curve: int, point: int
+) -> int | None:
+    """The index in `notes` of the note at (curve, point) of the score's Plotly piano roll;
+    None for a seed note or a point off the roll. The roll has a trace per track with notes,
+    in track order, its notes as `roll_notes` gives them. A track may sound the same pitch
+    twice at once; the k-th of such twins on the roll is the k-th in the text."""
+    track_notes: dict[int, list] = {}
+    for n in roll_notes(score):
+        track_notes.setdefault(n.track, []).append(n)
+    tracks = sorted(track_notes)
+    if curve >= len(tracks) or point >= len(track_notes[tracks[curve]]):
+        return None
+    mine = track_notes[tracks[curve]]
+    ppq = score.ticks_per_beat
+
+    def identity(n) -> tuple:
+        return (round(n.onset_beats * ppq), n.pitch, round(n.duration_beats * ppq))
+
+    chosen = identity(mine[point])
+    twin = sum(identity(n) == chosen for n in mine[:point])
+    matches = [
+        i for i, n in enumerate(notes)
+        if n.track == tracks[curve] and (n.onset_tick, n.pitch, n.duration_ticks) == chosen
+    ]  # fmt: skip
+    return matches[min(twin, len(matches) - 1)] if matches else None  # none: a seed note
 
 
 # ---- attention per earlier note ----
@@ -372,6 +402,7 @@ __all__: Sequence[str] = [
     "attention_figure",
     "attention_summary_figure",
     "generated_notes",
+    "note_at_roll_point",
     "note_attention",
     "note_tokens",
 ]

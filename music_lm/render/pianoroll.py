@@ -183,9 +183,15 @@ def midi_pianoroll(
 # ---- the interactive version (Plotly) ----
 
 
-def pianoroll_figure(score: Score, continuation_at: int | None = None, title: str | None = None):
+def pianoroll_figure(
+    score: Score,
+    continuation_at: int | None = None,
+    title: str | None = None,
+    region_beats: tuple[float, float] | None = None,
+):
     """The same piano roll as a Plotly figure: hover a note for its name, bar, beat,
-    duration and velocity; click a legend entry to hide a track."""
+    duration and velocity; click a legend entry to hide a track. `region_beats` (start, end
+    in quarter notes) marks the bars an infill drew anew."""
     # Plotly loads only when the page draws a figure, not with the render stage
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -238,6 +244,11 @@ def pianoroll_figure(score: Score, continuation_at: int | None = None, title: st
             annotation_text="continuation",
             annotation_position="top right",
         )
+    if region_beats is not None:
+        start, end = region_beats
+        fig.add_vrect(x0=start, x1=end, fillcolor="#ff7f0e", opacity=0.14, line_width=0,
+                      layer="below", annotation_text="redrawn",
+                      annotation_position="top left")  # fmt: skip
     fig.update_xaxes(tickvals=list(layout.bar_label_at), ticktext=list(layout.bar_labels))
     fig.update_xaxes(title_text="bar", row=rows, col=1)
     if pitch_lane:
