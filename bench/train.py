@@ -23,6 +23,12 @@ shaped pieces written under bench/.cache (throughput does not depend on the note
 Raw figures go to bench/train_results.json, keyed by device; the "## Training" section of
 RESULTS.md is rendered from all of them.
 
+`--finetune` measures fine-tuning against pretraining on the shipped model's size: tokens/s of
+our loop fine-tuning `default` with `music-lm finetune`'s dropout (0.1, on the residual stream
+and the embeddings) against training a fresh model of the same shape with no dropout, and,
+as the figure before the fix, fine-tuning with dropout 0.1 on the attention weights too
+(which takes CPU attention off its fused kernel). Same batch, corpus and precision (auto).
+
 `--processes N` measures something else: tokens/s of `music-lm train` as one process with N
 threads against N processes of one thread each (`torchrun --standalone --nproc_per_node N`,
 gloo on a CPU), on the same global batch (`--batch` windows per step, `--batch / N` per
@@ -215,6 +221,44 @@ def processes(preset: str, data: Path, batch: int, steps: int, warmup: int, coun
             "ratio": ratio}  # fmt: skip
 
 
+def finetune_against_pretrain(data: Path, batch: int, steps: int, warmup: int) -> dict:
+    """tokens/s of our loop pretraining a model of the default model's shape, fine-tuning
+    `default` (dropout 0.1, none on attention) and fine-tuning it with attention dropout 0.1."""
+    import music_lm.training.build as build
+    from music_lm.model.folder import load_model
+
+    default = load_model("default").model
+    shape = default.config
+    sizes = {"n_layer": shape.n_layer, "n_head": shape.n_head, "n_embd": shape.n_embd}
+    runs = {
+        "pretrain (dropout 0)": ({**sizes, "dropout": 0.0}, 0.0),
+        "fine-tune (dropout 0.1, attention 0)": ({"base": "default", "dropout": 0.1}, 0.0),
+        "fine-tune (dropout 0.1, attention 0.1: before)": (
+            {"base": "default", "dropout": 0.1}, 0.1),
+    }  # fmt: skip
+    figures = {}
+    for name, (settings, attention) in runs.items():
+        build.ATTENTION_DROPOUT = attention  # the figure before the fix, for comparison
+        with tempfile.TemporaryDirectory() as tmp:
+            config = TrainConfig(data=(str(data),), output=f"{tmp}/run", context=CONTEXT,
+                                 batch_size=batch, max_steps=warmup + steps, eval_every=10**9,
+                                 save_every=10**9, log_every=math.gcd(warmup, steps),
+                                 progress=False, compile="off", warmup_steps=10,
+                                 **settings)  # fmt: skip
+            train(config, log=lambda _m: None)
+            lines = Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()
+        speed = timed_tokens_per_s([json.loads(x) for x in lines], warmup, steps, batch * CONTEXT)
+        figures[name] = speed
+        print(f"{name}: {speed:,.0f} tokens/s", flush=True)
+    build.ATTENTION_DROPOUT = 0.0
+    pretrain = figures["pretrain (dropout 0)"]
+    for name, speed in figures.items():
+        print(f"{name} / pretrain: {speed / pretrain:.2f}x", flush=True)
+    return {"device": device_name(), "date": time.strftime("%Y-%m-%d"), "batch": batch,
+            "steps": steps, "parameters": sum(p.numel() for p in default.parameters()),
+            "tokens_per_s": figures}  # fmt: skip
+
+
 def anchor(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> dict:
     """transformers.Trainer on the same model and window shape."""
     from transformers import Trainer, TrainerCallback, TrainingArguments
@@ -345,9 +389,17 @@ def main() -> None:
     parser.add_argument("--render", action="store_true")
     parser.add_argument("--processes", type=int, default=0,
                         help="N: one process against N (torchrun), the first preset")  # fmt: skip
+    parser.add_argument("--finetune", action="store_true",
+                        help="fine-tuning default against pretraining its shape")  # fmt: skip
     args = parser.parse_args()
     if args.warmup < 1 or args.steps < 1:
         parser.error("--warmup and --steps must be at least 1")
+    if args.finetune:
+        data = args.data or synthetic_corpus(SYNTHETIC)
+        figures = finetune_against_pretrain(data, args.batch, args.steps, args.warmup)
+        if args.results != RESULTS:
+            args.results.write_text(json.dumps(figures, indent=2) + "\n")
+        return
     if args.processes:
         if args.processes < 2:
             parser.error(f"--processes must be at least 2, got {args.processes}")

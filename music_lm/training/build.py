@@ -13,6 +13,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from music_lm.model.folder import (
+    ATTENTION_DROPOUT,
     ModelError,
     TokenMap,
     error_line,
@@ -80,12 +81,16 @@ def make_scheduler(
 
 def _set_dropout(model: torch.nn.Module, dropout: float) -> None:
     """Dropout of a loaded model: the config (saved with it) and every Dropout module (built
-    from the config at load time, so changing the config alone would do nothing)."""
-    for name in ("resid_pdrop", "embd_pdrop", "attn_pdrop"):
+    from the config at load time, so changing the config alone would do nothing). The
+    attention weights' dropout stays ATTENTION_DROPOUT (0): any other rate takes CPU
+    attention off its fused kernel (model.folder)."""
+    for name in ("resid_pdrop", "embd_pdrop"):
         setattr(model.config, name, dropout)
+    model.config.attn_pdrop = ATTENTION_DROPOUT
+    attention = {id(m) for name, m in model.named_modules() if name.endswith("attn_dropout")}
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
-            module.p = dropout
+            module.p = ATTENTION_DROPOUT if id(module) in attention else dropout
 
 
 def build_model(config: TrainConfig, log: Callable[[str], None]):
