@@ -34,7 +34,7 @@ from music_lm.model.folder import (
     new_model,
 )
 from music_lm.tokens.vocab import VOCAB
-from music_lm.training.build import add_lora, lr_factor, plain_model
+from music_lm.training.build import add_lora, lr_factor, make_optimizer, plain_model
 from music_lm.training.checkpoints import checkpoints
 from music_lm.training.config import TrainConfig, TrainError
 from music_lm.training.loop import train
@@ -488,6 +488,17 @@ def test_the_default_model_ships_with_the_package() -> None:
     assert loaded.token_map.identity
     assert loaded.context >= 1024
     assert next(loaded.model.parameters()).dtype == torch.float32  # computed in fp32 on CPU
+
+
+def test_the_optimizer_is_fused_adamw_without_decay_on_biases_and_norms() -> None:
+    """Fused on a CPU too: the foreach step was the slow part of a CPU training step."""
+    model = new_model(model_config("tiny", context=64))
+    optimizer = make_optimizer(model, TrainConfig(data=("x",), output="y"), torch.device("cpu"))
+    assert optimizer.defaults["fused"] is True
+    decay, no_decay = optimizer.param_groups
+    assert {p.dim() for p in decay["params"]} == {2}
+    assert {p.dim() for p in no_decay["params"]} == {1}
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.1, 0.0)
 
 
 def test_finetune_dropout_reaches_every_dropout_module_but_attentions(tiny_model: Path) -> None:
