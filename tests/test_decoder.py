@@ -71,27 +71,29 @@ def test_the_decoders_logits_are_transformers_bit_for_bit(gpt2, padding: list[in
         assert torch.equal(a, b), f"step {step}: largest difference {(a - b).abs().max()}"
 
 
+@pytest.mark.parametrize("padded", [True, False], ids=["padded", "unpadded"])
 @torch.inference_mode()
-def test_rows_left_in_the_batch_go_on_as_before(gpt2) -> None:
+def test_rows_left_in_the_batch_go_on_as_before(gpt2, padded: bool) -> None:
     generator = torch.Generator().manual_seed(3)
     ids = torch.randint(0, len(VOCAB), (3, 12), generator=generator)
     mask = torch.ones_like(ids)
-    mask[1, :5] = 0
+    mask[1, :5] = 0 if padded else 1
     out = gpt2(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                use_cache=True)  # fmt: skip
     decoder = StaticDecoder.from_cache(gpt2, out.cache, mask, 64)
     whole = StaticDecoder.from_cache(gpt2, out.cache, mask, 64)
-    positions = torch.tensor([[12], [7], [12]])
+    positions = mask.sum(-1, keepdim=True)
     token = torch.tensor([[5], [6], [7]])
-    decoder.step(token, positions)
-    whole.step(token, positions)
+    for step in range(4):  # tokens the rows attend to after the batch shrinks
+        decoder.step(token + step, positions + step)
+        whole.step(token + step, positions + step)
     decoder.keep(torch.tensor([1, 2]))  # row 0 ended
     assert decoder.rows == 2
-    assert decoder.padded
-    kept = decoder.step(token[1:] + 1, positions[1:] + 1)
-    both = whole.step(token + 1, positions + 1)[1:]
+    assert decoder.padded is padded
+    kept = decoder.step(token[1:] + 4, positions[1:] + 4)
+    both = whole.step(token + 4, positions + 4)[1:]
     assert torch.allclose(kept, both, atol=1e-5)
-    decoder.keep(torch.tensor([1]))  # the padded row ended too: the rest needs no mask
+    decoder.keep(torch.tensor([1]))  # row 1 ended too: the one left has no padding
     assert decoder.rows == 1
     assert not decoder.padded
 

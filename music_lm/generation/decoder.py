@@ -112,34 +112,39 @@ class StaticDecoder:
             raise ValueError(f"the decoder's {self.capacity} positions are all taken")
         at = self.length
         rows, width = ids.shape[0], self.width
+        shape = (rows, self.heads, self.head_size)
         self.attended[:, 0, 0, at] = True
         # A row without padding attends to everything: no mask, as transformers passes none.
         mask = self.attended[..., : at + 1] if self.padded else None
         # [rows, width]; transformers adds the position embedding to the token's (same order)
         x = F.embedding(ids[:, 0], self.wte) + F.embedding(positions[:, 0], self.wpe)
-        for layer, w in enumerate(self.layers):
+        for w, keys, values in zip(self.layers, self.keys, self.values, strict=True):
             h = F.layer_norm(x, (width,), w[0], w[1], self.eps)
             q, k, v = torch.addmm(w[3], h, w[2]).split(width, dim=1)  # each [rows, width]
-            self.keys[layer, :, :, at] = k.view(rows, self.heads, self.head_size)
-            self.values[layer, :, :, at] = v.view(rows, self.heads, self.head_size)
+            keys[:, :, at] = k.view(shape)
+            values[:, :, at] = v.view(shape)
             attention = F.scaled_dot_product_attention(
                 q.view(rows, self.heads, 1, self.head_size),
-                self.keys[layer, :, :, : at + 1],
-                self.values[layer, :, :, : at + 1],
+                keys[:, :, : at + 1],
+                values[:, :, : at + 1],
                 attn_mask=mask,
                 scale=self.scale,
             )  # [rows, heads, 1, head size]
-            attention = attention.transpose(1, 2).reshape(rows, width)
-            x = torch.addmm(w[5], attention, w[4]) + x
+            x = torch.addmm(w[5], attention.view(rows, width), w[4]) + x
             h = F.layer_norm(x, (width,), w[6], w[7], self.eps)
             h = torch.addmm(w[9], h, w[8])
-            # GPT-2's "gelu_new", written as transformers writes it (F.gelu(approximate="tanh")
-            # is another kernel, with other roundings)
-            h = 0.5 * h * (1.0 + torch.tanh(_GELU_SCALE * (h + 0.044715 * torch.pow(h, 3.0))))
-            x = x + torch.addmm(w[11], h, w[10])
+            x = x + torch.addmm(w[11], _gelu_new_(h), w[10])
         self.length = at + 1
         x = F.layer_norm(x, (width,), self.final_norm[0], self.final_norm[1], self.eps)
         return F.linear(x, self.head)
+
+
+def _gelu_new_(h: torch.Tensor) -> torch.Tensor:
+    """GPT-2's "gelu_new" in place, 0.5 h (1 + tanh(sqrt(2 / pi) (h + 0.044715 h^3))), with
+    transformers' operations in transformers' order, so the same roundings (torch's
+    F.gelu(approximate="tanh") is another kernel with others); no temporaries but one."""
+    t = torch.pow(h, 3.0).mul_(0.044715).add_(h).mul_(_GELU_SCALE).tanh_().add_(1.0)
+    return h.mul_(0.5).mul_(t)
 
 
 def _layer_weights(block: torch.nn.Module) -> tuple[torch.Tensor, ...]:

@@ -50,23 +50,23 @@ def filtered_probabilities(
     """Probabilities [rows, V] over the allowed ids only, after temperature, top-k, top-p and
     min-p. A row whose allowed ids all have zero probability (or non-finite logits) gets
     the uniform distribution over its allowed ids: never anything outside them."""
+    # One new tensor for the scores (the logits may be shared by rows), then in place.
     scores = logits.float() / temperature[:, None]
-    scores = scores.masked_fill(~allowed, float("-inf"))
+    scores.masked_fill_(~allowed, float("-inf"))
     if top_k > 0:
         k = min(top_k, scores.shape[-1])
         kth = torch.topk(scores, k, dim=-1).values[:, -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
+        scores.masked_fill_(scores < kth, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
-        before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+        before = torch.cumsum(sorted_probs, dim=-1).sub_(sorted_probs)
         drop_sorted = before >= top_p  # keep the smallest head that reaches top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        probs = probs.masked_fill(drop, 0.0)
+        probs.masked_fill_(torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted), 0.0)
     if min_p > 0.0:
         peak = probs.max(dim=-1, keepdim=True).values
-        probs = probs.masked_fill(probs < min_p * peak, 0.0)
-    probs = torch.nan_to_num(probs, nan=0.0) * allowed
+        probs.masked_fill_(probs < min_p * peak, 0.0)
+    probs = probs.nan_to_num_(nan=0.0).mul_(allowed)
     total = probs.sum(dim=-1, keepdim=True)
     dead = ~(total > 0)
     if bool(dead.any()):
