@@ -227,9 +227,12 @@ def processes(preset: str, data: Path, batch: int, steps: int, warmup: int, coun
             "ratio": ratio}  # fmt: skip
 
 
-def finetune_against_pretrain(data: Path, batch: int, steps: int, warmup: int) -> dict:
+def finetune_against_pretrain(
+    data: Path, batch: int, steps: int, warmup: int, repeats: int = 1
+) -> dict:
     """tokens/s of our loop pretraining a model of the default model's shape, fine-tuning
-    `default` (dropout 0.1, none on attention) and fine-tuning it with attention dropout 0.1."""
+    `default` (dropout 0.1, none on attention) and fine-tuning it with attention dropout 0.1;
+    `repeats` rounds of the three, alternated, and each one's median ratio to pretraining."""
     import music_lm.training.build as build
     from music_lm.model.folder import load_model
 
@@ -242,27 +245,31 @@ def finetune_against_pretrain(data: Path, batch: int, steps: int, warmup: int) -
         "fine-tune (dropout 0.1, attention 0.1: before)": (
             {"base": "default", "dropout": 0.1}, 0.1),
     }  # fmt: skip
-    figures = {}
-    for name, (settings, attention) in runs.items():
-        build.ATTENTION_DROPOUT = attention  # the figure before the fix, for comparison
-        with tempfile.TemporaryDirectory() as tmp:
-            config = TrainConfig(data=(str(data),), output=f"{tmp}/run", context=CONTEXT,
-                                 batch_size=batch, max_steps=warmup + steps, eval_every=10**9,
-                                 save_every=10**9, log_every=math.gcd(warmup, steps),
-                                 progress=False, compile="off", warmup_steps=10,
-                                 **settings)  # fmt: skip
-            train(config, log=lambda _m: None)
-            lines = Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()
-        speed = timed_tokens_per_s([json.loads(x) for x in lines], warmup, steps, batch * CONTEXT)
-        figures[name] = speed
-        print(f"{name}: {speed:,.0f} tokens/s", flush=True)
+    figures: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, (settings, attention) in runs.items():
+            build.ATTENTION_DROPOUT = attention  # the figure before the fix, for comparison
+            with tempfile.TemporaryDirectory() as tmp:
+                config = TrainConfig(data=(str(data),), output=f"{tmp}/run", context=CONTEXT,
+                                     batch_size=batch, max_steps=warmup + steps,
+                                     eval_every=10**9, save_every=10**9,
+                                     log_every=math.gcd(warmup, steps), progress=False,
+                                     compile="off", warmup_steps=10, **settings)  # fmt: skip
+                train(config, log=lambda _m: None)
+                lines = Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()
+            rows = [json.loads(x) for x in lines]
+            figures[name].append(timed_tokens_per_s(rows, warmup, steps, batch * CONTEXT))
+            print(f"{name}: {figures[name][-1]:,.0f} tokens/s", flush=True)
     build.ATTENTION_DROPOUT = 0.0
     pretrain = figures["pretrain (dropout 0)"]
-    for name, speed in figures.items():
-        print(f"{name} / pretrain: {speed / pretrain:.2f}x", flush=True)
+    ratios = {name: [a / b for a, b in zip(speeds, pretrain, strict=True)]
+              for name, speeds in figures.items()}  # fmt: skip
+    for name, values in ratios.items():
+        print(f"{name} / pretrain: {', '.join(f'{r:.2f}' for r in values)}; "
+              f"median {_median(values):.2f}x", flush=True)  # fmt: skip
     return {"device": device_name(), "date": time.strftime("%Y-%m-%d"), "batch": batch,
             "steps": steps, "parameters": sum(p.numel() for p in default.parameters()),
-            "tokens_per_s": figures}  # fmt: skip
+            "tokens_per_s": figures, "ratios": ratios}  # fmt: skip
 
 
 def anchor(preset: str, batch: int, steps: int, warmup: int, compiled: bool) -> dict:
@@ -415,7 +422,8 @@ def main() -> None:
         parser.error("--warmup and --steps must be at least 1")
     if args.finetune:
         data = args.data or synthetic_corpus(SYNTHETIC)
-        figures = finetune_against_pretrain(data, args.batch, args.steps, args.warmup)
+        figures = finetune_against_pretrain(data, args.batch, args.steps, args.warmup,
+                                            args.repeats)  # fmt: skip
         if args.results != RESULTS:
             args.results.write_text(json.dumps(figures, indent=2) + "\n")
         return

@@ -53,7 +53,7 @@ PRESETS: dict[str, dict[str, int]] = {
 # Dropout on the attention weights is never used: with any, torch's CPU
 # scaled_dot_product_attention leaves its fused kernel for the math path, which materialises
 # every (T, T) attention matrix: fine-tuning the shipped model with dropout 0.1 there too ran
-# at 0.46x the tokens/s of pretraining it, and at 1.04x without (bench/train.py --finetune).
+# at 0.51x the tokens/s of pretraining it, and at 0.93x without (bench/train.py --finetune).
 # `dropout` is the residual and embedding dropout.
 ATTENTION_DROPOUT = 0.0
 
