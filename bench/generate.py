@@ -17,6 +17,10 @@ Four measurements, each in the same run as its anchor:
   through four sets; each output's text validated by the grammar and its MIDI read back by
   the independent checker of tests/midi_checker.py) and without them (the model's own
   distribution through `model.generate()`, each output validated by the grammar);
+* decode (`--decode` runs it alone): ms per new token at batch 1 and batch 4 of our loop
+  against `model.generate()` (top-p, no masks, as many new tokens), both on one torch thread
+  (our loop's default), runs interleaved; and the time of 1, 2 and 4 variants of one call
+  against 1;
 * wall time to continue 8 bars of 4/4 (bach_chorale.mid, 4 seed bars): from a loaded model,
   and from nothing (the model's load included, as a CLI call).
 
@@ -144,6 +148,82 @@ def speed(loaded, runs: int) -> tuple[dict, list[tuple[list[int], int]]]:
         "hf_plain_ms_per_token": _median(hf_plain),
     }
     return figures, sequences
+
+
+def _hf_generate(model, ids: list[int], rows: int, new_tokens: int, seed: int) -> float:
+    """Seconds of model.generate() for `rows` copies of `ids` and `new_tokens` new tokens each
+    (top-p, no masks, no end)."""
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    model.generate(
+        input_ids=torch.tensor([ids] * rows),
+        attention_mask=torch.ones(rows, len(ids), dtype=torch.long),
+        do_sample=True, top_p=TOP_P, top_k=0, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+        pad_token_id=VOCAB.ids["<pad>"],
+    )  # fmt: skip
+    return time.perf_counter() - started
+
+
+def decode_speed(loaded, runs: int) -> dict:
+    """ms per new token of our loop (masks, top-p) and of model.generate() (top-p, no masks,
+    as many new tokens as ours drew) at batch 1 and 4, on one thread each, runs interleaved;
+    seconds of 1, 2 and 4 variants in one call."""
+    ids = cut_seed(seed_from_file(CHORALE)[0], 4)
+    constraints, sampling = Constraints(bars=8), Sampling(top_p=TOP_P)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # our loop's default (runner.decode_threads)
+
+    def ours(variants: int, seed: int) -> tuple[float, list[int]]:
+        started = time.perf_counter()
+        g = generate(CHORALE, seed_bars=4, constraints=constraints, sampling=sampling,
+                     variants=variants, loaded=[loaded], random_seed=seed, retries=0)  # fmt: skip
+        return time.perf_counter() - started, [v.new_tokens for v in g.variants]
+
+    ours(1, 999)  # warm-up
+    figures: dict[str, list[float]] = {}
+    for run in range(runs):
+        for rows in (1, 4):
+            seconds, counts = ours(rows, run)
+            figures.setdefault(f"ours_{rows}", []).append(seconds / sum(counts) * 1000)
+            figures.setdefault(f"ours_step_{rows}", []).append(seconds / max(counts) * 1000)
+            hf = _hf_generate(loaded.model, ids, rows, max(counts), run)
+            figures.setdefault(f"hf_{rows}", []).append(hf / (rows * max(counts)) * 1000)
+            figures.setdefault(f"hf_step_{rows}", []).append(hf / max(counts) * 1000)
+            figures.setdefault(f"variants_{rows}", []).append(seconds)
+        seconds, _ = ours(2, run)
+        figures.setdefault("variants_2", []).append(seconds)
+    torch.set_num_threads(before)
+    medians = {name: _median(values) for name, values in figures.items()}
+    return {
+        "seed": "bach_chorale.mid, 4 seed bars, 8 new bars, top-p 0.95, 1 torch thread",
+        "runs": runs,
+        **medians,
+        "ratio_1": medians["ours_1"] / medians["hf_1"],
+        "ratio_4": medians["ours_4"] / medians["hf_4"],
+        "variants_2_over_1": medians["variants_2"] / medians["variants_1"],
+        "variants_4_over_1": medians["variants_4"] / medians["variants_1"],
+    }
+
+
+def render_decode(d: dict) -> list[str]:
+    return [
+        f"Decode ({d['seed']}, median of {d['runs']} interleaved runs):",
+        "",
+        "| batch | ours ms/token | model.generate() ms/token | ours / model.generate() "
+        "| ours ms/step | model.generate() ms/step |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {rows} | {d[f'ours_{rows}']:.2f} | {d[f'hf_{rows}']:.2f} "
+            f"| **{d[f'ratio_{rows}']:.2f}×** | {d[f'ours_step_{rows}']:.2f} "
+            f"| {d[f'hf_step_{rows}']:.2f} |"
+            for rows in (1, 4)
+        ),
+        "",
+        f"Variants in one call: 1 in {d['variants_1']:.2f} s, 2 in {d['variants_2']:.2f} s "
+        f"({d['variants_2_over_1']:.2f}×), 4 in {d['variants_4']:.2f} s "
+        f"(**{d['variants_4_over_1']:.2f}×**).",
+        "",
+    ]
 
 
 def validate_ids(ids: list[int]) -> None:
@@ -311,7 +391,7 @@ def render(results: dict) -> str:
     lines = [
         SECTION,
         "",
-        "`bench/generate.py`: constrained generation with the shipped default model (3.8 M",
+        "`bench/generate.py`: constrained generation with the shipped default model (8.2 M",
         "parameters, fp16 weights run in fp32 on CPU). Medians over the runs; each figure",
         "beside its anchor from the same run.",
         "",
@@ -339,11 +419,13 @@ def render(results: dict) -> str:
             "| constraints | tokens | ms / token | share of our loop's time per token |",
             "|---|---:|---:|---:|",
         ]
+        decode = ["", *render_decode(e["decode"])] if "decode" in e else []
         for name, figures in m.items():
             lines.append(
                 f"| {name} | {figures['tokens']:,} | {figures['ms_per_token']:.3f} "
                 f"| {figures['ms_per_token'] / ours:.1%} |"
             )
+        lines += decode
         wm, wo = e["with_masks"], e["without_masks"]
         lines += [
             "",
@@ -381,7 +463,14 @@ def main() -> None:
     parser.add_argument("--unmasked-tokens", type=int, default=512)
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--render", action="store_true", help="only rewrite the section")
+    parser.add_argument("--decode", action="store_true", help="only the decode figures, printed")
     args = parser.parse_args()
+    if args.decode:
+        figures = decode_speed(load_model("default", device="cpu"), args.runs)
+        print("\n".join(render_decode(figures)))
+        if args.results != RESULTS:
+            args.results.write_text(json.dumps(figures, indent=2) + "\n")
+        return
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     if not args.render:
         import transformers
@@ -397,6 +486,8 @@ def main() -> None:
         }
         entry["speed"], sequences = speed(loaded, args.runs)
         print("speed", entry["speed"], flush=True)
+        entry["decode"] = decode_speed(loaded, args.runs)
+        print("decode", entry["decode"], flush=True)
         heavy = Constraints(
             bars=8, scale=(SEED_KEY, "major"), pitch_range=(48, 84), max_polyphony=3,
             instruments=frozenset(range(128)),

@@ -294,10 +294,10 @@ def test_bar_means_end_moves_the_score_only_in_the_last_bar() -> None:
     scores = torch.zeros(1, len(VOCAB))
     scores[0, BAR] = 5.0
     ranges = [[(END, END + 1)]]
-    assert _bar_means_end(scores, [state], ranges, [False]) is scores  # no bar begun yet
+    assert _bar_means_end(scores, [state], ranges) is scores  # no bar begun yet
     for word in ("bar", "@0", "t1", "d:1/2", "v:80", "D5"):
         state.advance(VOCAB.ids[word])
-    moved = _bar_means_end(scores, [state], [state.allowed_ranges()], [False])
+    moved = _bar_means_end(scores, [state], [state.allowed_ranges()])
     assert moved[0, END] == pytest.approx(
         float(torch.logaddexp(torch.tensor(0.0), torch.tensor(5.0)))
     )

@@ -34,7 +34,7 @@ from music_lm.model.folder import (
     new_model,
 )
 from music_lm.tokens.vocab import VOCAB
-from music_lm.training.build import add_lora, lr_factor, plain_model
+from music_lm.training.build import add_lora, lr_factor, make_optimizer, plain_model
 from music_lm.training.checkpoints import checkpoints
 from music_lm.training.config import TrainConfig, TrainError
 from music_lm.training.loop import train
@@ -490,14 +490,52 @@ def test_the_default_model_ships_with_the_package() -> None:
     assert next(loaded.model.parameters()).dtype == torch.float32  # computed in fp32 on CPU
 
 
-def test_finetune_dropout_reaches_every_dropout_module(run: Path, tiny_corpus: Corpus) -> None:
+def test_the_optimizer_is_fused_adamw_without_decay_on_biases_and_norms() -> None:
+    """Fused on a CPU too: the foreach step was the slow part of a CPU training step."""
+    model = new_model(model_config("tiny", context=64))
+    optimizer = make_optimizer(model, TrainConfig(data=("x",), output="y"), torch.device("cpu"))
+    assert optimizer.defaults["fused"] is True
+    decay, no_decay = optimizer.param_groups
+    assert {p.dim() for p in decay["params"]} == {2}
+    assert {p.dim() for p in no_decay["params"]} == {1}
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.1, 0.0)
+
+
+def test_finetune_dropout_reaches_every_dropout_module_but_attentions(tiny_model: Path) -> None:
     from music_lm.training.build import build_model
 
-    model, *_ = build_model(TrainConfig(data=("x",), output="y", base=str(run), dropout=0.25),
-                            quiet)  # fmt: skip
-    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
-    assert rates == {0.25}
-    assert model.config.resid_pdrop == 0.25
+    model, *_ = build_model(TrainConfig(data=("x",), output="y", base=str(tiny_model),
+                                        dropout=0.25), quiet)  # fmt: skip
+    rates = {name.rsplit(".", 1)[-1]: m.p for name, m in model.named_modules()
+             if isinstance(m, torch.nn.Dropout)}  # fmt: skip
+    assert rates == {"drop": 0.25, "resid_dropout": 0.25, "dropout": 0.25, "attn_dropout": 0.0}
+    assert (model.config.resid_pdrop, model.config.embd_pdrop) == (0.25, 0.25)
+    assert model.config.attn_pdrop == 0.0
+
+
+@pytest.mark.parametrize("base", [False, True], ids=["new model", "fine-tuned base"])
+def test_training_with_dropout_keeps_attention_on_the_fused_kernel(
+    base: bool, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch's CPU attention runs its fused kernel only without dropout on the weights: with
+    any, it falls back to the math path and fine-tuning ran 5x slower."""
+    from music_lm.training.build import build_model
+
+    settings = TrainConfig(data=("x",), output="y", base=str(tiny_model) if base else None,
+                           preset="tiny", context=64, dropout=0.1)  # fmt: skip
+    model, *_ = build_model(settings, quiet)
+    rates: list[float] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, dropout_p: float = 0.0, **kwargs):
+        rates.append(dropout_p)
+        return sdpa(*args, dropout_p=dropout_p, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    ids = torch.randint(0, len(VOCAB), (2, 32))
+    model.train()(input_ids=ids, labels=ids).loss.backward()
+    assert rates == [0.0] * model.config.n_layer
+    assert any(m.p == 0.1 for m in model.modules() if isinstance(m, torch.nn.Dropout))
 
 
 def test_evaluated_checkpoints_carry_their_validation_figures(

@@ -106,7 +106,11 @@ def train(
     n_head: int | None = typer.Option(None, help="Attention heads (overrides the preset)."),
     n_embd: int | None = typer.Option(None, help="Width (overrides the preset)."),
     context: int = typer.Option(1024, help=TRAIN_HELP["context"]),
-    dropout: float = typer.Option(0.0, help="Dropout of the new model."),
+    dropout: float = typer.Option(
+        0.0,
+        help="Dropout of the new model's residual stream and embeddings "
+        "(attention weights get none: that keeps attention on its fused kernel).",
+    ),
     max_steps: int | None = typer.Option(None, help=TRAIN_HELP["max_steps"]),
     epochs: float | None = typer.Option(None, help=TRAIN_HELP["epochs"]),
     batch_size: int = typer.Option(16, help=TRAIN_HELP["batch_size"]),
@@ -154,7 +158,11 @@ def finetune(
     ),
     sustain: bool = FOLDER_SUSTAIN,
     context: int = typer.Option(1024, help=TRAIN_HELP["context"]),
-    dropout: float = typer.Option(0.1, help="Dropout while fine-tuning (small data)."),
+    dropout: float = typer.Option(
+        0.1,
+        help="Dropout of the residual stream and embeddings while fine-tuning (small "
+        "data); attention weights get none, which keeps attention on its fused kernel.",
+    ),
     max_steps: int | None = typer.Option(
         None, help="Optimizer steps (default 300, or from --epochs when given)."
     ),

@@ -50,23 +50,23 @@ def filtered_probabilities(
     """Probabilities [rows, V] over the allowed ids only, after temperature, top-k, top-p and
     min-p. A row whose allowed ids all have zero probability (or non-finite logits) gets
     the uniform distribution over its allowed ids: never anything outside them."""
+    # One new tensor for the scores (the logits may be shared by rows), then in place.
     scores = logits.float() / temperature[:, None]
-    scores = scores.masked_fill(~allowed, float("-inf"))
+    scores.masked_fill_(~allowed, float("-inf"))
     if top_k > 0:
         k = min(top_k, scores.shape[-1])
         kth = torch.topk(scores, k, dim=-1).values[:, -1:]
-        scores = scores.masked_fill(scores < kth, float("-inf"))
+        scores.masked_fill_(scores < kth, float("-inf"))
     probs = torch.softmax(scores, dim=-1)
     if top_p < 1.0:
         sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
-        before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs
+        before = torch.cumsum(sorted_probs, dim=-1).sub_(sorted_probs)
         drop_sorted = before >= top_p  # keep the smallest head that reaches top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        probs = probs.masked_fill(drop, 0.0)
+        probs.masked_fill_(torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted), 0.0)
     if min_p > 0.0:
         peak = probs.max(dim=-1, keepdim=True).values
-        probs = probs.masked_fill(probs < min_p * peak, 0.0)
-    probs = torch.nan_to_num(probs, nan=0.0) * allowed
+        probs.masked_fill_(probs < min_p * peak, 0.0)
+    probs = probs.nan_to_num_(nan=0.0).mul_(allowed)
     total = probs.sum(dim=-1, keepdim=True)
     dead = ~(total > 0)
     if bool(dead.any()):
@@ -118,7 +118,8 @@ def _sample_rows(
     bump: float,
     watch: _Watch,
 ) -> list[tuple[list[int], float, np.ndarray | None]]:
-    """Sample `rows` continuations of the seed as one batch."""
+    """Sample `rows` continuations of the seed as one batch. A row that ends leaves the
+    batch: the models step only the rows still drawing (`live`, in batch order)."""
     started = time.perf_counter()
     states = [seed_state.copy() for _ in range(rows)]
     sequences = [list(seed_ids) for _ in range(rows)]
@@ -126,32 +127,33 @@ def _sample_rows(
     # Room to generate before the next re-window: each one re-reads a whole window.
     reserve = max(1, min(r.context for r in runners) // 4)
     limit = min(r.context for r in runners) - reserve
+    live = list(range(rows))
     windows = [window_of(seq, limit) for seq in sequences]
     logits = [r.prefill([w for w, _ in windows]) for r in runners]
-    keys = _key_offsets(windows, sequences)
+    keys = dict(zip(live, _key_offsets(windows, sequences), strict=True))
     # The mask is filled on the CPU (from id ranges) and sent to the model's device whole.
     device = runners[0].device
-    mask = torch.zeros((rows, V), dtype=torch.bool, pin_memory=device.type == "cuda")
-    temperature = torch.ones(rows)
-    captured: list[list[tuple[torch.Tensor, int]]] = [[] for _ in range(rows)]
-    done = [False] * rows
+    masks = torch.zeros((rows, V), dtype=torch.bool, pin_memory=device.type == "cuda")
+    temperatures = torch.ones(rows)
+    captured: list[tuple[torch.Tensor, int]] = []  # row 0's attention, when kept
     for step in range(budget):
+        count = len(live)
+        mask, temperature = masks[:count], temperatures[:count]
         ranges = []
-        for row, state in enumerate(states):
-            if done[row]:
-                ranges.append([(END, END + 1)])
-                continue
+        for index, row in enumerate(live):
+            state = states[row]
             allowed = state.allowed_ranges(budget - step)
             if not allowed:  # a bug, never the user's doing: say where
                 text = " ".join(VOCAB.tokens[t] for t in sequences[row][-12:])
                 raise GenerationError(f"no token allowed after ... {text}")
             ranges.append(allowed)
             bar = max(state.bars_started - 1, 0)
-            temperature[row] = sampling.temperature_at(bar, constraints.bars) * bump
+            temperature[index] = sampling.temperature_at(bar, constraints.bars) * bump
         allowed_mask(ranges, mask)
         heat = temperature.to(device)
-        scores, heated = _combine(logits, states, weights, mix, constraints.bars, heat)
-        scores = _bar_means_end(scores, states, ranges, done)
+        live_states = [states[row] for row in live]
+        scores, heated = _combine(logits, live_states, weights, mix, constraints.bars, heat)
+        scores = _bar_means_end(scores, live_states, ranges)
         probs = filtered_probabilities(
             scores, mask.to(device, non_blocking=True), torch.ones_like(heat) if heated else heat,
             sampling.top_k, sampling.top_p, sampling.min_p,
@@ -159,40 +161,44 @@ def _sample_rows(
         # Drawn on the CPU with the run's generator (the states need the ids there anyway).
         # The copy of the pinned mask above is done by now: .cpu() waits for the device.
         tokens = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0]
-        made = 0
-        for row, token in enumerate(tokens.tolist()):
-            if done[row]:
-                continue
-            made += 1
+        going = []  # batch indices of the rows that go on
+        for index, (row, token) in enumerate(zip(live, tokens.tolist(), strict=True)):
             states[row].advance(token)
             sequences[row].append(token)
             if runners[0].attention and row == 0:  # one variant's: the array grows fast
-                captured[row].append(_attention_row(runners[0], row, keys[row]))
+                captured.append(_attention_row(runners[0], index, keys[row]))
             if states[row].done:
-                done[row] = True
                 finished_at[row] = time.perf_counter() - started
-        watch.step(step + 1, made, states)
-        if all(done):
+            else:
+                going.append(index)
+        watch.step(step + 1, count, states)
+        if not going:
             break
+        if len(going) < count:
+            live = [live[index] for index in going]
+            tokens = tokens[going]
+            for runner in runners:
+                runner.keep(going)
         if any(r.full for r in runners):
-            windows = [window_of(seq, limit) for seq in sequences]
+            windows = [window_of(sequences[row], limit) for row in live]
             logits = [r.prefill([w for w, _ in windows]) for r in runners]
-            keys = _key_offsets(windows, sequences)
+            offsets = _key_offsets(windows, [sequences[row] for row in live])
+            keys = dict(zip(live, offsets, strict=True))
         else:
             logits = [r.step(tokens) for r in runners]
-    if not all(done):  # cannot happen: the budget check keeps a way to the end open
+    if not all(state.done for state in states):  # cannot happen: the budget keeps an end open
         raise GenerationError("a variant did not end within --max-new-tokens")
     out = []
     for row in range(rows):
         attn = None
         if runners[0].attention and row == 0:
-            attn = _stack_attention(captured[row], len(sequences[row]))
+            attn = _stack_attention(captured, len(sequences[row]))
         out.append((sequences[row], finished_at[row], attn))
     return out
 
 
 def _bar_means_end(
-    scores: torch.Tensor, states: list[ContinuationState], ranges: list, done: list[bool]
+    scores: torch.Tensor, states: list[ContinuationState], ranges: list
 ) -> torch.Tensor:
     """In the last new bar, where `bar` may not come, a model that asks for another bar is
     saying this one is done: its score for `bar` goes to `end` where `end` is allowed
@@ -202,7 +208,7 @@ def _bar_means_end(
     rows = [
         row
         for row, state in enumerate(states)
-        if not done[row] and state.final_bar() and any(lo <= END < hi for lo, hi in ranges[row])
+        if state.final_bar() and any(lo <= END < hi for lo, hi in ranges[row])
     ]
     if not rows:
         return scores

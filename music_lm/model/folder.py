@@ -50,6 +50,14 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+# Dropout on the attention weights is never used: with any, torch's CPU
+# scaled_dot_product_attention leaves its fused kernel for the math path, which materialises
+# every (T, T) attention matrix: fine-tuning the shipped model with dropout 0.1 there too ran
+# at 0.51x the tokens/s of pretraining it, and at 0.93x without (bench/train.py --finetune).
+# `dropout` is the residual and embedding dropout.
+ATTENTION_DROPOUT = 0.0
+
+
 class ModelError(MusicLmError, ValueError):
     """A model folder or name that cannot be used; the message names it and the problem."""
 
@@ -79,7 +87,7 @@ def model_config(
         n_positions=context,
         resid_pdrop=dropout,
         embd_pdrop=dropout,
-        attn_pdrop=dropout,
+        attn_pdrop=ATTENTION_DROPOUT,
         bos_token_id=VOCAB.ids["piece"],
         eos_token_id=VOCAB.ids["end"],
         pad_token_id=VOCAB.ids["<pad>"],

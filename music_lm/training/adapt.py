@@ -260,8 +260,9 @@ def _train(
 ) -> list[float]:
     """`steps` AdamW steps (a short warmup, then the learning rate held); the losses."""
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, betas=(0.9, 0.95),
-                                  weight_decay=0.0, foreach=device.type != "cuda")  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        parameters, lr=learning_rate, betas=(0.9, 0.95), weight_decay=0.0, fused=True
+    )  # as training (build.py)
     losses = []
     for step in range(steps):
         for group in optimizer.param_groups:

@@ -377,7 +377,8 @@ def _optimizer_step(run: Run, session: Session) -> torch.Tensor:
         targets = run.token_map.to_model(batch[:, 1:])
         sync = micro == config.grad_accum - 1
         with nullcontext() if sync else accelerator.no_sync(run.model):
-            logits = session.compiled(input_ids=inputs).logits
+            # use_cache=False: no KV cache to build (a copy of every layer's keys and values)
+            logits = session.compiled(input_ids=inputs, use_cache=False).logits
             loss = cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
                                  targets.reshape(-1))  # fmt: skip
         accelerator.backward(loss / config.grad_accum)
