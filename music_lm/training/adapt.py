@@ -269,7 +269,7 @@ def _train(
             group["lr"] = learning_rate * min(1.0, (step + 1) / WARMUP_STEPS)
         batch = windows.batch(rows).to(device)
         inputs = batch[:, :-1].clamp(min=0)
-        logits = model(input_ids=loaded.token_map.to_model(inputs)).logits
+        logits = model(input_ids=loaded.token_map.to_model(inputs), use_cache=False).logits
         logits = loaded.token_map.music_logits(logits)
         loss = cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1),
                              ignore_index=-100)  # fmt: skip
@@ -300,7 +300,7 @@ def held_back_bits(loaded: LoadedModel, ids: Sequence[int], first: int) -> float
     model.eval()
     device = next(model.parameters()).device
     batch = torch.from_numpy(window)[None].to(device)
-    logits = model(input_ids=loaded.token_map.to_model(batch[:, :-1])).logits
+    logits = model(input_ids=loaded.token_map.to_model(batch[:, :-1]), use_cache=False).logits
     logits = loaded.token_map.music_logits(logits).float()[0]
     targets = batch[0, 1:]
     nll = cross_entropy(logits, targets, reduction="none")[scored_from - 1 :]
