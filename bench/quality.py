@@ -239,6 +239,18 @@ DESCRIPTORS = (
 # ---- the Markov model as a network generate() can step ----
 
 
+class _Rows(list):
+    """The Markov "cache": each row's last tokens, with the two batch operations
+    `generation.models._Runner` asks of a transformers cache (variants share one prefill
+    of the seed; finished rows leave the batch)."""
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        self[:] = [list(row) for row in self for _ in range(repeats)]
+
+    def batch_select_indices(self, index) -> None:
+        self[:] = [self[i] for i in index.tolist()]
+
+
 class _MarkovNet:
     """An `NgramModel` behind the interface `generation.models._Runner` calls: forward()
     with the ids, attention mask, positions and cache of a batch gives each row's next-token
@@ -279,7 +291,7 @@ class _MarkovNet:
             new = input_ids[:, -1].tolist()
             rows = [[*old, t][-self.order :] for old, t in zip(cache, new, strict=True)]
         logits = torch.from_numpy(np.stack([self.next_log_probs(r) for r in rows])).float()
-        return SimpleNamespace(cache=rows, logits=logits[:, None, :], attentions=None)
+        return SimpleNamespace(cache=_Rows(rows), logits=logits[:, None, :], attentions=None)
 
 
 @dataclass

@@ -156,3 +156,25 @@ def test_repeat_last_bar_ends_only_where_the_grammar_allows_an_end():
     repeated = quality.repeat_last_bar(words_to_ids(text.split()))
     assert repeated[-1] != END
     assert len(quality.notes_in_bars(repeated, first_bar=2, bars=4)) == 4
+
+
+def test_the_markov_baseline_continues_a_seed_through_generate_with_variants() -> None:
+    """The bench's order-3 Markov model steps through `generate()` as a model does: its
+    "cache" takes the batch operations of a transformers cache (variants share the seed's
+    prefill, finished rows leave the batch), and every continuation is valid."""
+    from music_lm.api import midi_to_text
+    from music_lm.generation.constraints import Constraints
+    from music_lm.generation.runner import generate
+    from music_lm.generation.seeds import cut_seed
+    from music_lm.tokens.validate import validate
+
+    streams = [np.asarray(words_to_ids(midi_to_text(p).split()), dtype=np.int64)
+               for p in sorted((REPO / "midi_in").glob("*.mid"))]  # fmt: skip
+    markov = quality.MarkovLoaded(quality._MarkovNet(quality.fit_markov(streams)), "markov-3")
+    seed = cut_seed(list(streams[0]), 2)
+    made = generate(seed, constraints=Constraints(bars=2), models=["markov-3"],
+                    loaded=[markov], variants=3, random_seed=1)  # fmt: skip
+    assert len(made.variants) == 3
+    for variant in made.variants:
+        validate(variant.text)
+        assert variant.ids[: len(seed) - 1] == seed[:-1]
