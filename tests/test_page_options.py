@@ -433,7 +433,6 @@ def shared(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
         # No audio for the takes: an untrained model holds notes for hundreds of quarter
         # notes, minutes of audio per take, which these rows never listen to.
         monkeypatch.setattr("music_lm.page.takes.render_wav", lambda _midi, _name: SILENCE)
-        monkeypatch.setattr("music_lm.page.jobs.render_wav", lambda _midi, _name: SILENCE)
         other = other_tiny_model_folder(root / "other")
         yield Page(open_page(tiny_model, other, root, monkeypatch), defaults={})
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from music_lm.page.limits import LIMITS, PageLimits
 from music_lm.page.seeds import Seed
-from music_lm.page.takes import Take, render_wav, takes_of
+from music_lm.page.takes import Take, render_audio, takes_of
 
 
 class GenerationQueue:
@@ -215,7 +215,6 @@ def generate_takes(
     limit, then the takes and their audio. `options` go to `generate` as they are."""
     # on use: the runner imports torch (seconds); this module imports without it
     from music_lm.generation.runner import generate
-    from music_lm.render.audio import AudioError
 
     generation = generate(
         list(seed.ids),
@@ -226,11 +225,7 @@ def generate_takes(
     )
     takes = takes_of(generation, first_number, run, parent)
     job.stage = "rendering the audio"
-    for take in takes:
-        try:
-            take.wav = render_wav(take.files[".mid"], f"{take.stem}.mid")
-        except AudioError as err:  # no soundfont: the page still shows the rest
-            take.audio_error = str(err)
+    render_audio(takes)
     return takes
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from music_lm.midi.gm import GM_PROGRAMS
 from music_lm.page.limits import LIMITS, PageLimits
-from music_lm.page.takes import Take, render_wav
+from music_lm.page.takes import Take, render_audio
 from music_lm.tokens.rules import BAR, END
 from music_lm.tokens.vocab import VOCAB
 
@@ -101,7 +101,6 @@ def redraw_takes(
     audio. `options` go to `infill` as they are."""
     # on use: infill imports torch (seconds); this module imports without it
     from music_lm.generation.infill import infill, infill_files
-    from music_lm.render.audio import AudioError
 
     ids = take.ids[:-1] if take.ids and take.ids[-1] == END else take.ids
     generation = infill(
@@ -127,11 +126,7 @@ def redraw_takes(
                     parent=take.number)  # fmt: skip
         takes.append(made)
     job.stage = "rendering the audio"
-    for made in takes:
-        try:
-            made.wav = render_wav(made.files[".mid"], f"{made.stem}.mid")
-        except AudioError as err:  # no soundfont: the page still shows the rest
-            made.audio_error = str(err)
+    render_audio(takes)
     return takes
 
 

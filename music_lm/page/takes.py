@@ -85,6 +85,18 @@ def render_wav(midi: bytes, name: str) -> bytes:
     return encode_audio(render_midi(midi, name=name), "wav")
 
 
+def render_audio(takes) -> None:
+    """Each take's WAV (`take.wav`); where the server cannot render (no soundfont), the
+    reason in `take.audio_error` instead: the page still shows the rest."""
+    from music_lm.render.audio import AudioError  # on use, as render_wav
+
+    for take in takes:
+        try:
+            take.wav = render_wav(take.files[".mid"], f"{take.stem}.mid")
+        except AudioError as err:
+            take.audio_error = str(err)
+
+
 def takes_of(generation, first_number: int, run: int, parent: int | None) -> list[Take]:
     """The takes of a finished generation, numbered from `first_number`."""
     # on use: only a finished generation's takes are written out
