@@ -55,7 +55,9 @@ def test_sessions_on_a_cold_server_all_get_their_takes_and_see_their_place(
             page.get_by_text("Seed: piano roll and audio").wait_for()
             assert page_problems(page) == []
         for page in pages:
-            set_bars(page, 2, 1)
+            # 8 bars: each job outlasts a few polls of the page, so the sessions behind it see
+            # their place (with 2 bars the faster decoder finished jobs between two polls)
+            set_bars(page, 8, 1)
         for page in pages:
             page.get_by_role("button", name="Generate").click()
         places_seen: list[set[int]] = [set() for _ in pages]
