@@ -17,7 +17,6 @@ fill-in-the-middle.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -37,7 +36,13 @@ from music_lm.generation.infill_state import (
 )
 from music_lm.generation.models import load_runners
 from music_lm.generation.options import instrument_program, parse_instrument
-from music_lm.generation.outputs import Generation, Variant, model_records, settings_record
+from music_lm.generation.outputs import (
+    Generation,
+    Variant,
+    model_records,
+    settings_record,
+    take_files,
+)
 from music_lm.generation.runner import (
     _checked_request,
     _device_of,
@@ -48,8 +53,6 @@ from music_lm.generation.sampling import _sample_rows, _Watch
 from music_lm.generation.seeds import SUSTAIN_SEEDS, seed_from_file, seed_from_text
 from music_lm.generation.settings import GenerationError, Progress, Sampling
 from music_lm.midi.gm import GM_PROGRAMS, MAX_MELODIC_TRACKS, MAX_TRACKS
-from music_lm.midi.write import write_midi
-from music_lm.tokens.codec import decode
 from music_lm.tokens.grammar import GrammarError, GrammarState
 from music_lm.tokens.rules import BAR, END
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
@@ -321,25 +324,8 @@ def infill_files(generation: Generation, variant: Variant, stem: str) -> dict[st
     """The three files of a take: MIDI (markers where the region starts and ends, the
     settings as a text event), token text and a JSON record of the region, the tracks,
     the model and the random seed."""
-    text = variant.text
-    score = decode(text)
     region = generation.settings["region"]
-    record = {
-        "variant": variant.index,
-        "file": f"{stem}-{variant.index}",
-        **generation.settings,
-        "models": generation.models,
-        "seconds": round(variant.seconds, 3),
-        "notes": score.note_count,
-    }
-    hashes = "+".join(m["sha256"] for m in generation.models)
-    summary = (f"music_lm infill: model {hashes}, random seed "
-               f"{generation.settings['random_seed']}, variant {variant.index}")  # fmt: skip
     first, last = region["bars"]
     start, end = (round(region[k] * GRID_PER_QUARTER) for k in ("start_beat", "end_beat"))
     markers = [(start, f"music_lm infill: bar {first}"), (end, f"music_lm infill end: bar {last}")]
-    return {
-        ".mid": write_midi(score, markers=markers, texts=[summary]),
-        ".txt": text.encode("utf-8"),
-        ".json": (json.dumps(record, indent=2) + "\n").encode("utf-8"),
-    }
+    return take_files(generation, variant, stem, "infill", markers, {})

@@ -174,10 +174,17 @@ def model_records(names: Sequence[str | Path], loaded: Sequence) -> list[dict]:
 # ---- writing ----
 
 
-def variant_files(generation: Generation, variant: Variant, stem: str) -> dict[str, bytes]:
-    """The three files of a variant: MIDI (with a marker where the continuation starts and
-    the settings as a text event), token text and a JSON record."""
-
+def take_files(
+    generation: Generation,
+    variant: Variant,
+    stem: str,
+    command: str,
+    markers: list[tuple[int, str]],
+    fields: dict,
+) -> dict[str, bytes]:
+    """The three files of a take of `music-lm COMMAND`: MIDI (with `markers`, and the model
+    and random seed as a text event), token text and a JSON record of the settings, the
+    models and `fields`."""
     text = variant.text
     score = decode(text)
     record = {
@@ -185,24 +192,29 @@ def variant_files(generation: Generation, variant: Variant, stem: str) -> dict[s
         "file": f"{stem}-{variant.index}",
         **generation.settings,
         "models": generation.models,
+        **fields,
+        "seconds": round(variant.seconds, 3),
+        "notes": score.note_count,
+    }
+    hashes = "+".join(m["sha256"] for m in generation.models)
+    summary = (f"music_lm {command}: model {hashes}, random seed "
+               f"{generation.settings['random_seed']}, variant {variant.index}")  # fmt: skip
+    return {
+        ".mid": write_midi(score, markers=markers, texts=[summary]),
+        ".txt": text.encode("utf-8"),
+        ".json": (json.dumps(record, indent=2) + "\n").encode("utf-8"),
+    }
+
+
+def variant_files(generation: Generation, variant: Variant, stem: str) -> dict[str, bytes]:
+    """The three files of a variant: MIDI (with a marker where the continuation starts and
+    the settings as a text event), token text and a JSON record."""
+    fields = {
         "continuation_bar": variant.continuation_bar,
         "continuation_beat": variant.continuation_tick / GRID_PER_QUARTER,
         "new_tokens": variant.new_tokens,
         "retries": variant.retries,
         "post_check": variant.post_check,
-        "seconds": round(variant.seconds, 3),
-        "notes": score.note_count,
     }
-    hashes = "+".join(m["sha256"] for m in generation.models)
-    summary = (f"music_lm generate: model {hashes}, random seed "
-               f"{generation.settings['random_seed']}, variant {variant.index}")  # fmt: skip
-    midi = write_midi(
-        score,
-        markers=[(variant.continuation_tick, "music_lm continuation")],
-        texts=[summary],
-    )
-    return {
-        ".mid": midi,
-        ".txt": text.encode("utf-8"),
-        ".json": (json.dumps(record, indent=2) + "\n").encode("utf-8"),
-    }
+    markers = [(variant.continuation_tick, "music_lm continuation")]
+    return take_files(generation, variant, stem, "generate", markers, fields)

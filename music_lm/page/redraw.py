@@ -6,12 +6,11 @@ makes takes as `generate_takes` does. No Streamlit here.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 from music_lm.midi.gm import GM_PROGRAMS
 from music_lm.page.limits import LIMITS, PageLimits
-from music_lm.page.takes import Take, render_audio
+from music_lm.page.takes import Take, render_audio, takes_of
 from music_lm.tokens.rules import BAR, END
 from music_lm.tokens.vocab import VOCAB
 
@@ -112,19 +111,8 @@ def redraw_takes(
         time_limit_s=(limits or LIMITS).generation_seconds,
         **options,
     )
-    takes = []
-    for offset, variant in enumerate(generation.variants):
-        number = first_number + offset
-        files = infill_files(generation, variant, "take")
-        record = {**json.loads(files[".json"]), "file": f"take-{number}", "take": number,
-                  "redrawn_from": take.number,
-                  "tokens_per_s": round(generation.tokens_per_s, 1)}  # fmt: skip
-        files[".json"] = (json.dumps(record, indent=2) + "\n").encode("utf-8")
-        made = Take(number=number, run=run, variant=variant.index, ids=tuple(variant.ids),
-                    seed_length=variant.seed_length, continuation_tick=variant.continuation_tick,
-                    continuation_bar=variant.continuation_bar, record=record, files=files,
-                    parent=take.number)  # fmt: skip
-        takes.append(made)
+    takes = takes_of(generation, first_number, run, take.number, infill_files,
+                     {"redrawn_from": take.number})  # fmt: skip
     job.stage = "rendering the audio"
     render_audio(takes)
     return takes

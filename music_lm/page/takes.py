@@ -6,6 +6,7 @@ token text; `check_text` says whether token text is one valid piece.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -97,18 +98,27 @@ def render_audio(takes) -> None:
             take.audio_error = str(err)
 
 
-def takes_of(generation, first_number: int, run: int, parent: int | None) -> list[Take]:
-    """The takes of a finished generation, numbered from `first_number`."""
-    # on use: only a finished generation's takes are written out
-    from music_lm.generation.outputs import variant_files
+def takes_of(
+    generation,
+    first_number: int,
+    run: int,
+    parent: int | None,
+    files_of: Callable | None = None,
+    fields: dict | None = None,
+) -> list[Take]:
+    """The takes of a finished generation, numbered from `first_number`: their files as
+    `files_of` writes them (`variant_files`, or `infill_files` for a redraw), with `fields`
+    added to each record."""
+    if files_of is None:  # on use: only a finished generation's takes are written out
+        from music_lm.generation.outputs import variant_files as files_of
 
     takes = []
     for offset, variant in enumerate(generation.variants):
         number = first_number + offset
-        files = variant_files(generation, variant, "take")
+        files = files_of(generation, variant, "take")
         # The page names its files after the take ("take-7.mid"), not the variant.
         record = {**json.loads(files[".json"]), "file": f"take-{number}", "take": number,
-                  "tokens_per_s": round(generation.tokens_per_s, 1)}  # fmt: skip
+                  **(fields or {}), "tokens_per_s": round(generation.tokens_per_s, 1)}  # fmt: skip
         files[".json"] = (json.dumps(record, indent=2) + "\n").encode("utf-8")
         takes.append(
             Take(
