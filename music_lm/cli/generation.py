@@ -92,15 +92,17 @@ def _header(style: str | None, tempo: float | None, meter: str | None, constrain
     return header_from_options(style, tempo, signature, None, names, constraints)
 
 
-def _variant_outputs(generation, stem: str, output: Path) -> list[tuple[Path, bytes]]:
-    # the command's stage loads when it runs, so --help and the codec commands stay fast
-    from music_lm.generation.outputs import variant_files
+def variant_outputs(generation, stem: str, output: Path, files_of=None) -> list[tuple[Path, bytes]]:
+    """(path, bytes) of every file of every variant: `STEM-K.mid/.txt/.json` in `output`, as
+    `files_of` writes them (`variant_files`; `infill_files` for `music-lm infill`)."""
+    if files_of is None:  # the stage loads when the command runs: --help stays fast
+        from music_lm.generation.outputs import variant_files as files_of
 
-    outputs = []
-    for variant in generation.variants:
-        for suffix, data in variant_files(generation, variant, stem).items():
-            outputs.append((output / f"{stem}-{variant.index}{suffix}", data))
-    return outputs
+    return [
+        (output / f"{stem}-{variant.index}{suffix}", data)
+        for variant in generation.variants
+        for suffix, data in files_of(generation, variant, stem).items()
+    ]
 
 
 def _report(generation, stem: str, output: Path) -> None:
@@ -149,7 +151,7 @@ def _generation_command(
             generation = run_generation(seed, models=model, loaded=loaded, device=device,
                                         **run_options)  # fmt: skip
             made.append(generation)
-            return _variant_outputs(generation, stem, output)
+            return variant_outputs(generation, stem, output)
 
         failed = len(result.failed)
         source = seed if seed is not None else Path("<header>")

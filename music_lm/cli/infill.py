@@ -29,19 +29,10 @@ from music_lm.cli.generation import (
     UNISONS,
     VARIANTS,
     Opt,
+    variant_outputs,
 )
 from music_lm.cli.root import DEFAULT_OUTPUT, FORCE, app, debug_on, finish_batch
 from music_lm.files import BatchResult, run_batch
-
-
-def _outputs(generation, stem: str, output: Path) -> list[tuple[Path, bytes]]:
-    from music_lm.generation.infill import infill_files
-
-    return [
-        (output / f"{stem}-{variant.index}{suffix}", data)
-        for variant in generation.variants
-        for suffix, data in infill_files(generation, variant, stem).items()
-    ]
 
 
 def _report(generation, stem: str, output: Path) -> None:
@@ -109,6 +100,7 @@ def infill(
     # torch and the model load only when an infill runs
     from music_lm.generation.constraints import ConstraintError
     from music_lm.generation.infill import infill as run_infill
+    from music_lm.generation.infill import infill_files
     from music_lm.generation.options import constraints_from_options, sampling_from_options
     from music_lm.generation.settings import GenerationError
 
@@ -130,7 +122,7 @@ def infill(
                                 random_seed=random_seed, device=device,
                                 sustain=sustain)  # fmt: skip
         made.append(generation)
-        return _outputs(generation, stem, output)
+        return variant_outputs(generation, stem, output, infill_files)
 
     result = BatchResult()
     run_batch([song], job, result, force, errors=(GenerationError, ConstraintError),
