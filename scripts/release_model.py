@@ -225,7 +225,9 @@ def augmentation_text(config: dict) -> str:
     if config.get("velocity_ramp"):
         parts.append(f"crescendo or diminuendo over a window (± {config['velocity_ramp']} bins)")
     if config.get("velocity_jitter"):
-        parts.append(f"per-note velocity jitter (± {config['velocity_jitter']} bin)")
+        share = config.get("velocity_jitter_share", 1.0)
+        parts.append(f"per-note velocity jitter (± {config['velocity_jitter']} bin"
+                     + (f", {share:.0%} of pieces)" if share < 1 else ")"))  # fmt: skip
     if config.get("revoice"):
         parts.append(f"music21's piano and voice parts re-voiced onto General MIDI programs "
                      f"whose range fits ({config['revoice']:.0%} of windows)")  # fmt: skip

@@ -184,6 +184,36 @@ def test_jitter_moves_each_note_by_at_most_its_bins_and_nothing_else() -> None:
     assert moved > len(before)  # most notes move at least once in five draws
 
 
+def test_jitter_share_jitters_that_share_of_pieces_and_a_share_of_one_draws_as_before() -> None:
+    ids = ids_of(melody(tune(3, length=64), seed=3))
+    jittered = [
+        not np.array_equal(
+            augment_ids(ids, Augmentation(velocity_jitter=2, velocity_jitter_share=0.25),
+                        np.random.default_rng(seed)),
+            ids,
+        )
+        for seed in range(400)
+    ]  # fmt: skip
+    assert 0.18 < np.mean(jittered) < 0.32
+    never = Augmentation(velocity_jitter=2, velocity_jitter_share=0.0)
+    assert all(np.array_equal(augment_ids(ids, never, np.random.default_rng(s)), ids)
+               for s in range(20))  # fmt: skip
+    # share 1 draws nothing extra, so runs saved before the share existed resume alike
+    for seed in range(5):
+        always = augment_ids(ids, Augmentation(velocity_jitter=2, velocity_jitter_share=1.0),
+                             np.random.default_rng(seed))  # fmt: skip
+        assert np.array_equal(always, jitter_velocities(ids, 2, np.random.default_rng(seed)))
+    with pytest.raises(ValueError, match="velocity_jitter_share must be a probability 0..1, got 2"):
+        Augmentation(velocity_jitter_share=2)
+
+
+def test_a_run_saved_before_the_jitter_share_resumes_jittering_every_piece() -> None:
+    saved = TrainConfig(data=("x",), output="y").to_json()
+    del saved["velocity_jitter_share"]
+    assert TrainConfig.from_json(saved).velocity_jitter_share == 1.0
+    assert TrainConfig(data=("x",), output="y").velocity_jitter_share == 0.25
+
+
 def test_revoiced_parts_fit_their_new_instruments_range_and_drums_never_change() -> None:
     pieces = [ids_of(melody(tune(i, length=48), program=p, seed=i))
               for i, p in enumerate((PIANO, VOICE, PIANO))]  # fmt: skip
@@ -234,7 +264,7 @@ def test_the_run_settings_carry_the_augmentation_and_old_runs_load_without_it(co
     config = TrainConfig(data=(str(corpus.folder),), output="run", velocity_jitter=2, revoice=0.5)
     again = TrainConfig.from_json(json.loads(json.dumps(config.to_json())))
     assert again == config
-    assert augmentation(again) == Augmentation(3, 4, 2, 0.5, 3.0)
+    assert augmentation(again) == Augmentation(3, 4, 2, 0.5, 3.0, 0.25)
     old = {k: v for k, v in config.to_json().items() if k not in AUGMENTATION_FIELDS}
     assert not augmentation(TrainConfig.from_json(old)).active  # resumes as it trained
     sampler = training_sampler([corpus], config, context=64)

@@ -80,6 +80,7 @@ TRAIN_HELP = {
     "velocity_ramp": "Augmentation: crescendo or diminuendo over a window's bars, up to ± this "
     "many bins (0: off).",
     "velocity_jitter": "Augmentation: each note's velocity ± this many bins (0: off).",
+    "velocity_jitter_share": "The share of pieces that --velocity-jitter acts on, 0..1.",
     "revoice": "Augmentation: probability that a piano or voice part is re-voiced onto another "
     "GM instrument whose range holds it (0: off).",
     "tempo_percent": "Augmentation: tempo ± this many percent per piece (0: off).",
@@ -123,6 +124,7 @@ def train(
     velocity_level: int = typer.Option(3, help=TRAIN_HELP["velocity_level"]),
     velocity_ramp: int = typer.Option(4, help=TRAIN_HELP["velocity_ramp"]),
     velocity_jitter: int = typer.Option(1, help=TRAIN_HELP["velocity_jitter"]),
+    velocity_jitter_share: float = typer.Option(0.25, help=TRAIN_HELP["velocity_jitter_share"]),
     revoice: float = typer.Option(0.3, help=TRAIN_HELP["revoice"]),
     tempo_percent: float = typer.Option(3.0, help=TRAIN_HELP["tempo_percent"]),
     eval_every: int = typer.Option(200, help="Evaluate on the validation split every N steps."),
@@ -177,6 +179,7 @@ def finetune(
     velocity_level: int = typer.Option(3, help=TRAIN_HELP["velocity_level"]),
     velocity_ramp: int = typer.Option(4, help=TRAIN_HELP["velocity_ramp"]),
     velocity_jitter: int = typer.Option(1, help=TRAIN_HELP["velocity_jitter"]),
+    velocity_jitter_share: float = typer.Option(0.25, help=TRAIN_HELP["velocity_jitter_share"]),
     revoice: float = typer.Option(0.3, help=TRAIN_HELP["revoice"]),
     tempo_percent: float = typer.Option(3.0, help=TRAIN_HELP["tempo_percent"]),
     eval_every: int = typer.Option(50, help="Evaluate on the validation split every N steps."),

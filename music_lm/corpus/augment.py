@@ -1,7 +1,7 @@
 """Training-time augmentation of one piece's token ids: dynamics, instruments, tempo.
 
     aug = Augmentation(velocity_level=3, velocity_ramp=4, velocity_jitter=1,
-                       revoice=0.3, tempo_percent=3.0)
+                       velocity_jitter_share=0.25, revoice=0.3, tempo_percent=3.0)
     ids = augment_ids(piece_ids, aug, rng)   # still valid token text
 
 The piece starts with its header (`piece_from_bar` makes one for a window that starts
@@ -19,7 +19,8 @@ Every change keeps the text canonical, so the result is valid by the grammar:
   offset is constant within a bar, where velocity words live (a bar forgets them), and a
   shift keeps their order and their differences, so the canonical (duration, velocity)
   order stays; a bar's offset is clamped so that no velocity leaves the 32 bins.
-- velocity jitter: each note's bin moves by up to ± `velocity_jitter`. That is not a
+- velocity jitter: in a share `velocity_jitter_share` of the pieces, each note's bin
+  moves by up to ± `velocity_jitter`. That is not a
   monotone map (groups of a chord split, others merge), so each onset is written again in
   the canonical form, as the encoder writes it.
 """
@@ -86,12 +87,21 @@ class Augmentation:
     velocity_jitter: int = 0  # ± bins per note
     revoice: float = 0.0  # probability that a piano or voice track gets another program
     tempo_percent: float = 0.0  # ± percent, one factor per piece
+    # The share of pieces jittered. Jitter splits a bar's shared velocity word into one per
+    # note (music21's pieces: 0.28 velocity words per note become 0.76), so a model that
+    # always sees it expects a velocity word after nearly every note and pays for it on
+    # real files; jittering some pieces keeps the habit without teaching that expectation.
+    velocity_jitter_share: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("velocity_level", "velocity_ramp", "velocity_jitter"):
             value = getattr(self, name)
             if not 0 <= value < _VEL_BINS:
                 raise ValueError(f"{name} must be 0..{_VEL_BINS - 1} bins, got {value}")
+        if not 0 <= self.velocity_jitter_share <= 1:
+            raise ValueError(
+                f"velocity_jitter_share must be a probability 0..1, got {self.velocity_jitter_share}"
+            )
         if not 0 <= self.revoice <= 1:
             raise ValueError(f"revoice must be a probability 0..1, got {self.revoice}")
         if not 0 <= self.tempo_percent <= 50:
@@ -117,7 +127,10 @@ def augment_ids(ids: np.ndarray, aug: Augmentation, rng: np.random.Generator) ->
         level = int(rng.integers(-aug.velocity_level, aug.velocity_level + 1))
         ramp = float(rng.uniform(-aug.velocity_ramp, aug.velocity_ramp))
         out = shift_velocities(out, level, ramp)
-    if aug.velocity_jitter:
+    # Drawn only when some pieces are spared, so that a share of 1 draws as before.
+    if aug.velocity_jitter and (
+        aug.velocity_jitter_share >= 1 or rng.random() < aug.velocity_jitter_share
+    ):
         out = jitter_velocities(out, aug.velocity_jitter, rng)
     return out
 

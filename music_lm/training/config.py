@@ -44,6 +44,7 @@ class TrainConfig:
     velocity_level: int = 3  # ± velocity bins (of 4), one dynamic level per piece
     velocity_ramp: int = 4  # ± bins reached over a window's bars: crescendo or diminuendo
     velocity_jitter: int = 1  # ± bins per note
+    velocity_jitter_share: float = 0.25  # of the pieces (music_lm.corpus.augment says why)
     revoice: float = 0.3  # probability that a piano or voice track gets another GM program
     tempo_percent: float = 3.0  # ± percent of tempo, one factor per piece
     sustain: bool = False  # a MIDI folder is read with the sustain pedal applied
@@ -87,6 +88,8 @@ class TrainConfig:
              f"--velocity-ramp must be 0..31 bins, got {self.velocity_ramp}"),
             (0 <= self.velocity_jitter <= 31,
              f"--velocity-jitter must be 0..31 bins, got {self.velocity_jitter}"),
+            (0 <= self.velocity_jitter_share <= 1,
+             f"--velocity-jitter-share must be a probability 0..1, got {self.velocity_jitter_share}"),
             (0 <= self.revoice <= 1, f"--revoice must be a probability 0..1, got {self.revoice}"),
             (0 <= self.tempo_percent <= 50,
              f"--tempo-percent must be 0..50, got {self.tempo_percent}"),
@@ -113,12 +116,14 @@ class TrainConfig:
         values = {k: v for k, v in data.items() if k in known}
         values["data"] = tuple(values["data"])
         # A run saved before augmentation existed trained without it, and resumes so.
-        values = {**dict.fromkeys(AUGMENTATION_FIELDS, 0), **values}
+        # One saved before the jitter's share existed jittered every piece.
+        values = {**dict.fromkeys(AUGMENTATION_FIELDS, 0), "velocity_jitter_share": 1.0, **values}
         return cls(**values)
 
 
 AUGMENTATION_FIELDS = (
-    "velocity_level", "velocity_ramp", "velocity_jitter", "revoice", "tempo_percent"
+    "velocity_level", "velocity_ramp", "velocity_jitter", "velocity_jitter_share", "revoice",
+    "tempo_percent",
 )  # fmt: skip
 
 # Settings that may change when a run is resumed: they do not change what was trained.
