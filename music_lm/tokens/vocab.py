@@ -179,6 +179,13 @@ def _families() -> tuple[Family, ...]:
         Family("vel", tuple((f"v:{v}", v) for v in _velocity_values()), "velocity bin"),
         Family("pitch", tuple((pitch_to_name(p), p) for p in range(128)), "pitched note"),
         Family("drum", drums, "drum hit (GM percussion key)"),
+        # Last, so that the ids before them are those of the vocabulary without them: a
+        # model trained before they existed still reads every other id as it learnt it.
+        Family(
+            "fim",
+            (("hole", None), ("fill", None)),
+            "fill-in-the-middle: where the gap is, then where its bars begin",
+        ),
     )
 
 
@@ -220,6 +227,11 @@ class Vocabulary:
         """A hash of the token list: token ids mean the same only under the same hash."""
 
         return hashlib.sha256("\n".join(self.tokens).encode()).hexdigest()
+
+    def sha256_of_first(self, count: int) -> str:
+        """The hash of the first `count` tokens: that of an older vocabulary this one
+        extends (families are only ever added at the end)."""
+        return hashlib.sha256("\n".join(self.tokens[:count]).encode()).hexdigest()
 
     @cached_property
     def tempo_values(self) -> tuple[float, ...]:
