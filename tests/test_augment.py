@@ -203,7 +203,7 @@ def test_jitter_share_jitters_that_share_of_pieces_and_a_share_of_one_draws_as_b
         always = augment_ids(ids, Augmentation(velocity_jitter=2, velocity_jitter_share=1.0),
                              np.random.default_rng(seed))  # fmt: skip
         assert np.array_equal(always, jitter_velocities(ids, 2, np.random.default_rng(seed)))
-    with pytest.raises(ValueError, match="velocity_jitter_share must be a probability 0..1, got 2"):
+    with pytest.raises(ValueError, match=r"jitter_share must be a probability 0\.\.1, got 2"):
         Augmentation(velocity_jitter_share=2)
 
 

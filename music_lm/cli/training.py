@@ -55,12 +55,24 @@ def _run_training(ctx: typer.Context, base: str | None, **options) -> None:
     options["data"] = tuple(options["data"])
     options["weights"] = _weights(options.pop("weights"))
     options["compile"] = options["compile"].lower()
+    if options.get("fim_share") is None:
+        options["fim_share"] = base_fim_share(base) if base is not None else 0.0
     config = TrainConfig(base=base, **options)
     given = _given(ctx) | {"output", "base"}
     result = train(config, given=given, log=lambda m: typer.echo(m, err=True))
     best = f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss else ""
     if is_main_process():  # one line per run, not per process
         typer.echo(f"{result.run}: step {result.step}{best}")
+
+
+def base_fim_share(base: str) -> float:
+    """The fill-in-the-middle share a base model was trained with (0 for a model without
+    it, or not one of music_lm's): a fine-tune keeps the skill unless told otherwise."""
+    from music_lm.model.folder import read_meta, resolve_model_path
+
+    path = resolve_model_path(base)
+    meta = read_meta(path) if Path(path).is_dir() else None
+    return float(((meta or {}).get("training") or {}).get("fim_share") or 0.0)
 
 
 FINETUNE_STEPS = 300  # a few hundred steps suit a folder of songs; see docs/training.md
@@ -84,6 +96,8 @@ TRAIN_HELP = {
     "revoice": "Augmentation: probability that a piano or voice part is re-voiced onto another "
     "GM instrument whose range holds it (0: off).",
     "tempo_percent": "Augmentation: tempo ± this many percent per piece (0: off).",
+    "fim_share": "The share of training pieces in the fill-in-the-middle form, which teaches "
+    "`infill --bars` to read the music after the gap (0: off).",
     "compile": "torch.compile: auto (on a GPU), on or off.",
     "precision": "auto (bf16 on a GPU or CPU that has it natively), bf16 or fp32.",
     "lora_rank": "Train LoRA adapters of this rank instead of all weights (merged on save).",
@@ -127,6 +141,7 @@ def train(
     velocity_jitter_share: float = typer.Option(0.25, help=TRAIN_HELP["velocity_jitter_share"]),
     revoice: float = typer.Option(0.3, help=TRAIN_HELP["revoice"]),
     tempo_percent: float = typer.Option(3.0, help=TRAIN_HELP["tempo_percent"]),
+    fim_share: float = typer.Option(0.0, help=TRAIN_HELP["fim_share"]),
     eval_every: int = typer.Option(200, help="Evaluate on the validation split every N steps."),
     eval_windows: int = typer.Option(64, help=TRAIN_HELP["eval_windows"]),
     save_every: int = typer.Option(500, help="Keep a checkpoint every N steps."),
@@ -182,6 +197,9 @@ def finetune(
     velocity_jitter_share: float = typer.Option(0.25, help=TRAIN_HELP["velocity_jitter_share"]),
     revoice: float = typer.Option(0.3, help=TRAIN_HELP["revoice"]),
     tempo_percent: float = typer.Option(3.0, help=TRAIN_HELP["tempo_percent"]),
+    fim_share: float | None = typer.Option(
+        None, help=TRAIN_HELP["fim_share"] + " Default: the base model's share."
+    ),
     eval_every: int = typer.Option(50, help="Evaluate on the validation split every N steps."),
     eval_windows: int = typer.Option(0, help=TRAIN_HELP["eval_windows"]),
     save_every: int = typer.Option(100, help="Keep a checkpoint every N steps."),

@@ -99,9 +99,8 @@ class Augmentation:
             if not 0 <= value < _VEL_BINS:
                 raise ValueError(f"{name} must be 0..{_VEL_BINS - 1} bins, got {value}")
         if not 0 <= self.velocity_jitter_share <= 1:
-            raise ValueError(
-                f"velocity_jitter_share must be a probability 0..1, got {self.velocity_jitter_share}"
-            )
+            share = self.velocity_jitter_share
+            raise ValueError(f"velocity_jitter_share must be a probability 0..1, got {share}")
         if not 0 <= self.revoice <= 1:
             raise ValueError(f"revoice must be a probability 0..1, got {self.revoice}")
         if not 0 <= self.tempo_percent <= 50:

@@ -33,6 +33,7 @@ import numpy as np
 
 from music_lm.corpus.augment import Augmentation, augment_ids, drop_repeated
 from music_lm.corpus.sources import CorpusError
+from music_lm.tokens.fim import to_fim
 from music_lm.tokens.vocab import VOCAB
 
 CORPUS_FORMAT = "music_lm-corpus"
@@ -90,7 +91,10 @@ class Corpus:
                 f"{manifest_path}: corpus format version {self.manifest.get('version')} "
                 f"(this music_lm reads {SUPPORTED_VERSIONS})"
             )
-        if self.manifest.get("vocab_sha256") != VOCAB.sha256:
+        # A corpus built before tokens were appended to the vocabulary holds the same ids.
+        size = self.manifest.get("vocab_size")
+        older = isinstance(size, int) and 0 < size <= len(VOCAB)
+        if self.manifest.get("vocab_sha256") != (VOCAB.sha256_of_first(size) if older else None):
             raise CorpusError(
                 f"{manifest_path}: built with another vocabulary "
                 f"({self.manifest.get('vocab_size')} tokens, hash "
@@ -265,8 +269,14 @@ class WindowSampler:
         seed: int = 0,
         header: bool = True,
         augment: Augmentation | None = None,
+        fim_share: float = 0.0,
     ) -> None:
         self.corpora = [corpora] if isinstance(corpora, Corpus) else list(corpora)
+        if not 0 <= fim_share <= 1:
+            raise ValueError(f"fim_share must be a probability 0..1, got {fim_share}")
+        if fim_share and not header:
+            raise ValueError("fill-in-the-middle windows need the windows' headers (header=True)")
+        self.fim_share = fim_share
         if block_size < 2:
             raise ValueError(f"block_size must be at least 2, got {block_size}")
         if not 0 <= transpose <= 12:
@@ -366,7 +376,17 @@ class WindowSampler:
         self, corpus: Corpus, index: int, ids: np.ndarray, start: int, left: int
     ) -> np.ndarray:
         """The piece from token `start` on, transposed and augmented; at least `left`
-        tokens unless the piece ends sooner."""
+        tokens unless the piece ends sooner. With `fim_share`, that share of them comes in
+        the fill-in-the-middle form (`fim_window`), cut to fit `left`."""
+        piece = self._plain_piece(corpus, index, ids, start, left)
+        # Drawn only when asked for, so that runs without it draw as before.
+        if self.fim_share and self.rng.random() < self.fim_share:
+            return fim_window(piece, left, self.rng)
+        return piece
+
+    def _plain_piece(
+        self, corpus: Corpus, index: int, ids: np.ndarray, start: int, left: int
+    ) -> np.ndarray:
         if self.augment is None:
             piece = piece_from_bar(ids, start) if self.header else ids[start:]
             return transpose_ids(piece, self._shift(corpus, index))
@@ -383,6 +403,38 @@ class WindowSampler:
     def batch(self, batch_size: int) -> np.ndarray:
         """(batch_size, block_size + 1) int64 windows."""
         return np.stack([self.window() for _ in range(batch_size)])
+
+
+FIM_MAX_BARS = 8  # the longest middle of a training window, in bars
+_FIM_EXTRA = 6  # words the form adds: hole, tempo, meter, key, fill, end
+
+
+def fim_window(piece: np.ndarray, left: int, rng: np.random.Generator) -> np.ndarray:
+    """A piece (a header and whole bars) in the fill-in-the-middle form (tokens/fim.py):
+    first cut at a bar line to fit `left` tokens, then a middle of 1..FIM_MAX_BARS bars
+    drawn anywhere in it (the prefix or the suffix may be empty). The piece as it is when
+    no middle fits: a first bar longer than the window, or a track that plays only after
+    the cut (the form's `end` needs every declared track to play)."""
+    room = left - _FIM_EXTRA
+    whole = piece
+    bars = np.flatnonzero(piece == _BAR)
+    if not len(bars) or bars[0] >= room:
+        return whole
+    if len(piece) - (piece[-1] == _END) > room:  # cut at the last bar line that fits
+        fits = bars[bars <= room]
+        if len(fits) < 2:
+            return whole  # not one whole bar fits
+        piece, bars = piece[: fits[-1]], fits[:-1]
+    header = piece[: bars[0]]
+    declared = int(((header >= _INST.start) & (header < _INST.stop)).sum())
+    played = np.unique(piece[(piece >= _TRACK.start) & (piece < _TRACK.stop)])
+    if len(played) != declared:
+        return whole
+    first = int(rng.integers(len(bars)))
+    count = int(rng.integers(1, min(FIM_MAX_BARS, len(bars) - first) + 1))
+    body_end = len(piece) - 1 if piece[-1] == _END else len(piece)
+    stop = int(bars[first + count]) if first + count < len(bars) else body_end
+    return np.asarray(to_fim(piece.tolist(), int(bars[first]), stop), dtype=np.int64)
 
 
 def sequential_windows(corpus: Corpus, split: str, block_size: int) -> Iterator[np.ndarray]:

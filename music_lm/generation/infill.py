@@ -8,11 +8,11 @@ The named tracks hear the rest of the piece up to the present: the kept tracks' 
 forced through the same masks as the sampled ones (an allowed set of one token), so the
 model reads them as it goes. It does not look ahead past the present word.
 
-Without tracks (bars mode), every track is drawn anew over the region, from what came before
-it only, and the bars after it are then forced back word for word. The model has not learnt
-to read what comes after a gap (that needs fill-in-the-middle training), so the last bars of
-the region do not lead into the music after it on purpose: a first version, not
-fill-in-the-middle.
+Without tracks (bars mode), every track is drawn anew over the region, and the bars after
+it are then put back word for word. A model trained on the fill-in-the-middle form
+(`--fim-share`, music_lm.tokens.fim) reads the bars after the region first: its prompt is
+the prefix, `hole`, the suffix and `fill`, and it writes the middle knowing both sides
+(`knows_fim`). A model without it draws the region from what came before only.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from music_lm.generation.infill_state import (
     owners,
     region_template,
 )
-from music_lm.generation.models import load_runners
+from music_lm.generation.models import load_runners, window_of
 from music_lm.generation.options import instrument_program, parse_instrument
 from music_lm.generation.outputs import (
     Generation,
@@ -53,6 +53,7 @@ from music_lm.generation.sampling import _sample_rows, _Watch
 from music_lm.generation.seeds import SUSTAIN_SEEDS, seed_from_file, seed_from_text
 from music_lm.generation.settings import GenerationError, Progress, Sampling
 from music_lm.midi.gm import GM_PROGRAMS, MAX_MELODIC_TRACKS, MAX_TRACKS
+from music_lm.tokens.fim import FILL, HOLE, to_fim
 from music_lm.tokens.grammar import GrammarError, GrammarState
 from music_lm.tokens.rules import BAR, END
 from music_lm.tokens.vocab import GRID_PER_QUARTER, VOCAB
@@ -286,13 +287,19 @@ def infill(
     device = _device_of(device, loaded, len(names))
     runners = load_runners(names, loaded, device, False)
     budget = infill_budget(plan.template, len(plan.region))
+    # Bars mode with a model that reads the form: the prompt holds the suffix too. The
+    # state reads the plain piece all the same (`state` was made from the prefix).
+    both_sides = tracks is None and knows_fim(runners[0].loaded)
+    prompt = fim_prompt(plan, runners[0].context) if both_sides else plan.prefix
+    both_sides = both_sides and HOLE in prompt
     generator = torch.Generator().manual_seed(random_seed)
     sampling_started = time.perf_counter()
     watch = _Watch(progress, stop, _time_limit(time_limit_s), len(plan.template), budget)
-    rows = _sample_rows(runners, state, plan.prefix, variants, budget, state.constraints,
+    rows = _sample_rows(runners, state, prompt, variants, budget, state.constraints,
                         sampling, weights, None, generator, 1.0, watch)  # fmt: skip
     results = [
-        Variant(index=k + 1, ids=state.finished(row_ids), seed_length=len(plan.prefix),
+        Variant(index=k + 1, ids=state.finished(plan.prefix + row_ids[len(prompt) :]),
+                seed_length=len(plan.prefix),
                 continuation_tick=plan.start_tick, continuation_bar=plan.first_bar,
                 seconds=seconds, hold_past_end=True)
         for k, (row_ids, seconds, _attn) in enumerate(rows)
@@ -304,6 +311,8 @@ def infill(
     settings["region"] = region_record(plan)
     settings["tracks"] = plan.track_records()
     settings["mode"] = "bars" if tracks is None else "tracks"
+    # Whether the model read the music after the region (bars mode: a model of the form).
+    settings["both_sides"] = both_sides
     sampling_seconds = time.perf_counter() - sampling_started
     return Generation(
         variants=results,
@@ -312,6 +321,28 @@ def infill(
         tokens_per_s=watch.new_tokens / sampling_seconds if sampling_seconds > 0 else 0.0,
         models=model_records(names, [runner.loaded for runner in runners]),
     )
+
+
+def knows_fim(loaded) -> bool:
+    """Whether a loaded model was trained on the fill-in-the-middle form: its vocabulary
+    holds `hole` and `fill`, and its run drew some windows in the form (or its base did)."""
+    vocabulary = getattr(loaded, "music_vocab_size", len(VOCAB))
+    share = ((loaded.meta or {}).get("training") or {}).get("fim_share") or 0
+    return vocabulary > VOCAB.ids["fill"] and share > 0
+
+
+def fim_prompt(plan: InfillPlan, context: int) -> list[int]:
+    """The prompt of a bars-mode infill in the fill-in-the-middle form: the prefix, `hole`,
+    the suffix and `fill`. Where it is long, it keeps room for about the region's words
+    again (at most half the window): the prefix loses its earliest bars, the suffix its
+    latest (`window_of`, as the sampler cuts a long sequence)."""
+    start, stop = len(plan.prefix), len(plan.prefix) + len(plan.region)
+    fim = to_fim(plan.ids, start, stop)
+    prompt = fim[: fim.index(FILL) + 1]
+    limit = context - max(1, context // 4)  # as the sampler: room to generate
+    middle = min(len(plan.region) + len(plan.region) // 4 + 16, limit // 2)
+    window, _first = window_of(prompt + [BAR] * middle, limit)
+    return window[: len(window) - middle]
 
 
 def region_record(plan: InfillPlan) -> dict:

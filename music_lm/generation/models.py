@@ -11,6 +11,7 @@ import torch
 
 from music_lm.corpus.dataset import piece_from_bar
 from music_lm.generation.decoder import StaticDecoder, supports
+from music_lm.tokens.fim import FILL, HOLE
 from music_lm.tokens.rules import BAR, PIECE
 
 
@@ -117,6 +118,8 @@ def window_of(ids: Sequence[int], limit: int) -> tuple[list[int], int]:
     ids = list(ids)
     if len(ids) <= limit:
         return ids, 0
+    if HOLE in ids:
+        return _fim_window_of(ids, limit)
     array = np.asarray(ids, dtype=np.int64)
     bar_starts = np.flatnonzero(array == BAR)
     for start in bar_starts[1:]:
@@ -129,6 +132,37 @@ def window_of(ids: Sequence[int], limit: int) -> tuple[list[int], int]:
     if keep < 1:  # a header longer than the window: the latest tokens alone
         return ids[-limit:], len(ids) - limit
     return header + ids[-keep:], len(ids) - keep
+
+
+def _fim_window_of(ids: list[int], limit: int) -> tuple[list[int], int]:
+    """The window of a fill-in-the-middle sequence (prefix, `hole` … `fill`, the middle so
+    far): the middle whole, the suffix's earliest bars in up to half the room left (more
+    when the prefix needs less), the prefix's latest bars in the rest. A middle that leaves
+    no room for both sides is read as a plain piece: prefix and middle."""
+    hole, fill = ids.index(HOLE), ids.index(FILL)
+    prefix, suffix, middle = ids[:hole], ids[hole : fill + 1], ids[fill + 1 :]
+    header = prefix.index(BAR) if BAR in prefix else len(prefix)
+    room = limit - len(middle)
+    if room >= 2 * (header + _SUFFIX_HEAD):
+        kept = _cut_suffix(suffix, max(room // 2, room - len(prefix)))
+        window, first = window_of(prefix, room - len(kept))
+        return window + kept + middle, first
+    return window_of(prefix + middle, limit)
+
+
+_SUFFIX_HEAD = 6  # hole, tempo, meter, key, fill and a word to spare
+
+
+def _cut_suffix(suffix: list[int], room: int) -> list[int]:
+    """`hole` … `fill` cut to `room` tokens: the restated words and the suffix's earliest
+    whole bars that fit, then `fill`."""
+    if len(suffix) <= room:
+        return suffix
+    bars = [i for i, t in enumerate(suffix) if t == BAR]
+    if not bars:
+        return suffix
+    fits = [i for i in bars if i + 1 <= room] or bars[:1]
+    return [*suffix[: fits[-1]], FILL]
 
 
 def load_runners(

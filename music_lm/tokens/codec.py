@@ -17,8 +17,9 @@ from music_lm.errors import InputError
 from music_lm.limits import check_length
 from music_lm.midi.gm import MAX_MELODIC_TRACKS, MAX_TRACKS
 from music_lm.midi.score import KeySignature, Note, Score, TempoChange, TimeSignature, Track
+from music_lm.tokens.fim import HOLE, from_fim
 from music_lm.tokens.grammar import GrammarError, GrammarState
-from music_lm.tokens.validate import check_complete, located, words_to_ids
+from music_lm.tokens.validate import check_complete, located, walk, words_to_ids
 from music_lm.tokens.vocab import (
     GRID_PER_QUARTER,
     MAX_DURATION_STEPS,
@@ -512,8 +513,13 @@ def decode(text: str, partial: bool = False) -> Score:
 
     Raises GrammarError naming the token index, the token and what was expected.
     partial: the text may stop before `end` (a seed: a header and whole bars, or less).
+    A whole fill-in-the-middle text (`music_lm.tokens.fim`) is read as its plain piece.
     """
     ids = words_to_ids(text.split())
+    if HOLE in ids:
+        for _ in walk(ids):  # errors name the token as written
+            pass
+        ids = from_fim(ids)
     score = Score(GRID_PER_QUARTER)
     values = VOCAB.values
     notes: list[list[Note]] = []

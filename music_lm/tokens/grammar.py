@@ -7,6 +7,8 @@ constrained sampler turns into masks. Only the canonical form of a piece is
 grammatical, so for every valid text T, encode(decode(T)) == T.
 
     piece   = "piece" STYLE TEMPO TS [KEY] INST* bar* "end"
+    fim     = "piece" STYLE TEMPO TS [KEY] INST* bar*         (the prefix)
+              "hole" TEMPO TS [KEY] bar* "fill" bar+ "end"   (the suffix, then the middle)
     bar     = "bar" [TS] onset* [POS]          (a bare POS: the bar ends there, cut short)
     onset   = POS [TEMPO] [KEY] part*          (at least one of TEMPO, KEY, part)
     part    = [TRACK] group+
@@ -32,6 +34,11 @@ The counters and rules (see docs/token-format.md for examples):
   an earlier onset and still sounds: MIDI cannot tell such a nested note from
   two overlapping ones, and readers pair them first-in first-out.
 - Every declared track plays at least once; "end" follows a bar with content.
+- The fill-in-the-middle form (read only by a state made with `fim=True`: training text,
+  never sampled) moves a run of bars to the end. `hole` stands where they were and
+  restates the tempo, meter and key in force where the suffix begins, as a header does;
+  the suffix is read as a piece of its own from there; `fill` returns to the state after
+  the prefix, and the middle's bars continue it. Every track plays somewhere in the three.
 """
 
 from __future__ import annotations
@@ -55,6 +62,14 @@ from music_lm.tokens.rules import (
     FAMILY_INDEX,
     FAMILY_NAMES,
     FAMILY_STARTS,
+    FILL_START,
+    FIM_MIDDLE,
+    FIM_NONE,
+    FIM_SUFFIX,
+    HOLE_AFTER_KEY,
+    HOLE_KEY,
+    HOLE_TEMPO,
+    HOLE_TS,
     INST,
     KEY_OR_INST,
     NOTE_FAMILIES,
@@ -98,6 +113,9 @@ class GrammarState(GrammarRules):
         "cur_track",
         "cut_tick",
         "durations",
+        "fim",
+        "fim_saved",
+        "fim_stage",
         "group_is_first",
         "key",
         "last_long",
@@ -117,8 +135,11 @@ class GrammarState(GrammarRules):
         "velocities",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, fim: bool = False) -> None:
         self.phase = START
+        self.fim = fim  # reads the fill-in-the-middle form
+        self.fim_stage = FIM_NONE
+        self.fim_saved: GrammarState | None = None  # the state after the prefix
         self.track_is_drum: list[bool] = []
         self.used_tracks = 0  # bit mask
         self.tempo: float | None = None
@@ -193,19 +214,31 @@ class GrammarState(GrammarRules):
 
     def _take_tempo(self, value: float) -> None:
         self.tempo = value
-        self.phase = TS if self.phase is TEMPO else AFTER_TEMPO
+        if self.phase is TEMPO:
+            self.phase = TS
+        elif self.phase is HOLE_TEMPO:
+            self.phase = HOLE_TS
+        else:
+            self.phase = AFTER_TEMPO
 
     def _take_ts(self, value: tuple[int, int]) -> None:
         self.ts = value
         if self.phase is TS:
             self.phase = KEY_OR_INST
+        elif self.phase is HOLE_TS:
+            self.phase = HOLE_KEY
         else:
             self.bar_length = bar_steps(*value)
             self.phase = AFTER_TS
 
     def _take_key(self, value: tuple[int, str]) -> None:
         self.key = value
-        self.phase = INST if self.phase is KEY_OR_INST else AFTER_KEY
+        if self.phase is KEY_OR_INST:
+            self.phase = INST
+        elif self.phase is HOLE_KEY:
+            self.phase = HOLE_AFTER_KEY
+        else:
+            self.phase = AFTER_KEY
 
     def _take_inst(self, program: int) -> None:
         self.track_is_drum.append(program == -1)
@@ -291,6 +324,30 @@ class GrammarState(GrammarRules):
         self.last_pitch_id = (_DRUM_START if self.track_is_drum[track] else _PITCH_START) + pitch
         self.phase = AFTER_NOTE
 
+    def _take_fim(self, _value: object) -> None:
+        self._flush_onset()
+        self._close_bar()
+        if self.fim_stage == FIM_NONE:  # `hole`: the suffix is read as a piece from here
+            self.fim_saved = self.copy()
+            self.fim_stage = FIM_SUFFIX
+            n = self.n_tracks
+            self.key = None
+            self.bar_index, self.bar_start, self.bar_length = 0, 0, 0
+            self.pos, self.onset_tick, self.cut_tick = -1, 0, None
+            self.cur_track, self.part_track = None, None
+            self.durations, self.velocities = [None] * n, [None] * n
+            self.track_ends = [{} for _ in range(n)]
+            self.track_max_end = [-1] * n
+            self.phase = HOLE_TEMPO
+        else:  # `fill`: back to where the prefix ended, for the middle's bars
+            used = self.used_tracks
+            saved = self.fim_saved.copy()  # copies of a state share it: never change it
+            for name in self.__slots__:
+                setattr(self, name, getattr(saved, name))
+            self.used_tracks |= used
+            self.fim_stage = FIM_MIDDLE
+            self.phase = FILL_START
+
     def _take_end(self, _value: object) -> None:
         self._close_bar()
         self.phase = DONE
@@ -320,6 +377,7 @@ _HANDLERS = {
     "pitch": GrammarState._take_note,
     "drum": GrammarState._take_note,
     "end": GrammarState._take_end,
+    "fim": GrammarState._take_fim,
 }
 # Indexed by family number, for the hot path of `advance`.
 _HANDLER_LIST = [_HANDLERS.get(family) for family in FAMILY_NAMES]

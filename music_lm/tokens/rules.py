@@ -25,6 +25,7 @@ _ID = VOCAB.ids
 _VAL = VOCAB.values
 _FAM = VOCAB.family_of
 PIECE, END, BAR = _ID["piece"], _ID["end"], _ID["bar"]
+HOLE, FILL = _ID["hole"], _ID["fill"]
 
 
 class Phase(IntEnum):
@@ -45,6 +46,13 @@ class Phase(IntEnum):
     AFTER_VEL = 14
     AFTER_NOTE = 15
     DONE = 16
+    # Fill-in-the-middle (docs/token-format.md): after `hole`, the state in force where the
+    # suffix begins is restated as in a header (tempo, meter, key); `fill` starts the middle.
+    HOLE_TEMPO = 17
+    HOLE_TS = 18
+    HOLE_KEY = 19  # optional KEY, then the suffix's bars or `fill`
+    HOLE_AFTER_KEY = 20
+    FILL_START = 21  # the middle's first `bar`
 
 
 # The phases as module constants: comparing with `is` against a global is faster than
@@ -52,7 +60,11 @@ class Phase(IntEnum):
 (
     START, STYLE, TEMPO, TS, KEY_OR_INST, INST, BAR_START, AFTER_TS, AFTER_POS, AFTER_TEMPO,
     AFTER_KEY, AFTER_TRACK, AFTER_DUR_LONG, AFTER_DUR, AFTER_VEL, AFTER_NOTE, DONE,
+    HOLE_TEMPO, HOLE_TS, HOLE_KEY, HOLE_AFTER_KEY, FILL_START,
 ) = tuple(Phase)  # fmt: skip
+# The parts of a fill-in-the-middle text: before `hole` (or a plain piece), the suffix
+# (after `hole`), the middle (after `fill`).
+FIM_NONE, FIM_SUFFIX, FIM_MIDDLE = 0, 1, 2
 CONTINUING_PHASES = frozenset((AFTER_POS, AFTER_TEMPO, AFTER_KEY))
 _PITCH_START, _PITCH_STOP = R["pitch"].start, R["pitch"].stop
 _DRUM_START, _DRUM_STOP = R["drum"].start, R["drum"].stop
@@ -116,21 +128,21 @@ class GrammarRules:
         return [(r.start, r.stop)]
 
     def _rule_tempo(self) -> Ranges:
-        if self.phase is TEMPO:
+        if self.phase is TEMPO or self.phase is HOLE_TEMPO:
             return self._rule_whole("tempo")
         if self.bar_index == 1 and self.pos == 0:
             return []  # the header holds the tempo at the start
         return _family_excluding("tempo", VOCAB.id_of("tempo", self.tempo))
 
     def _rule_ts(self) -> Ranges:
-        if self.phase is TS:
+        if self.phase is TS or self.phase is HOLE_TS:
             return self._rule_whole("ts")
         if self.bar_index <= 1:
             return []  # the header holds the meter of the first bar
         return _family_excluding("ts", VOCAB.id_of("ts", self.ts))
 
     def _rule_key(self) -> Ranges:
-        if self.phase is KEY_OR_INST:
+        if self.phase is KEY_OR_INST or self.phase is HOLE_KEY:
             return self._rule_whole("key")
         if self.bar_index == 1 and self.pos == 0:
             return []
@@ -146,6 +158,10 @@ class GrammarRules:
         return [(r.start, r.stop)]
 
     def _rule_end(self) -> Ranges:
+        if self.fim_stage == FIM_SUFFIX:
+            return []  # the suffix ends with `fill`; the middle ends the text
+        if self.phase is BAR_START and self.fim_stage != FIM_MIDDLE:
+            return []  # a piece ends after a bar with content
         if self.used_tracks != (1 << len(self.track_is_drum)) - 1:
             return []
         if self.phase is AFTER_POS and self.pos == 0:
@@ -156,6 +172,18 @@ class GrammarRules:
         if self.phase is AFTER_POS and self.pos == 0:
             return []  # a bar cut at @0 would last no time
         return [(BAR, BAR + 1)]
+
+    def _rule_fim(self) -> Ranges:
+        """`hole` ends the prefix where a bar line could come, once per text; `fill` ends
+        the suffix there, and the middle follows. Only in a state that reads the
+        fill-in-the-middle form (`fim=True`): a sampler's states never offer them."""
+        if not self.fim or (self.phase is AFTER_POS and self.pos == 0):
+            return []
+        if self.fim_stage == FIM_NONE:
+            return [(HOLE, HOLE + 1)]
+        if self.fim_stage == FIM_SUFFIX:
+            return [(FILL, FILL + 1)]
+        return []
 
     def _rule_pos(self) -> Ranges:
         r = R["pos"]
@@ -334,21 +362,27 @@ SUCCESSIONS: dict[Phase, tuple[str, ...]] = {
     STYLE: ("style",),
     TEMPO: ("tempo",),
     TS: ("ts",),
-    KEY_OR_INST: ("key", "inst", "bar", "end"),
-    INST: ("inst", "bar", "end"),
-    BAR_START: ("ts", "pos", "bar"),
-    AFTER_TS: ("pos", "bar", "end"),
+    KEY_OR_INST: ("key", "inst", "bar", "end", "fim"),
+    INST: ("inst", "bar", "end", "fim"),
+    # `end` after a bare `bar` only closes a middle (whose last bar may be empty).
+    BAR_START: ("ts", "pos", "bar", "end", "fim"),
+    AFTER_TS: ("pos", "bar", "end", "fim"),
     # A position followed by `bar` or `end` is where a short bar ends (a cut): a pickup,
     # or a bar cut short by a meter change.
-    AFTER_POS: ("tempo", "key", "track", *_NOTE_START, "bar", "end"),
-    AFTER_TEMPO: ("key", "track", *_NOTE_START, "pos", "bar", "end"),
-    AFTER_KEY: ("track", *_NOTE_START, "pos", "bar", "end"),
+    AFTER_POS: ("tempo", "key", "track", *_NOTE_START, "bar", "end", "fim"),
+    AFTER_TEMPO: ("key", "track", *_NOTE_START, "pos", "bar", "end", "fim"),
+    AFTER_KEY: ("track", *_NOTE_START, "pos", "bar", "end", "fim"),
     AFTER_TRACK: _NOTE_START,
     AFTER_DUR_LONG: ("dur_long", "dur"),
     AFTER_DUR: ("vel", "pitch", "drum"),
     AFTER_VEL: ("pitch", "drum"),
-    AFTER_NOTE: ("pitch", "drum", "dur_long", "dur", "vel", "track", "pos", "bar", "end"),
+    AFTER_NOTE: ("pitch", "drum", "dur_long", "dur", "vel", "track", "pos", "bar", "end", "fim"),
     DONE: (),
+    HOLE_TEMPO: ("tempo",),
+    HOLE_TS: ("ts",),
+    HOLE_KEY: ("key", "bar", "fim"),
+    HOLE_AFTER_KEY: ("bar", "fim"),
+    FILL_START: ("bar",),
 }
 _RULES = {
     "piece": lambda s: [(PIECE, PIECE + 1)],
@@ -359,6 +393,7 @@ _RULES = {
     "inst": GrammarRules._rule_inst,
     "bar": GrammarRules._rule_bar,
     "end": GrammarRules._rule_end,
+    "fim": GrammarRules._rule_fim,
     "pos": GrammarRules._rule_pos,
     "track": GrammarRules._rule_track,
     "dur_long": GrammarRules._rule_dur_long,

@@ -56,9 +56,11 @@ def walk(token_ids: Iterable[int]) -> Iterator[tuple[int, GrammarState]]:
     """Step a fresh state through `token_ids`, yielding (id, state after it).
 
     Raises GrammarError naming the index, the token and what was expected, also
-    when the tokens stop before "end".
+    when the tokens stop before "end". A text with `hole` is read in the
+    fill-in-the-middle form; any other text's errors never offer its words.
     """
-    state = GrammarState()
+    token_ids = list(token_ids)
+    state = GrammarState(fim=_ID["hole"] in token_ids)
     count = 0
     for count, token_id in enumerate(token_ids, start=1):
         try:

@@ -47,6 +47,9 @@ class TrainConfig:
     velocity_jitter_share: float = 0.25  # of the pieces (music_lm.corpus.augment says why)
     revoice: float = 0.3  # probability that a piano or voice track gets another GM program
     tempo_percent: float = 3.0  # ± percent of tempo, one factor per piece
+    # The share of pieces in the fill-in-the-middle form (music_lm.tokens.fim), which
+    # teaches `music-lm infill --bars` to read what comes after the gap.
+    fim_share: float = 0.0
     sustain: bool = False  # a MIDI folder is read with the sustain pedal applied
     eval_every: int = 200
     eval_windows: int = 64  # validation windows per evaluation (0: the whole split)
@@ -89,8 +92,11 @@ class TrainConfig:
             (0 <= self.velocity_jitter <= 31,
              f"--velocity-jitter must be 0..31 bins, got {self.velocity_jitter}"),
             (0 <= self.velocity_jitter_share <= 1,
-             f"--velocity-jitter-share must be a probability 0..1, got {self.velocity_jitter_share}"),
+             "--velocity-jitter-share must be a probability 0..1, got "
+             f"{self.velocity_jitter_share}"),
             (0 <= self.revoice <= 1, f"--revoice must be a probability 0..1, got {self.revoice}"),
+            (0 <= self.fim_share <= 1,
+             f"--fim-share must be a probability 0..1, got {self.fim_share}"),
             (0 <= self.tempo_percent <= 50,
              f"--tempo-percent must be 0..50, got {self.tempo_percent}"),
             (self.context >= 16, f"--context must be at least 16 tokens, got {self.context}"),

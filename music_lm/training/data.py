@@ -44,10 +44,12 @@ def augmentation(config: TrainConfig) -> Augmentation:
 
 def training_sampler(corpora: Sequence[Corpus], config: TrainConfig, context: int) -> WindowSampler:
     """The training split's windows as a run draws them: mixed by the run's weights,
-    transposed and augmented, seeded by the run's seed."""
+    transposed, augmented and (a share of them) in the fill-in-the-middle form, seeded by
+    the run's seed."""
     return WindowSampler(
         corpora, "train", block_size=context, transpose=config.transpose,
         weights=config.weights or None, seed=config.seed * 1000, augment=augmentation(config),
+        fim_share=config.fim_share,
     )  # fmt: skip
 
 

@@ -512,7 +512,8 @@ def _write(
     plain = plain_model(run.accelerator.unwrap_model(run.model))
     summary = {"step": state.step, "tokens_seen": state.tokens_seen,
                "max_steps": run.max_steps, "parameters": session.n_params,
-               "context": run.context, **(val or {})}  # fmt: skip
+               "context": run.context, "fim_share": run.config.fim_share,
+               **(val or {})}  # fmt: skip
     meta = model_meta(run.token_map, summary, base=run.base_path)
     if is_best:
         publish_best(plain, run.folder, meta, run.tokenizer)
