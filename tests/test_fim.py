@@ -66,9 +66,11 @@ def test_every_middle_of_a_piece_reads_decodes_alike_and_comes_back_word_for_wor
     for start, stop in middles(ids):
         fim = to_fim(ids, start, stop)
         assert read_fim(fim).done, text(fim)
-        assert fim.count(HOLE) == fim.count(FILL) == 1 and fim[-1] == END
-        prefix, restated, suffix, middle = split_fim(fim)
-        assert prefix == ids[:start] and middle == ids[start:stop]
+        assert fim.count(HOLE) == fim.count(FILL) == 1
+        assert fim[-1] == END
+        prefix, restated, _suffix, middle = split_fim(fim)
+        assert prefix == ids[:start]
+        assert middle == ids[start:stop]
         assert [VOCAB.family_of[t] for t in restated][:2] == ["tempo", "ts"]
         assert from_fim(fim) == ids
         if checked % 7 == 0:  # decoding is the slow part
@@ -112,16 +114,16 @@ def test_the_form_is_refused_where_it_is_not_whole_bars_or_not_asked_for() -> No
         to_fim(ids, bars[1], bars[2] + 1)
     fim = to_fim(ids, bars[1], bars[2])
     plain = GrammarState()  # what every sampler's state is
+    for token in fim[: fim.index(HOLE)]:
+        plain.advance(token)
     with pytest.raises(GrammarError):
-        for token in fim:
-            plain.advance(token)
-    assert fim.index(HOLE) == bars[1]  # it failed at `hole`, not before
+        plain.advance(HOLE)
     # `end` may not close the suffix, and the form comes once
-    broken = fim[: fim.index(FILL)] + [END]
+    broken = [*fim[: fim.index(FILL)], END]
     with pytest.raises(GrammarError):
         read_fim(broken)
     with pytest.raises(GrammarError):
-        read_fim(fim[:-1] + [HOLE])
+        read_fim([*fim[:-1], HOLE])
 
 
 def test_a_samplers_state_never_offers_hole_or_fill() -> None:
@@ -133,7 +135,8 @@ def test_a_samplers_state_never_offers_hole_or_fill() -> None:
             while not state.done:
                 ranges = state.allowed_ranges()
                 allowed = [t for lo, hi in ranges for t in range(lo, hi)]
-                assert HOLE not in allowed and FILL not in allowed, name
+                assert HOLE not in allowed, name
+                assert FILL not in allowed, name
                 state.advance(rng.choice(allowed))
 
 
@@ -156,7 +159,9 @@ def test_training_windows_hold_the_form_in_the_share_asked_and_every_one_reads()
             plain = from_fim(window.tolist())
             body = plain[plain.index(BAR) : -1]
             assert text(body) in text(ids.tolist())
-    assert lengths and min(lengths) >= 1 and max(lengths) <= FIM_MAX_BARS
+    assert lengths
+    assert min(lengths) >= 1
+    assert max(lengths) <= FIM_MAX_BARS
     assert len(set(lengths)) > 3
 
 
@@ -203,7 +208,8 @@ def test_a_long_sequence_in_the_form_keeps_both_sides_and_the_middle_in_its_wind
     for limit in (120, 200, 400):
         window, _first = window_of(head + middle[:40], limit)
         assert len(window) <= limit
-        assert HOLE in window and FILL in window
+        assert HOLE in window
+        assert FILL in window
         assert window[-40:] == middle[:40]
         header = ids[: bars[0]]
         assert window[:2] == header[:2]  # the piece's header, restated
@@ -258,11 +264,13 @@ def test_bars_mode_with_a_model_of_the_form_reads_the_suffix_first(fim_model, ti
         plain = infill(ids, None, bars="3-4", models=[tiny_model], variants=1, random_seed=0)
     assert plain.settings["both_sides"] is False
     prompt = prompts[0]
-    assert prompt[-1] == FILL and HOLE in prompt
+    assert prompt[-1] == FILL
+    assert HOLE in prompt
     suffix = plan.suffix[:-1]  # without `end`
     hole = prompt.index(HOLE)
     body = prompt[prompt.index(BAR) : hole]  # the prefix's latest bars (a long band bar)
-    assert body and plan.prefix[len(plan.prefix) - len(body) :] == body
+    assert body
+    assert plan.prefix[len(plan.prefix) - len(body) :] == body
     assert len(prompt) <= 512 - 128 - 100  # room for the region's words
     assert text(suffix[1:20]) in text(prompt[hole:])  # the bars after the region
     assert prompts[-1] == plan.prefix  # the model without the form: the prefix only
@@ -274,11 +282,47 @@ def test_the_run_record_carries_the_share_and_a_fine_tune_keeps_its_bases(fim_mo
 
     assert base_fim_share(str(fim_model)) == 0.3
     assert base_fim_share("default") == float(
-        (json.loads((Path(__file__).parent.parent / "music_lm/models/default/music_lm.json")
-                    .read_text())["training"].get("fim_share") or 0.0)
+        json.loads((Path(__file__).parent.parent / "music_lm/models/default/music_lm.json")
+                    .read_text())["training"].get("fim_share") or 0.0
     )  # fmt: skip
-    with pytest.raises(TrainError, match="--fim-share must be a probability 0..1, got 2"):
+    with pytest.raises(TrainError, match=r"--fim-share must be a probability 0\.\.1, got 2"):
         TrainConfig(data=("x",), output="y", fim_share=2)
     saved = TrainConfig(data=("x",), output="y").to_json()
     del saved["fim_share"]
     assert TrainConfig.from_json(saved).fim_share == 0.0
+
+
+def test_the_gaps_bits_count_the_same_words_before_only_and_with_both_sides(fim_model) -> None:
+    import torch
+
+    from music_lm.model.folder import load_model
+    from music_lm.training.fim_scoring import middle_sequence, score_middles
+
+    loaded = load_model(fim_model)
+    ids = PIECES["band_with_drums.mid"]
+    bars = [i for i, t in enumerate(ids) if t == BAR]
+    start, stop = bars[3], bars[5]
+    before = middle_sequence(ids, start, stop, 512, both_sides=False)
+    both = middle_sequence(ids, start, stop, 512, both_sides=True)
+    assert before[-(stop - start) :] == both[-(stop - start) :] == ids[start:stop]
+    assert HOLE not in before
+    assert HOLE in both
+    assert len(both) <= 512
+    assert both[both.index(FILL) - 30 : both.index(FILL)] == ids[stop : stop + 30] or (
+        text(ids[stop + 1 : stop + 20]) in text(both)
+    )
+    scored = score_middles(loaded, [(ids, start, stop)], both_sides=True)
+    assert scored.words == stop - start
+    assert scored.regions == 1
+    assert scored.notes == sum(VOCAB.is_note[t] for t in ids[start:stop])
+    # the figure is the cross-entropy of the region's words, by hand
+    batch = torch.tensor([both])
+    with torch.inference_mode():
+        logits = loaded.model(input_ids=batch[:, :-1]).logits[0, -(stop - start) :].float()
+    by_hand = torch.nn.functional.cross_entropy(
+        logits, batch[0, -(stop - start) :], reduction="sum"
+    )
+    assert scored.bits == pytest.approx(float(by_hand) / np.log(2), rel=1e-4)
+    plain = score_middles(loaded, [(ids, start, stop)], both_sides=False)
+    assert plain.notes == scored.notes
+    assert plain.bits != scored.bits
