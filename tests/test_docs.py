@@ -35,6 +35,18 @@ def test_the_docs_have_the_five_worked_examples() -> None:
 @pytest.mark.parametrize("text", DOC_EXAMPLES, ids=lambda t: t.split("\n")[0][:60])
 def test_every_documented_example_is_valid_and_canonical(text: str) -> None:
     validate(text)
+    if "\nhole " in text:  # the fill-in-the-middle form: its plain piece, word for word
+        from music_lm.tokens.fim import from_fim, to_fim
+
+        fim = validate(text)
+        plain = validate(encode(decode(text)))
+        assert from_fim(fim) == plain
+        start = fim.index(VOCAB.ids["hole"])  # the prefix ends where the middle began
+        middle_bars = fim[fim.index(VOCAB.ids["fill"]) + 1 : -1].count(VOCAB.ids["bar"])
+        bars = [i for i, t in enumerate(plain) if t == VOCAB.ids["bar"]] + [len(plain) - 1]
+        stop = bars[bars.index(start) + middle_bars]
+        assert to_fim(plain, start, stop) == fim
+        return
     assert encode(decode(text)) == text
 
 
@@ -62,6 +74,15 @@ _BODY_PHASE = {"bar": "BAR_START", "ts": "AFTER_TS", "pos": "AFTER_POS", "tempo"
                "drum": "AFTER_NOTE", "end": "DONE"}  # fmt: skip
 
 
+# The fill-in-the-middle form: after `hole`, its restated words, and `fill`.
+_RESTATE_PHASE = {"tempo": "HOLE_TS", "ts": "HOLE_KEY", "key": "HOLE_AFTER_KEY"}
+_FIM_PHASE = {"hole": "HOLE_TEMPO", "fill": "FILL_START"}
+
+
+def _family(word) -> str:
+    return "fim" if word.family in _FIM_PHASE else word.family  # both words of one family
+
+
 def test_the_documented_ebnf_allows_exactly_the_parsers_successions() -> None:
     """Which family may follow which, read off the EBNF of the docs (its Glushkov follow
     sets), is the succession table the parser runs on, phase by phase."""
@@ -71,8 +92,13 @@ def test_the_documented_ebnf_allows_exactly_the_parsers_successions() -> None:
     first, follow = follow_sets(ebnf, "piece")
     from_docs: dict[str, set[str]] = {"START": {word.family for word in first}}
     for word, after in follow.items():
-        table = _HEADER_PHASE if "header" in word.rules else _BODY_PHASE
-        from_docs.setdefault(table[word.family], set()).update(w.family for w in after)
+        if "header" in word.rules:
+            table = _HEADER_PHASE
+        elif "restate" in word.rules:
+            table = _RESTATE_PHASE
+        else:
+            table = {**_BODY_PHASE, **_FIM_PHASE}
+        from_docs.setdefault(table[word.family], set()).update(_family(w) for w in after)
     assert from_docs == {phase.name: set(families) for phase, families in SUCCESSIONS.items()}
 
 
