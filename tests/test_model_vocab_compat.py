@@ -242,6 +242,25 @@ def test_a_finetuned_older_model_is_of_the_whole_vocabulary_and_resumes(
     assert loaded.token_map.identity
 
 
+def test_a_lora_finetune_of_it_saves_the_base_embeddings_and_the_newer_rows_at_their_mean(
+    older: Path, tiny_corpus: Corpus, tmp_path: Path
+) -> None:
+    """LoRA trains no embeddings: the saved model's rows are the base's, then the new ones.
+    A resume builds the extended base again and puts the adapters back on it."""
+    out = tmp_path / "lora"
+    settings = TrainConfig(data=(str(tiny_corpus.folder),), output=str(out), base=str(older),
+                           max_steps=2, eval_every=1, save_every=1, lora_rank=4,
+                           **TINY)  # fmt: skip
+    train(settings, log=quiet, stop_after=1)
+    assert train(settings, log=quiet).resumed_from == 1
+    base = load_file(str(older / "model.safetensors"))["transformer.wte.weight"]
+    saved = load_file(str(out / "model.safetensors"))["transformer.wte.weight"]
+    assert saved.shape == (len(VOCAB), base.shape[1])
+    assert torch.equal(saved[:OLD], base)
+    assert torch.equal(saved[OLD:], base.mean(dim=0).expand(len(VOCAB) - OLD, -1))
+    assert load_model(out).music_vocab_size == len(VOCAB)
+
+
 def test_a_run_saved_with_the_older_vocabulary_is_refused_on_resume(
     older: Path, tiny_corpus: Corpus, tmp_path: Path
 ) -> None:
