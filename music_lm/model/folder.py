@@ -10,9 +10,13 @@ A model folder is self-describing and needs no code of ours to load:
     tokenizer = AutoTokenizer.from_pretrained("runs/bach")
 
 `music_lm.json` is what lets music_lm trust a folder: the vocabulary hash says the
-token ids mean what the grammar says. A model fine-tuned from a text GPT-2 keeps that
-model's tokenizer with the music tokens added, so music token `i` has another id in
-the model; `token_ids` in music_lm.json maps one to the other (absent: the identity).
+token ids mean what the grammar says. Token families are only ever added at the end, so a
+folder whose hash is that of the grammar's first `vocab_size` tokens is a model of an older
+vocabulary this one extends: it loads, and the tokens it never saw get probability 0.
+
+A model fine-tuned from a text GPT-2 keeps that model's tokenizer with the music tokens
+added, so music token `i` has another id in the model; `token_ids` in music_lm.json maps
+one to the other (absent: the identity).
 
 Weights load from safetensors only and never with remote code.
 """
@@ -352,8 +356,9 @@ class LoadedModel:
         return self.token_map.music_vocab_size
 
     def knows(self, word: str) -> bool:
-        """Whether the model was trained with the token `word` (`hole`: whether it can
-        fill in the middle)."""
+        """Whether the model has the token `word` at all: a model of an older vocabulary
+        lacks the newer ones. (Having `hole` does not say it learnt to fill in the middle:
+        fine-tuning an older model adds the token before any training on it.)"""
         return VOCAB.ids[word] < self.music_vocab_size
 
 
