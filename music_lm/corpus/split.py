@@ -24,6 +24,11 @@ TOKEN_DTYPE = np.uint16
 _PITCH = VOCAB.ranges["pitch"]
 _KEY = VOCAB.ranges["key"]
 _STYLE_POSITION = 1  # "piece style:X ...": the style word is always the second token
+# Normalised pitches and modes are numbered from here: past every id a piece's tokens hold
+# (the fim words, 1530 and 1531, are never in a piece; they mark a training form of it).
+# Fixed, not len(VOCAB): a piece's fingerprint, and with it its split, must not move when
+# the vocabulary grows, or a model's test pieces would land in the next one's training data.
+_NORMALISED_FROM = 1530
 
 
 def fingerprint(ids: np.ndarray) -> str:
@@ -31,12 +36,11 @@ def fingerprint(ids: np.ndarray) -> str:
     pitches are shifted so the lowest is 0 and key signatures keep only their mode."""
     ids = ids.astype(np.int32)  # a copy
     ids[_STYLE_POSITION] = 0
-    # normalised pitches and modes are numbered past the vocabulary: they never equal a token
     pitched = (ids >= _PITCH.start) & (ids < _PITCH.stop)
     if pitched.any():
-        ids[pitched] += len(VOCAB) - ids[pitched].min()
+        ids[pitched] += _NORMALISED_FROM - ids[pitched].min()
     keyed = (ids >= _KEY.start) & (ids < _KEY.stop)
-    ids[keyed] = 2 * len(VOCAB) + (ids[keyed] - _KEY.start) // 15  # major, minor
+    ids[keyed] = 2 * _NORMALISED_FROM + (ids[keyed] - _KEY.start) // 15  # major, minor
     return hashlib.blake2b(ids.tobytes(), digest_size=16).hexdigest()
 
 

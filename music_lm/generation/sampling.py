@@ -28,6 +28,10 @@ from music_lm.tokens.rules import BAR, END
 from music_lm.tokens.vocab import VOCAB
 
 V = len(VOCAB)
+# The columns a draw reads when the fim words have no probability (always, in generation:
+# no text allows them). multinomial draws one random number per column, so leaving them
+# out keeps each random seed's music what it was before they joined the vocabulary.
+DRAWN_BEFORE_FIM = VOCAB.ranges["fim"].start
 
 
 def allowed_mask(ranges_per_row: Sequence[Sequence[tuple[int, int]]], out: torch.Tensor) -> None:
@@ -160,7 +164,7 @@ def _sample_rows(
         )  # fmt: skip
         # Drawn on the CPU with the run's generator (the states need the ids there anyway).
         # The copy of the pinned mask above is done by now: .cpu() waits for the device.
-        tokens = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0]
+        tokens = torch.multinomial(_drawn_columns(probs.cpu()), 1, generator=generator)[:, 0]
         going = []  # batch indices of the rows that go on
         for index, (row, token) in enumerate(zip(live, tokens.tolist(), strict=True)):
             states[row].advance(token)
@@ -195,6 +199,11 @@ def _sample_rows(
             attn = _stack_attention(captured, len(sequences[row]))
         out.append((sequences[row], finished_at[row], attn))
     return out
+
+
+def _drawn_columns(probs: torch.Tensor) -> torch.Tensor:
+    """`probs` without the fim words' columns when no row gives them probability."""
+    return probs if probs[:, DRAWN_BEFORE_FIM:].any() else probs[:, :DRAWN_BEFORE_FIM]
 
 
 def _bar_means_end(

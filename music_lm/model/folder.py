@@ -10,9 +10,13 @@ A model folder is self-describing and needs no code of ours to load:
     tokenizer = AutoTokenizer.from_pretrained("runs/bach")
 
 `music_lm.json` is what lets music_lm trust a folder: the vocabulary hash says the
-token ids mean what the grammar says. A model fine-tuned from a text GPT-2 keeps that
-model's tokenizer with the music tokens added, so music token `i` has another id in
-the model; `token_ids` in music_lm.json maps one to the other (absent: the identity).
+token ids mean what the grammar says. Token families are only ever added at the end, so a
+folder whose hash is that of the grammar's first `vocab_size` tokens is a model of an older
+vocabulary this one extends: it loads, and the tokens it never saw get probability 0.
+
+A model fine-tuned from a text GPT-2 keeps that model's tokenizer with the music tokens
+added, so music token `i` has another id in the model; `token_ids` in music_lm.json maps
+one to the other (absent: the identity).
 
 Weights load from safetensors only and never with remote code.
 """
@@ -119,26 +123,53 @@ def count_parameters(model: torch.nn.Module, embeddings: bool = True) -> int:
 
 @dataclass(frozen=True)
 class TokenMap:
-    """Where each music token lives in a model's vocabulary (`model_ids[i]` for token i)."""
+    """Where each music token lives in a model's vocabulary (`model_ids[i]` for token i).
+
+    A model trained before the vocabulary grew knows only its first tokens (families are
+    only ever added at the end): `music_vocab_size` of them. Its logits are padded to the
+    grammar's vocabulary with -inf, so the tokens it never saw have probability 0."""
 
     model_ids: tuple[int, ...] | None = None  # None: the identity (a model of our own)
+    # With the identity: how many of the grammar's tokens the model has, the first ones.
+    identity_size: int = len(VOCAB)
 
     @property
     def identity(self) -> bool:
         return self.model_ids is None
 
+    @property
+    def music_vocab_size(self) -> int:
+        """How many of the grammar's tokens the model knows: the first ones."""
+        return self.identity_size if self.model_ids is None else len(self.model_ids)
+
     def to_model(self, ids: torch.Tensor) -> torch.Tensor:
+        known = self.music_vocab_size
+        if known < len(VOCAB) and ids.numel() and int(ids.max()) >= known:
+            newer = int(ids[ids >= known][0])
+            word = VOCAB.tokens[newer] if newer < len(VOCAB) else "?"
+            raise ModelError(
+                f"token {word!r} (id {newer}) is not in this model's vocabulary: it knows the "
+                f"first {known} of {len(VOCAB)} tokens (trained before the others existed)"
+            )
         if self.model_ids is None:
             return ids
         table = torch.tensor(self.model_ids, dtype=torch.long, device=ids.device)
         return table[ids]
 
     def music_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """The model's logits restricted to the music tokens, in the grammar's order."""
+        """The model's logits restricted to the music tokens, in the grammar's order, one
+        column per token of the grammar (-inf for those the model does not know)."""
+        known = self.music_vocab_size
         if self.model_ids is None:
+            if known == len(VOCAB):
+                return logits  # a model of this vocabulary: no copy
+            logits = logits[..., :known]
+        else:
+            index = torch.tensor(self.model_ids, dtype=torch.long, device=logits.device)
+            logits = logits.index_select(-1, index)
+        if known == len(VOCAB):
             return logits
-        index = torch.tensor(self.model_ids, dtype=torch.long, device=logits.device)
-        return logits.index_select(-1, index)
+        return torch.nn.functional.pad(logits, (0, len(VOCAB) - known), value=float("-inf"))
 
 
 # ---- model folders ----
@@ -147,16 +178,18 @@ class TokenMap:
 def model_meta(
     token_map: TokenMap = TokenMap(), training: dict | None = None, base: str | None = None
 ) -> dict:
-    """The contents of music_lm.json."""
+    """The contents of music_lm.json: the vocabulary is the one `token_map` knows (all of
+    the grammar's, unless the model was trained before it grew)."""
 
+    known = token_map.music_vocab_size
     meta = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
         "music_lm": __version__,
         "codec": "codec-1",
         "grid_per_quarter": GRID_PER_QUARTER,
-        "vocab_size": len(VOCAB),
-        "vocab_sha256": VOCAB.sha256,
+        "vocab_size": known,
+        "vocab_sha256": VOCAB.sha256_of_first(known),
     }
     if base is not None:
         meta["base"] = base
@@ -264,7 +297,7 @@ def read_meta(path: str | Path) -> dict | None:
         raise ModelError(f"{file}: unreadable ({err})") from None
     if meta.get("format") != MODEL_FORMAT:
         raise ModelError(f"{file}: not a music_lm model description")
-    if meta.get("vocab_sha256") != VOCAB.sha256:
+    if meta.get("vocab_sha256") != VOCAB.sha256 and not _older_vocabulary(meta):
         raise ModelError(
             f"{path}: trained on another vocabulary ({meta.get('vocab_size')} tokens, hash "
             f"{str(meta.get('vocab_sha256'))[:12]}; this music_lm has {len(VOCAB)}, "
@@ -273,12 +306,33 @@ def read_meta(path: str | Path) -> dict | None:
     return meta
 
 
+def _older_vocabulary(meta: dict) -> bool:
+    """Whether music_lm.json names a vocabulary that this one extends: its first
+    `vocab_size` tokens, by their hash (families are only ever added at the end)."""
+    size = meta.get("vocab_size")
+    return (
+        type(size) is int
+        and 0 < size < len(VOCAB)
+        and meta.get("vocab_sha256") == VOCAB.sha256_of_first(size)
+    )
+
+
+def music_vocab_size_of(meta: dict | None) -> int:
+    """How many of the grammar's tokens a model of this (checked) music_lm.json knows:
+    all of them, or the first `vocab_size` for a model trained before the vocabulary grew.
+    A foreign model (no music_lm.json) gets every token when they are added to it."""
+    if meta is None or meta.get("vocab_sha256") == VOCAB.sha256:
+        return len(VOCAB)
+    return int(meta["vocab_size"])
+
+
 def token_map_of(meta: dict | None) -> TokenMap:
+    known = music_vocab_size_of(meta)
     ids = (meta or {}).get("token_ids")
     if ids is None:
-        return TokenMap()
-    if len(ids) != len(VOCAB):
-        raise ModelError(f"token map of {len(ids)} entries, the grammar has {len(VOCAB)}")
+        return TokenMap(identity_size=known)
+    if len(ids) != known:
+        raise ModelError(f"token map of {len(ids)} entries, the model's vocabulary has {known}")
     return TokenMap(tuple(int(i) for i in ids))
 
 
@@ -295,6 +349,18 @@ class LoadedModel:
     def context(self) -> int:
         return int(self.model.config.n_positions)
 
+    @property
+    def music_vocab_size(self) -> int:
+        """How many of the grammar's tokens the model knows (the first ones): fewer than
+        len(VOCAB) for a model trained before the vocabulary grew."""
+        return self.token_map.music_vocab_size
+
+    def knows(self, word: str) -> bool:
+        """Whether the model has the token `word` at all: a model of an older vocabulary
+        lacks the newer ones. (Having `hole` does not say it learnt to fill in the middle:
+        fine-tuning an older model adds the token before any training on it.)"""
+        return VOCAB.ids[word] < self.music_vocab_size
+
 
 def load_model(
     name: str | Path = "default",
@@ -310,14 +376,14 @@ def load_model(
         raise ModelError(f"{path}: no {META_FILE}; not a music_lm model (fine-tune it first)")
     token_map = token_map_of(meta)
     config = _checked_config(Path(path))
-    needed = len(VOCAB) if token_map.identity else max(token_map.model_ids) + 1
+    needed = token_map.music_vocab_size if token_map.identity else max(token_map.model_ids) + 1
     if config.vocab_size < needed:
         raise ModelError(
             f"{path}: config.json has vocab_size {config.vocab_size}, the music tokens need "
             f"{needed}"
         )
     if token_map.identity:
-        load_tokenizer(path)  # raises on a tokenizer of another vocabulary
+        load_tokenizer(path, token_map.music_vocab_size)  # raises on another vocabulary
 
     hf_logging.disable_progress_bar()  # "Loading weights" on every command is noise
     try:

@@ -30,10 +30,14 @@ class TokenizerMismatchError(MusicLmError, ValueError):
     difference."""
 
 
-def build_tokenizer(model_max_length: int = DEFAULT_CONTEXT) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    model_max_length: int = DEFAULT_CONTEXT, size: int | None = None
+) -> PreTrainedTokenizerFast:
     """The tokenizer of the token text. It adds no tokens of its own: a piece's text
-    already begins with `piece` and ends with `end`."""
-    model = WordLevel({word: i for i, word in enumerate(VOCAB.tokens)}, unk_token=UNK)
+    already begins with `piece` and ends with `end`. With `size`: that of the vocabulary's
+    first `size` tokens, as saved with a model trained before the vocabulary grew."""
+    words = VOCAB.tokens[: len(VOCAB) if size is None else size]
+    model = WordLevel({word: i for i, word in enumerate(words)}, unk_token=UNK)
     backend = Tokenizer(model)
     backend.pre_tokenizer = WhitespaceSplit()
     return PreTrainedTokenizerFast(
@@ -53,22 +57,28 @@ def save_tokenizer(directory: str | Path, model_max_length: int = DEFAULT_CONTEX
     return path
 
 
-def load_tokenizer(directory: str | Path) -> PreTrainedTokenizerFast:
-    """Load a saved tokenizer with AutoTokenizer and check it is this grammar's."""
+def load_tokenizer(directory: str | Path, size: int | None = None) -> PreTrainedTokenizerFast:
+    """Load a saved tokenizer with AutoTokenizer and check it is this grammar's (with
+    `size`: the grammar's first `size` tokens, that of a model trained before the
+    vocabulary grew)."""
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    check_vocabulary(tokenizer, name=str(directory))
+    check_vocabulary(tokenizer, name=str(directory), size=size)
     return tokenizer
 
 
-def check_vocabulary(tokenizer: PreTrainedTokenizerFast, name: str = "tokenizer") -> None:
-    """Raise TokenizerMismatchError unless `tokenizer` maps every word to the grammar's id."""
+def check_vocabulary(
+    tokenizer: PreTrainedTokenizerFast, name: str = "tokenizer", size: int | None = None
+) -> None:
+    """Raise TokenizerMismatchError unless `tokenizer` maps every word to the grammar's id
+    (with `size`: every word of the grammar's first `size`)."""
+    size = len(VOCAB) if size is None else size
     vocab = tokenizer.get_vocab()
-    if len(vocab) != len(VOCAB):
+    if len(vocab) != size:
+        expected = f"the grammar has {len(VOCAB)}" if size == len(VOCAB) else f"expected {size}"
         raise TokenizerMismatchError(
-            f"{name}: {len(vocab)} tokens, but the grammar has {len(VOCAB)}; it was saved "
-            "for another vocabulary"
+            f"{name}: {len(vocab)} tokens, but {expected}; it was saved for another vocabulary"
         )
-    for token_id, word in enumerate(VOCAB.tokens):
+    for token_id, word in enumerate(VOCAB.tokens[:size]):
         if vocab.get(word) != token_id:
             found = vocab.get(word)
             where = "is missing" if found is None else f"has id {found}"

@@ -122,8 +122,16 @@ def build_model(config: TrainConfig, log: Callable[[str], None]):
         raise ModelError(f"{config.base}: cannot load the model ({error_line(err)})") from None
     _set_dropout(model, config.dropout)
     if meta is not None:
-        log(f"fine-tuning {path}")
-        return model, token_map_of(meta), tokenizer, path
+        token_map = token_map_of(meta)
+        if token_map.music_vocab_size < len(VOCAB):
+            known = token_map.music_vocab_size
+            token_map, tokenizer = extend_vocabulary(model, token_map, tokenizer)
+            log(f"fine-tuning {path}: trained on the first {known} tokens of this vocabulary; "
+                f"the {len(VOCAB) - known} newer ones added (embeddings: the mean of the "
+                "others)")  # fmt: skip
+        else:
+            log(f"fine-tuning {path}")
+        return model, token_map, tokenizer, path
     if config.lora_rank:
         raise TrainError(
             f"{config.base}: a text model; its new music-token embeddings must be trained in "
@@ -140,6 +148,34 @@ def build_model(config: TrainConfig, log: Callable[[str], None]):
     log(f"fine-tuning {path}: a text model; {len(VOCAB)} music tokens added to its tokenizer, "
         f"embeddings resized to {len(tokenizer)}")  # fmt: skip
     return model, token_map, tokenizer, path
+
+
+def extend_vocabulary(model, token_map: TokenMap, tokenizer) -> tuple[TokenMap, object]:
+    """A model trained before the vocabulary grew given the newer tokens, in place, so that
+    the run saves a model of the whole vocabulary: (token map, tokenizer: None for a model
+    of our own, else `tokenizer` with the newer tokens added). Each new token's embedding
+    starts as the mean of the known music tokens' (a neutral start the fine-tuning moves
+    on from); the output weights stay tied to them."""
+    known = token_map.music_vocab_size
+    if token_map.identity:
+        new_map, rows = TokenMap(), list(range(len(VOCAB)))
+        size = max(len(VOCAB), int(model.config.vocab_size))
+    else:
+        tokenizer, new_map = music_tokens_for(tokenizer)
+        if new_map.model_ids[:known] != token_map.model_ids:
+            raise ModelError(
+                "the base's tokenizer gives its music tokens other ids than its token map "
+                "(music_lm.json token_ids): a mismatched tokenizer"
+            )
+        rows, size = list(new_map.model_ids), max(len(tokenizer), int(model.config.vocab_size))
+    if size != model.config.vocab_size:
+        # mean_resizing=False: the new rows are set below, the same on every run (a resumed
+        # run rebuilds the base this way before loading its checkpoint over it).
+        model.resize_token_embeddings(size, mean_resizing=False)
+    embeddings = model.get_input_embeddings().weight
+    with torch.no_grad():
+        embeddings[rows[known:]] = embeddings[rows[:known]].mean(dim=0)
+    return new_map, tokenizer
 
 
 def add_lora(model: torch.nn.Module, rank: int, alpha: int):

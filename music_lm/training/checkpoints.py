@@ -168,7 +168,10 @@ def write_checkpoint(
     shutil.rmtree(staging, ignore_errors=True)
     save_model_folder(plain, staging, meta, tokenizer)
     if adapters is not None:
-        adapters.save_pretrained(staging / "adapter")
+        # The adapters alone: a resume builds the base again as it was (a base of an older
+        # vocabulary extended the same way, build.extend_vocabulary), so peft's copy of the
+        # resized embeddings it would otherwise add is not needed.
+        adapters.save_pretrained(staging / "adapter", save_embedding_layers=False)
     torch.save(state, staging / STATE_FILE)
     with open(staging / STATE_FILE, "rb") as handle:
         os.fsync(handle.fileno())

@@ -46,6 +46,7 @@ GROUP_OF_FAMILY: dict[str, str] = {
     "ts": "header",
     "key": "header",
     "special": "header",
+    "fim": "header",  # where a fill-in-the-middle piece's gap is: structure, like the header
 }
 
 GROUPS: tuple[str, ...] = ("pitch", "drum", "velocity", "duration", "timing", "track", "header")

@@ -54,7 +54,7 @@ import torch
 from torch.nn.functional import cross_entropy
 
 from music_lm.corpus.dataset import Corpus
-from music_lm.model.folder import count_parameters, model_meta, read_meta
+from music_lm.model.folder import count_parameters, model_meta, music_vocab_size_of, read_meta
 from music_lm.training.build import (
     add_lora,
     build_model,
@@ -291,6 +291,7 @@ def _resume(run: Run) -> RunState:
             f"{run.folder}: the base model {run.config.base} changed since this LoRA run "
             "started; resuming would mix adapters and other weights"
         )
+    _check_vocabulary(run, path)
     load_weights(run.accelerator.unwrap_model(run.model), path, run.config)
     run.optimizer.load_state_dict(saved["optimizer"])
     run.scheduler.load_state_dict(saved["scheduler"])
@@ -306,6 +307,21 @@ def _resume(run: Run) -> RunState:
                 f"takes {batch * run.world} windows, not {batch * len(ranks)}")  # fmt: skip
     run.log(f"resuming {run.folder} from step {state.step}")
     return state
+
+
+def _check_vocabulary(run: Run, checkpoint: Path) -> None:
+    """Refuse, in one line, a checkpoint whose embeddings are of an older vocabulary than the
+    model's (a run started before the vocabulary grew): its weights and optimizer state do
+    not fit. LoRA checkpoints hold adapters only, which fit the extended base as they are."""
+    if run.config.lora_rank:
+        return
+    saved = music_vocab_size_of(read_meta(checkpoint))
+    if saved != run.token_map.music_vocab_size:
+        raise TrainError(
+            f"{checkpoint}: saved with a vocabulary of {saved} tokens, this run's model has "
+            f"{run.token_map.music_vocab_size}: it cannot resume; fine-tune its model in a new "
+            f"run instead (music-lm finetune --base {run.folder})"
+        )
 
 
 def _best_so_far(folder: Path, best: float | None) -> float | None:
