@@ -91,12 +91,16 @@ def render_card(
     note: str = "",
     reference_bits: float = PREVIOUS_MUSIC21_BITS,
 ) -> str:
-    config = json.loads((run / "train_config.json").read_text())
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     meta = json.loads((run / "music_lm.json").read_text())
     training = meta["training"]
-    last = rows[-1]
     best_step = training["step"]
+    # A model made in two stages (a pretraining run, then a fine-tune of it for the
+    # fill-in-the-middle form): the card describes the pretraining, and the stage after it.
+    final_config = json.loads((run / "train_config.json").read_text())
+    pretraining = pretraining_run(run)
+    config = json.loads((pretraining / "train_config.json").read_text())
+    rows = [json.loads(x) for x in (pretraining / "metrics.jsonl").read_text().splitlines()]
+    last = rows[-1]
     results = evaluation["results"]
     gpt2, unigram, markov = results["gpt2"], results["unigram"], results["markov-3"]
     manifest = corpus.manifest
@@ -154,9 +158,11 @@ def render_card(
         f"{config['seed']}.",
         f"- Augmentation on the fly: {augmentation_text(config)}.",
         *([f"- {note}"] if note else []),
-        f"- The shipped weights are those of step {best_step:,}, the best validation loss "
-        f"({training['val_loss']:.4f} nats per token on {config['eval_windows']} validation "
-        "windows spread over the split).",
+        *fim_stage_lines(run, pretraining, final_config),
+        f"- The shipped weights are those of step {best_step:,}"
+        + (" of that fine-tune" if pretraining != run else "")
+        + f", the best validation loss ({training['val_loss']:.4f} nats per token on "
+        f"{final_config['eval_windows']} validation windows spread over the split).",
         "",
         *data_section(manifest, config, corpus),
         "",
@@ -207,7 +213,8 @@ def render_card(
         "",
         "```sh",
         "make corpus          # data/corpus: music21 and the Debian packages",
-        "make default-model   # train runs/default with the recipe, then this card",
+        "make default-model   # train runs/default with the recipe, fine-tune it for",
+        "                     # fill-in-the-middle (runs/default-fim), then this card",
         "```",
         "",
         f"Evaluated {time.strftime('%Y-%m-%d')} with `music-lm evaluate --data data/corpus "
@@ -215,6 +222,57 @@ def render_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def metrics_of(run: Path) -> str:
+    """The run's metrics.jsonl; after a fine-tune of a pretraining run, the pretraining's rows
+    and then the fine-tune's, its steps, tokens and time counted on from the pretraining's
+    last row (with "stage": "fine-tune")."""
+    text = (run / "metrics.jsonl").read_text()
+    pretraining = pretraining_run(run)
+    if pretraining == run:
+        return text
+    before = (pretraining / "metrics.jsonl").read_text()
+    last = json.loads(before.splitlines()[-1])
+    rows = []
+    for line in text.splitlines():
+        row = json.loads(line)
+        for key in ("step", "tokens_seen", "elapsed_s"):
+            if key in row:
+                row[key] += last.get(key, 0)
+        rows.append(json.dumps({**row, "stage": "fine-tune"}))
+    return before + "".join(f"{row}\n" for row in rows)
+
+
+def pretraining_run(run: Path) -> Path:
+    """The run a fine-tune started from, when it is a run folder of its own (its
+    train_config.json and metrics.jsonl); else `run` itself."""
+    base = json.loads((run / "train_config.json").read_text()).get("base")
+    if base and (Path(base) / "train_config.json").is_file():
+        return Path(base)
+    return run
+
+
+def fim_stage_lines(run: Path, pretraining: Path, config: dict) -> list[str]:
+    """The card's line on the stage after pretraining, if there was one."""
+    if pretraining == run:
+        share = config.get("fim_share") or 0
+        return [f"- Fill-in-the-middle: {share:.0%} of the training pieces in the form "
+                "(docs/training.md)."] if share else []  # fmt: skip
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    last = rows[-1]
+    minutes = last["elapsed_s"] / 60
+    return [
+        f"- **Then fine-tuned for fill-in-the-middle** (`music-lm finetune --base "
+        f"{pretraining}`, docs/training.md): {last['step']:,} steps, "
+        f"{last['tokens_seen'] / 1e6:.1f} M tokens, {minutes:.0f} min, "
+        f"{config.get('fim_share', 0):.0%} of the pieces in the fill-in-the-middle form and "
+        f"the rest plain, the same data, mix and augmentation; peak learning rate "
+        f"{config['lr']:g} after {config['warmup_steps']} warmup steps, dropout "
+        f"{config['dropout']}. `hole` and `fill` joined the vocabulary there (their "
+        "embeddings started as the mean of the others). `music-lm infill --bars` reads the "
+        "bars after the gap with it."
+    ]
 
 
 def augmentation_text(config: dict) -> str:
@@ -410,7 +468,7 @@ def main() -> None:
     args = parser.parse_args()
     ship(args.run, args.target)
     # The curves travel with the model: the page's Training view draws them.
-    shutil.copyfile(args.run / "metrics.jsonl", args.target / "metrics.jsonl")
+    (args.target / "metrics.jsonl").write_text(metrics_of(args.run))
     evaluation = evaluate_model(args.target, args.data, "test", baselines=True)
     evaluation["model"] = "default"
     (args.target / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n")
