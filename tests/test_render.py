@@ -35,9 +35,11 @@ from music_lm.render.audio import (
 )
 from music_lm.render.export import daw_midi, export_midi, musicxml
 from music_lm.render.pianoroll import (
+    REGION_SHADE,
     SEED_SHADE,
     bar_tick,
     continuation_tick,
+    infill_region,
     midi_pianoroll,
     pianoroll_axes,
     pianoroll_figure,
@@ -284,6 +286,23 @@ def test_the_continuation_is_read_from_the_generation_marker(tmp_path) -> None:
     assert (mark.x0, mark.x1) == (2, 2)
     bar_lines = [s.x0 for s in fig.layout.shapes if s.type == "line" and s is not mark]
     assert bar_lines == [0, 4]  # the one bar, start and end
+
+
+def test_an_infills_region_is_read_from_its_markers_and_shaded() -> None:
+    """`music-lm infill` marks the region it drew anew; the PNG shades exactly those bars
+    (here beats 1 to 3 of a four-beat phrase) in the page's orange, and nothing else."""
+    score = phrase()
+    data = write_midi(score, markers=[(PPQ, "music_lm infill: bar 2"),
+                                      (3 * PPQ, "music_lm infill end: bar 3")])  # fmt: skip
+    read = read_midi(data)
+    assert infill_region(read) == (PPQ, 3 * PPQ)
+    assert infill_region(read_midi(write_midi(score))) is None
+    png = midi_pianoroll(data, width_px=800, height_px=450)
+    fig, ax, _ = pianoroll_axes(read.score, None, None, 800, 450, (PPQ, 3 * PPQ))
+    fig.savefig(io.BytesIO(), format="png", dpi=100)
+    orange = np.array(REGION_SHADE[:3]) * REGION_SHADE[3] + (1 - REGION_SHADE[3])
+    for beats, expected in ((0.5, WHITE), (1.5, orange), (2.5, orange), (3.5, WHITE)):
+        assert np.allclose(_at(png, ax, beats, 70), expected, atol=0.03), beats  # no note there
 
 
 def test_the_layout_both_rolls_draw_is_plain_data() -> None:

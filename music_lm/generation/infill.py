@@ -358,5 +358,6 @@ def infill_files(generation: Generation, variant: Variant, stem: str) -> dict[st
     region = generation.settings["region"]
     first, last = region["bars"]
     start, end = (round(region[k] * GRID_PER_QUARTER) for k in ("start_beat", "end_beat"))
+    # render/pianoroll.py reads them back (infill_region) to shade the region
     markers = [(start, f"music_lm infill: bar {first}"), (end, f"music_lm infill end: bar {last}")]
     return take_files(generation, variant, stem, "infill", markers, {})

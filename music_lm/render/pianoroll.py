@@ -2,7 +2,9 @@
 page. Both draw one layout (`music_lm.render.roll_layout`: a colour per track, drums in a
 lane of their own, the pitch axis zoomed to the notes, bar lines and numbers, the seed's
 span); for a continuation the seed is shaded and the start of the new bars marked (the
-`music_lm continuation` marker that `music-lm generate` writes, or a bar given).
+`music_lm continuation` marker that `music-lm generate` writes, or a bar given); for an
+infill, the region drawn anew (the `music_lm infill: bar A` and `music_lm infill end: bar B`
+markers that `music-lm infill` writes).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from music_lm.render.roll_layout import NOTE_HEIGHT, Lane, bar_and_beat, roll_la
 
 CONTINUATION_MARKER = "music_lm continuation"
 WIDTH_PX, HEIGHT_PX, DPI = 1600, 900, 100
+INFILL_MARKER, INFILL_END_MARKER = "music_lm infill: bar ", "music_lm infill end: bar "
 SEED_SHADE = (0.5, 0.5, 0.5, 0.16)  # RGBA over the seed's bars
+REGION_SHADE = (1.0, 0.5, 0.05, 0.14)  # over an infill's region, as on the page
 
 
 class PianoRollError(MusicLmError, ValueError):
@@ -32,6 +36,13 @@ def continuation_tick(read: MidiRead) -> int | None:
         if text == CONTINUATION_MARKER:
             return tick
     return None
+
+
+def infill_region(read: MidiRead) -> tuple[int, int] | None:
+    """(start, end) ticks of an infill's region, from the markers `music-lm infill` writes."""
+    start = next((t for t, text in read.markers if text.startswith(INFILL_MARKER)), None)
+    end = next((t for t, text in read.markers if text.startswith(INFILL_END_MARKER)), None)
+    return (start, end) if start is not None and end is not None and start < end else None
 
 
 def bar_tick(score: Score, bar: int) -> int:
@@ -53,8 +64,10 @@ def pianoroll_axes(
     title: str | None = None,
     width_px: int = WIDTH_PX,
     height_px: int = HEIGHT_PX,
+    region_ticks: tuple[int, int] | None = None,
 ):
-    """(figure, pitched axes or None, drum axes or None) of the piano roll."""
+    """(figure, pitched axes or None, drum axes or None) of the piano roll; `region_ticks`
+    (start, end) shades the bars an infill drew anew."""
     # matplotlib loads only when a PNG is drawn, not with the render stage
     import matplotlib
 
@@ -67,6 +80,8 @@ def pianoroll_axes(
 
     layout = roll_layout(score, continuation_at)
     pitch_lane, drum_lane = layout.pitch_lane, layout.drum_lane
+    ppq = score.ticks_per_beat
+    region = None if region_ticks is None else (region_ticks[0] / ppq, region_ticks[1] / ppq)
     fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
     if pitch_lane and drum_lane:
         ratio = min(0.45, max(0.18, len(drum_lane.tick_rows) / 40))
@@ -99,6 +114,8 @@ def pianoroll_axes(
             start = layout.seed_end_beats
             ax.axvspan(0, start, color=SEED_SHADE, zorder=0, linewidth=0)
             ax.axvline(start, color="#d62728", linewidth=1.5, zorder=3)
+        if region is not None:
+            ax.axvspan(*region, color=REGION_SHADE, zorder=0, linewidth=0)
         ax.set_ylim(*lane.row_range)
         ax.set_yticks(lane.tick_rows, lane.tick_labels)
         ax.set_ylabel(lane.title)
@@ -118,6 +135,8 @@ def pianoroll_axes(
         handles = [Patch(color=track.colour, label=track.label) for track in layout.tracks]
         if layout.seed_end_beats is not None:
             handles.append(Patch(color=SEED_SHADE, label="seed"))
+        if region is not None:
+            handles.append(Patch(color=REGION_SHADE, label="redrawn"))
         top.legend(
             handles=handles,
             loc="upper left",
@@ -139,6 +158,10 @@ def pianoroll_axes(
             fontsize=9,
             va="bottom",
         )
+    if region is not None and top is not None:
+        top.annotate("redrawn", (region[0], 1.0), xycoords=("data", "axes fraction"),
+                     xytext=(4, 2), textcoords="offset points", color="#ff7f0e", fontsize=9,
+                     va="bottom")  # fmt: skip
     if top is None:  # no notes at all
         ax = fig.add_subplot(1, 1, 1)
         ax.text(0.5, 0.5, "no notes", ha="center", va="center", transform=ax.transAxes)
@@ -152,12 +175,13 @@ def pianoroll_png(
     title: str | None = None,
     width_px: int = WIDTH_PX,
     height_px: int = HEIGHT_PX,
+    region_ticks: tuple[int, int] | None = None,
 ) -> bytes:
     """The piano roll as PNG bytes of exactly width_px x height_px."""
 
     if not (200 <= width_px <= 8000 and 150 <= height_px <= 8000):
         raise PianoRollError(f"size must be within 200x150..8000x8000, got {width_px}x{height_px}")
-    fig, _, _ = pianoroll_axes(score, continuation_at, title, width_px, height_px)
+    fig, _, _ = pianoroll_axes(score, continuation_at, title, width_px, height_px, region_ticks)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
@@ -170,14 +194,14 @@ def midi_pianoroll(
     **size,
 ) -> bytes:
     """The PNG piano roll of a MIDI file; the seed shaded up to `continuation_bar` or the
-    file's continuation marker."""
+    file's continuation marker, and an infill's region (its markers) shaded too."""
 
     read = read_midi(source, name=name, sustain=True)
     score = read.score
     check_length(score.end_tick / score.ticks_per_beat, read.source_name, PianoRollError)
     at = bar_tick(score, continuation_bar) if continuation_bar else continuation_tick(read)
     title = Path(read.source_name).name if read.source_name != "<bytes>" else None
-    return pianoroll_png(score, at, title, **size)
+    return pianoroll_png(score, at, title, region_ticks=infill_region(read), **size)
 
 
 # ---- the interactive version (Plotly) ----
