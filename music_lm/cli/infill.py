@@ -39,7 +39,10 @@ def _report(generation, stem: str, output: Path) -> None:
     region = generation.settings["region"]
     tracks = ", ".join(f"{t['track']} ({t['instrument']}{', new' if t['new'] else ''})"
                        for t in generation.settings["tracks"])  # fmt: skip
-    what = "every track" if generation.settings["mode"] == "bars" else f"tracks {tracks}"
+    what = f"tracks {tracks}"
+    if generation.settings["mode"] == "bars":
+        sides = "both sides" if generation.settings.get("both_sides") else "what came before"
+        what = f"every track (from {sides})"
     for variant in generation.variants:
         typer.echo(f"{output / stem}-{variant.index}.mid: {what} redrawn over bars "
                    f"{region['bars'][0]}-{region['bars'][1]}")  # fmt: skip
@@ -57,7 +60,8 @@ def infill(
         "-t",
         help="Tracks to redraw: numbers as in the token text (1 = t1) or instruments, e.g. "
         "2,bass; an instrument the piece lacks adds a track. Without it: every track over "
-        "--bars, from what comes before them only.",
+        "--bars, reading the bars after them too with a model trained on the "
+        "fill-in-the-middle form (the default), else from what comes before only.",
     ),
     bars: str | None = Opt(
         None,
