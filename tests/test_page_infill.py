@@ -160,6 +160,10 @@ def test_an_edit_of_a_redrawn_take_marks_no_region() -> None:
     redrawn = Take(1, 1, 1, _Take(text).ids, 0, 0, 1, record, {".txt": text.encode()})
     assert region_beats(redrawn) == (4.0, 8.0)
     assert redraw_summary(redrawn) == "tracks 1 (violin) redrawn over bar 2"
+    for both_sides, words in ((True, "both sides"), (False, "what came before")):
+        bars = Take(1, 1, 1, _Take(text).ids, 0, 0, 1,
+                    {**record, "mode": "bars", "both_sides": both_sides}, {})  # fmt: skip
+        assert redraw_summary(bars) == f"every track (from {words}) redrawn over bar 2"
     edit = edited_take(redrawn, text.replace("E4", "G4"), number=2)
     assert region_beats(edit) is None
     assert redraw_summary(edit) is None

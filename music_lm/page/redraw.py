@@ -77,7 +77,8 @@ def redraw_summary(take: Take) -> str | None:
     first, last = region["bars"]
     where = f"bar {first}" if first == last else f"bars {first}-{last}"
     if take.record.get("mode") == "bars":
-        return f"every track redrawn over {where}"
+        sides = "both sides" if take.record.get("both_sides") else "what came before"
+        return f"every track (from {sides}) redrawn over {where}"
     tracks = ", ".join(
         f"{t['track']} ({t['instrument']}{', new' if t['new'] else ''})"
         for t in take.record.get("tracks", [])

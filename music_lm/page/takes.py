@@ -152,7 +152,8 @@ def edited_take(take: Take, text: str, number: int) -> Take:
     # What described the sampling of a variant no longer describes an edit of it.
     # (nor does a redraw's region: an edit may change any bar)
     stale = ("new_tokens", "retries", "post_check", "seconds", "continuation_bar",
-             "continuation_beat", "region", "tracks", "mode", "redrawn_from")  # fmt: skip
+             "continuation_beat", "region", "tracks", "mode", "both_sides",
+             "redrawn_from")  # fmt: skip
     record = {k: v for k, v in take.record.items() if k not in stale}
     record.update({"file": f"take-{number}", "take": number, "edited_from": take.number,
                    "notes": score.note_count})  # fmt: skip
