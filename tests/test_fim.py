@@ -126,6 +126,35 @@ def test_the_form_is_refused_where_it_is_not_whole_bars_or_not_asked_for() -> No
         read_fim([*fim[:-1], HOLE])
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # an empty middle with nothing after it: the plain piece would end on an empty bar
+        ("hole tempo:90 ts:4/4 fill bar end", "token 16 'end': expected"),
+        # a middle note sounding into the suffix over a note of the same pitch there
+        ("hole tempo:90 ts:4/4 bar @0 t1 d:1 v:80 C4 fill bar @0 t1 d:4+ d:4 v:80 C4 end",
+         "token 11 'hole': the piece this fill-in-the-middle text stands for is not valid"),
+        # a key the middle states, which the suffix does not restate
+        ("hole tempo:90 ts:4/4 bar @0 t1 d:1 v:80 C4 fill bar @0 key:C:major t1 d:1 v:80 D4 end",
+         "the suffix restates no key, but one is in force after the middle"),
+    ],
+)  # fmt: skip
+def test_a_text_in_the_form_whose_piece_is_invalid_is_refused(text, message) -> None:
+    head = "piece style:none tempo:90 ts:4/4 inst:flute bar @0 t1 d:1 v:80 C4 "
+    with pytest.raises(GrammarError, match=message):
+        validate(head + text)
+    with pytest.raises(GrammarError, match=message):
+        decode(head + text)
+
+
+def test_a_key_in_force_before_the_gap_must_be_restated_after_it() -> None:
+    head = "piece style:none tempo:90 ts:4/4 key:C:major inst:flute bar @0 t1 d:1 v:80 C4 "
+    rest = "bar @0 t1 d:1 v:80 C4 fill bar @0 t1 d:1 v:80 D4 end"
+    validate(head + "hole tempo:90 ts:4/4 key:C:major " + rest)
+    with pytest.raises(GrammarError, match="token 15 'bar': expected any key token"):
+        validate(head + "hole tempo:90 ts:4/4 " + rest)
+
+
 def test_a_samplers_state_never_offers_hole_or_fill() -> None:
     rng = random.Random(3)
     for name, ids in PIECES.items():
@@ -312,16 +341,16 @@ def test_the_gaps_bits_count_the_same_words_before_only_and_with_both_sides(fim_
         text(ids[stop + 1 : stop + 20]) in text(both)
     )
     scored = score_middles(loaded, [(ids, start, stop)], both_sides=True)
-    assert scored.words == stop - start
+    words = stop - start - 1  # the region's first `bar` is left out of both
+    assert scored.words == words
     assert scored.regions == 1
     assert scored.notes == sum(VOCAB.is_note[t] for t in ids[start:stop])
     # the figure is the cross-entropy of the region's words, by hand
     batch = torch.tensor([both])
     with torch.inference_mode():
-        logits = loaded.model(input_ids=batch[:, :-1]).logits[0, -(stop - start) :].float()
-    by_hand = torch.nn.functional.cross_entropy(
-        logits, batch[0, -(stop - start) :], reduction="sum"
-    )
+        logits = loaded.model(input_ids=batch[:, :-1]).logits[0, -words:].float()
+    targets = batch[0, -words:]
+    by_hand = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
     assert scored.bits == pytest.approx(float(by_hand) / np.log(2), rel=1e-4)
     plain = score_middles(loaded, [(ids, start, stop)], both_sides=False)
     assert plain.notes == scored.notes

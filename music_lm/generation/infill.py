@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from music_lm.corpus.dataset import FIM_MAX_BARS
 from music_lm.generation.chord_state import chord_tracks
 from music_lm.generation.constraints import ConstraintError, Constraints
 from music_lm.generation.infill_state import (
@@ -269,7 +270,8 @@ def infill(
     piece), `variants` times; every other track, and everything outside the region, stays
     word for word. tracks: numbers as in the token text (1 is t1) or instrument names (a
     name the piece does not play adds a track); None: every track over `bars` (bars mode:
-    the region is drawn from what comes before it only; see the module's doc).
+    a model trained on the fill-in-the-middle form reads the bars after the region too, for
+    a region of up to FIM_MAX_BARS bars with bars after it; see the module's doc).
     constraints: generate's (its `bars`, its instruments and the tempo/meter/key locks do
     not apply: the region keeps the piece's bars, tempo, meter and key). Returns a
     Generation whose settings record the region, the tracks and the mode."""
@@ -289,9 +291,13 @@ def infill(
     budget = infill_budget(plan.template, len(plan.region))
     # Bars mode with a model that reads the form: the prompt holds the suffix too. The
     # state reads the plain piece all the same (`state` was made from the prefix).
-    both_sides = tracks is None and knows_fim(runners[0].loaded)
+    # A region longer than the form's training middles (FIM_MAX_BARS), or with no bars
+    # after it, is drawn from the prefix alone.
+    both_sides = (tracks is None and knows_fim(runners[0].loaded) and plan.suffix[0] == BAR
+                  and len(plan.template) <= FIM_MAX_BARS)  # fmt: skip
     prompt = fim_prompt(plan, runners[0].context) if both_sides else plan.prefix
     both_sides = both_sides and HOLE in prompt
+    state.fim_prompt = both_sides
     generator = torch.Generator().manual_seed(random_seed)
     sampling_started = time.perf_counter()
     watch = _Watch(progress, stop, _time_limit(time_limit_s), len(plan.template), budget)

@@ -183,6 +183,9 @@ class InfillState(ContinuationState):
         self.in_suffix = False
         self.bar_new_words = 0  # words of new parts in the current region bar
         self.closing_after = per_bar - _CLOSING_RESERVE
+        # The model reads a fill-in-the-middle prompt (bars mode): the sampler then reads
+        # its `end` as "this bar is done" (sampling._bar_means_end).
+        self.fim_prompt = False
 
     @property
     def done(self) -> bool:

@@ -146,6 +146,9 @@ def _fim_window_of(ids: list[int], limit: int) -> tuple[list[int], int]:
     if room >= 2 * (header + _SUFFIX_HEAD):
         kept = _cut_suffix(suffix, max(room // 2, room - len(prefix)))
         window, first = window_of(prefix, room - len(kept))
+        if first and prefix[first] != BAR:  # not one whole bar of the prefix fits:
+            window, first = prefix[:header], len(prefix)  # its header, and more suffix
+            kept = _cut_suffix(suffix, room - header)
         return window + kept + middle, first
     return window_of(prefix + middle, limit)
 

@@ -213,16 +213,26 @@ def _bar_means_end(
     saying this one is done: its score for `bar` goes to `end` where `end` is allowed
     (log-added). Left to the mask alone, that probability spreads over the later positions
     of the bar, and notes pile up in its last steps (bench/continuation.py measured 8-10 %
-    of new notes in the last 1/12 quarter of the piece)."""
-    rows = [
-        row
-        for row, state in enumerate(states)
-        if state.final_bar() and any(lo <= END < hi for lo, hi in ranges[row])
-    ]
-    if not rows:
+    of new notes in the last 1/12 quarter of the piece).
+
+    The mirror for a model prompted in the fill-in-the-middle form (`fim_prompt` states):
+    it learnt to close the middle with `end`, which a region bar never takes (the next bar,
+    or the suffix's first, follows), so there its `end` score goes to `bar`."""
+    to_end, to_bar = [], []
+    for row, state in enumerate(states):
+        end_ok = any(lo <= END < hi for lo, hi in ranges[row])
+        if end_ok and state.final_bar():
+            to_end.append(row)
+        elif (not end_ok and getattr(state, "fim_prompt", False)
+              and any(lo <= BAR < hi for lo, hi in ranges[row])):  # fmt: skip
+            to_bar.append(row)
+    if not to_end and not to_bar:
         return scores
     scores = scores.clone()
-    scores[rows, END] = torch.logaddexp(scores[rows, END], scores[rows, BAR])
+    if to_end:
+        scores[to_end, END] = torch.logaddexp(scores[to_end, END], scores[to_end, BAR])
+    if to_bar:
+        scores[to_bar, BAR] = torch.logaddexp(scores[to_bar, BAR], scores[to_bar, END])
     return scores
 
 

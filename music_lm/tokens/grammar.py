@@ -116,6 +116,7 @@ class GrammarState(GrammarRules):
         "fim",
         "fim_saved",
         "fim_stage",
+        "fim_suffix_bars",
         "group_is_first",
         "key",
         "last_long",
@@ -140,6 +141,7 @@ class GrammarState(GrammarRules):
         self.fim = fim  # reads the fill-in-the-middle form
         self.fim_stage = FIM_NONE
         self.fim_saved: GrammarState | None = None  # the state after the prefix
+        self.fim_suffix_bars = 0  # bars of the suffix, once read
         self.track_is_drum: list[bool] = []
         self.used_tracks = 0  # bit mask
         self.tempo: float | None = None
@@ -340,11 +342,12 @@ class GrammarState(GrammarRules):
             self.track_max_end = [-1] * n
             self.phase = HOLE_TEMPO
         else:  # `fill`: back to where the prefix ended, for the middle's bars
-            used = self.used_tracks
+            used, suffix_bars = self.used_tracks, self.bar_index
             saved = self.fim_saved.copy()  # copies of a state share it: never change it
             for name in self.__slots__:
                 setattr(self, name, getattr(saved, name))
             self.used_tracks |= used
+            self.fim_suffix_bars = suffix_bars
             self.fim_stage = FIM_MIDDLE
             self.phase = FILL_START
 

@@ -160,8 +160,8 @@ class GrammarRules:
     def _rule_end(self) -> Ranges:
         if self.fim_stage == FIM_SUFFIX:
             return []  # the suffix ends with `fill`; the middle ends the text
-        if self.phase is BAR_START and self.fim_stage != FIM_MIDDLE:
-            return []  # a piece ends after a bar with content
+        if self.phase is BAR_START and not (self.fim_stage == FIM_MIDDLE and self.fim_suffix_bars):
+            return []  # a piece ends after a bar with content (a middle: before the suffix's)
         if self.used_tracks != (1 << len(self.track_is_drum)) - 1:
             return []
         if self.phase is AFTER_POS and self.pos == 0:
@@ -171,6 +171,8 @@ class GrammarRules:
     def _rule_bar(self) -> Ranges:
         if self.phase is AFTER_POS and self.pos == 0:
             return []  # a bar cut at @0 would last no time
+        if self.phase is HOLE_KEY and self.fim_saved.key is not None:
+            return []  # a key stated before the gap is still in force after it: restate it
         return [(BAR, BAR + 1)]
 
     def _rule_fim(self) -> Ranges:
@@ -179,6 +181,8 @@ class GrammarRules:
         fill-in-the-middle form (`fim=True`): a sampler's states never offer them."""
         if not self.fim or (self.phase is AFTER_POS and self.pos == 0):
             return []
+        if self.phase is HOLE_KEY and self.fim_saved.key is not None:
+            return []  # as for `bar`: the key must be restated first
         if self.fim_stage == FIM_NONE:
             return [(HOLE, HOLE + 1)]
         if self.fim_stage == FIM_SUFFIX:

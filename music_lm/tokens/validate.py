@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from music_lm.limits import limits
+from music_lm.tokens.fim import HOLE, from_fim
 from music_lm.tokens.grammar import GrammarError, GrammarState
 from music_lm.tokens.rules import describe_ranges
 from music_lm.tokens.vocab import VOCAB
@@ -69,6 +70,28 @@ def walk(token_ids: Iterable[int]) -> Iterator[tuple[int, GrammarState]]:
             raise located(err, count - 1, token_id) from None
         yield token_id, state
     check_complete(state, count)
+    if state.fim:
+        check_plain_piece(token_ids)
+
+
+def check_plain_piece(ids: list[int]) -> None:
+    """A whole text in the fill-in-the-middle form stands for a plain piece, which must be
+    valid too: the form's grammar reads the suffix before the middle, so it cannot see a
+    middle note that sounds into the suffix, or a key the middle states and the suffix
+    leaves out. The error names the text's `hole`."""
+    hole = ids.index(HOLE)
+    try:
+        plain = from_fim(ids)
+        state = GrammarState()
+        for token in plain:
+            state.advance(token)
+    except (GrammarError, ValueError) as err:
+        raise GrammarError(
+            f"token {hole} 'hole': the piece this fill-in-the-middle text stands for is not "
+            f"valid: {err}",
+            hole,
+            "hole",
+        ) from None
 
 
 def validate(text: str) -> list[int]:

@@ -10,6 +10,8 @@ both sides, it reads the prefix, `hole`, the suffix and `fill`, then the region,
 `music-lm infill --bars` prompts it. Each sequence is cut to the model's context as the
 sampler cuts one (`window_of`: the prefix's earliest bars go first, then the suffix's
 latest), and only the region's words are scored, so the two figures count the same notes.
+The region's first word, its `bar`, is left out of both: after `fill` the grammar forces
+it, while before only it also says whether the prefix's last bar has ended.
 """
 
 from __future__ import annotations
@@ -65,9 +67,9 @@ def score_middles(
     bits, notes, words, count = 0.0, 0, 0, 0
     for ids, start, stop in regions:
         sequence = middle_sequence(ids, start, stop, context, both_sides)
-        length = stop - start
-        if length >= len(sequence):
-            raise ValueError(f"a region of {length} words does not fit a context of {context}")
+        length = stop - start - 1  # the region's words after its first `bar`
+        if length + 1 >= len(sequence):
+            raise ValueError(f"a region of {length + 1} words does not fit a context of {context}")
         batch = torch.tensor([sequence], dtype=torch.long, device=device)
         logits = model(input_ids=token_map.to_model(batch[:, :-1]), use_cache=False).logits
         logits = token_map.music_logits(logits).float()[0, -length:]
