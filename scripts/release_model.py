@@ -90,8 +90,12 @@ def render_card(
     hardware: str,
     note: str = "",
     reference_bits: float = PREVIOUS_MUSIC21_BITS,
+    weights: Path | None = None,
 ) -> str:
-    meta = json.loads((run / "music_lm.json").read_text())
+    """The card of the model shipped from `weights` (a checkpoint of `run`; by default the
+    run's best by validation)."""
+    weights = weights or run
+    meta = json.loads((weights / "music_lm.json").read_text())
     training = meta["training"]
     best_step = training["step"]
     # A model made in two stages (a pretraining run, then a fine-tune of it for the
@@ -161,7 +165,8 @@ def render_card(
         *fim_stage_lines(run, pretraining, final_config),
         f"- The shipped weights are those of step {best_step:,}"
         + (" of that fine-tune" if pretraining != run else "")
-        + f", the best validation loss ({training['val_loss']:.4f} nats per token on "
+        + (", its last" if weights != run else ", the best validation loss")
+        + f" ({training['val_loss']:.4f} nats per token on "
         f"{final_config['eval_windows']} validation windows spread over the split).",
         "",
         *data_section(manifest, config, corpus),
@@ -233,7 +238,9 @@ def metrics_of(run: Path) -> str:
     if pretraining == run:
         return text
     before = (pretraining / "metrics.jsonl").read_text()
-    last = json.loads(before.splitlines()[-1])
+    # the fine-tune started from the pretraining's best weights, which it shipped
+    last = json.loads((pretraining / "music_lm.json").read_text())["training"]
+    last = {**json.loads(before.splitlines()[-1]), **last}
     rows = []
     for line in text.splitlines():
         row = json.loads(line)
@@ -460,13 +467,21 @@ def main() -> None:
     parser.add_argument("--hardware", default=None, help="Where the run trained (for the card).")
     parser.add_argument("--note", default="", help="A line on the run's history, for the card.")
     parser.add_argument(
+        "--step",
+        type=int,
+        default=None,
+        help="Ship the run's checkpoint of this step rather than its best by validation "
+        "(a fill-in-the-middle fine-tune: its validation windows are plain).",
+    )
+    parser.add_argument(
         "--reference-bits",
         type=float,
         default=PREVIOUS_MUSIC21_BITS,
         help="music21 test bits per note of the model this one replaces (the 5 %% goal).",
     )
     args = parser.parse_args()
-    ship(args.run, args.target)
+    weights = args.run / f"checkpoint-{args.step}" if args.step else args.run
+    ship(weights, args.target)
     # The curves travel with the model: the page's Training view draws them.
     (args.target / "metrics.jsonl").write_text(metrics_of(args.run))
     evaluation = evaluate_model(args.target, args.data, "test", baselines=True)
@@ -481,6 +496,7 @@ def main() -> None:
         hardware,
         args.note,
         args.reference_bits,
+        weights,
     )
     CARD.write_text(card)
     (args.target / "README.md").write_text(card)
