@@ -29,6 +29,7 @@ DEFAULTS = {
     "velocity_level": 3,
     "velocity_ramp": 4,
     "velocity_jitter": 1,
+    "velocity_jitter_share": 0.25,
     "revoice": 0.3,
     "tempo_percent": 3.0,
 }  # fmt: skip (TrainConfig's defaults)

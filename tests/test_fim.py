@@ -355,3 +355,20 @@ def test_the_gaps_bits_count_the_same_words_before_only_and_with_both_sides(fim_
     plain = score_middles(loaded, [(ids, start, stop)], both_sides=False)
     assert plain.notes == scored.notes
     assert plain.bits != scored.bits
+
+
+def test_a_model_knows_the_form_by_its_own_run_or_its_bases() -> None:
+    from types import SimpleNamespace
+
+    from music_lm.generation.infill import knows_fim
+    from music_lm.model.folder import trained_on_fim
+
+    assert trained_on_fim({"training": {"fim_share": 0.3}})
+    # a fine-tune without the form, of a base that had it
+    assert trained_on_fim({"training": {"fim_share": 0.0, "fim_trained": True}})
+    assert not trained_on_fim({"training": {"fim_share": 0.0}})
+    assert not trained_on_fim(None)
+    meta = {"training": {"fim_share": 0.3}}
+    assert knows_fim(SimpleNamespace(meta=meta, music_vocab_size=len(VOCAB)))
+    # a model of the older vocabulary has no `hole` to read, whatever its record says
+    assert not knows_fim(SimpleNamespace(meta=meta, music_vocab_size=VOCAB.ids["hole"]))

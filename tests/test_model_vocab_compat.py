@@ -261,6 +261,18 @@ def test_a_lora_finetune_of_it_saves_the_base_embeddings_and_the_newer_rows_at_t
     assert load_model(out).music_vocab_size == len(VOCAB)
 
 
+def test_a_lora_finetune_of_it_in_the_fill_in_the_middle_form_is_refused(
+    older: Path, tiny_corpus: Corpus, tmp_path: Path
+) -> None:
+    """`hole` and `fill` would start alike and, their embeddings frozen, stay alike."""
+    settings = TrainConfig(data=(str(tiny_corpus.folder),), output=str(tmp_path / "x"),
+                           base=str(older), max_steps=1, lora_rank=4, fim_share=0.3,
+                           **TINY)  # fmt: skip
+    with pytest.raises(TrainError, match="LoRA trains no embeddings, so the two would stay"):
+        train(settings, log=quiet)
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_run_saved_with_the_older_vocabulary_is_refused_on_resume(
     older: Path, tiny_corpus: Corpus, tmp_path: Path
 ) -> None:

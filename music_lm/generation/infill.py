@@ -332,9 +332,10 @@ def infill(
 def knows_fim(loaded) -> bool:
     """Whether a loaded model was trained on the fill-in-the-middle form: its vocabulary
     holds `hole` and `fill`, and its run drew some windows in the form (or its base did)."""
+    from music_lm.model.folder import trained_on_fim
+
     vocabulary = getattr(loaded, "music_vocab_size", len(VOCAB))
-    share = ((loaded.meta or {}).get("training") or {}).get("fim_share") or 0
-    return vocabulary > VOCAB.ids["fill"] and share > 0
+    return vocabulary > VOCAB.ids["fill"] and trained_on_fim(loaded.meta)
 
 
 def fim_prompt(plan: InfillPlan, context: int) -> list[int]:

@@ -326,6 +326,13 @@ def music_vocab_size_of(meta: dict | None) -> int:
     return int(meta["vocab_size"])
 
 
+def trained_on_fim(meta: dict | None) -> bool:
+    """Whether a model folder's record says it learnt the fill-in-the-middle form: its run
+    drew windows in it, or its base had (a fine-tune keeps the skill it started with)."""
+    training = (meta or {}).get("training") or {}
+    return bool(training.get("fim_trained") or training.get("fim_share"))
+
+
 def token_map_of(meta: dict | None) -> TokenMap:
     known = music_vocab_size_of(meta)
     ids = (meta or {}).get("token_ids")

@@ -125,6 +125,12 @@ def build_model(config: TrainConfig, log: Callable[[str], None]):
         token_map = token_map_of(meta)
         if token_map.music_vocab_size < len(VOCAB):
             known = token_map.music_vocab_size
+            if config.lora_rank and config.fim_share:
+                raise TrainError(
+                    f"{config.base}: trained before `hole` and `fill` existed; LoRA trains no "
+                    "embeddings, so the two would stay alike: fine-tune it without "
+                    "--lora-rank, or with --fim-share 0"
+                )
             token_map, tokenizer = extend_vocabulary(model, token_map, tokenizer)
             log(f"fine-tuning {path}: trained on the first {known} tokens of this vocabulary; "
                 f"the {len(VOCAB) - known} newer ones added (embeddings: the mean of the "

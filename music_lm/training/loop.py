@@ -54,7 +54,14 @@ import torch
 from torch.nn.functional import cross_entropy
 
 from music_lm.corpus.dataset import Corpus
-from music_lm.model.folder import count_parameters, model_meta, music_vocab_size_of, read_meta
+from music_lm.model.folder import (
+    ModelError,
+    count_parameters,
+    model_meta,
+    music_vocab_size_of,
+    read_meta,
+    trained_on_fim,
+)
 from music_lm.training.build import (
     add_lora,
     build_model,
@@ -519,6 +526,16 @@ def _save(
         raise save_failed(run.folder, state.step, err) from None
 
 
+def _base_trained_on_fim(run: Run) -> bool:
+    base = run.base_path
+    if not base or not Path(base).is_dir():
+        return False
+    try:
+        return trained_on_fim(read_meta(base))
+    except ModelError:
+        return False
+
+
 def _write(
     run: Run, state: RunState, session: Session, val: dict | None, checkpoint: bool,
     is_best: bool, rng_states: list[dict],
@@ -529,6 +546,7 @@ def _write(
     summary = {"step": state.step, "tokens_seen": state.tokens_seen,
                "max_steps": run.max_steps, "parameters": session.n_params,
                "context": run.context, "fim_share": run.config.fim_share,
+               "fim_trained": run.config.fim_share > 0 or _base_trained_on_fim(run),
                **(val or {})}  # fmt: skip
     meta = model_meta(run.token_map, summary, base=run.base_path)
     if is_best:
