@@ -21,8 +21,8 @@ from test_properties import grid_scores
 
 from music_lm.api import midi_to_text
 from music_lm.corpus.dataset import FIM_MAX_BARS, fim_window
+from music_lm.corpus.windows import window_of
 from music_lm.generation.constraints import Constraints
-from music_lm.generation.models import window_of
 from music_lm.generation.state import ContinuationState
 from music_lm.midi.write import write_midi
 from music_lm.tokens.codec import decode, encode

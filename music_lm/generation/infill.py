@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from music_lm.corpus.dataset import FIM_MAX_BARS
+from music_lm.corpus.windows import window_of
 from music_lm.generation.chord_state import chord_tracks
 from music_lm.generation.constraints import ConstraintError, Constraints
 from music_lm.generation.infill_state import (
@@ -35,7 +36,7 @@ from music_lm.generation.infill_state import (
     owners,
     region_template,
 )
-from music_lm.generation.models import load_runners, window_of
+from music_lm.generation.models import load_runners
 from music_lm.generation.options import instrument_program, parse_instrument
 from music_lm.generation.outputs import (
     Generation,

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from music_lm.corpus.windows import window_of
 from music_lm.generation.constraints import Constraints
-from music_lm.generation.models import _Runner, window_of
+from music_lm.generation.models import _Runner
 from music_lm.generation.settings import (
     GenerationError,
     GenerationStoppedError,

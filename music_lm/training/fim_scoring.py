@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn.functional import cross_entropy
 
-from music_lm.generation.models import window_of
+from music_lm.corpus.windows import window_of
 from music_lm.tokens.fim import FILL, to_fim
 from music_lm.tokens.vocab import VOCAB
 
