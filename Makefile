@@ -96,23 +96,23 @@ corpus: setup
 	$(VENV)/bin/music-lm corpus stats data/corpus
 
 # The shipped default model: trained on data/corpus with this recipe (about two hours on
-# two CPU cores), fine-tuned for the fill-in-the-middle form (about 12 minutes), then
+# two CPU cores), fine-tuned for the fill-in-the-middle form (about 8 minutes), then
 # written in fp16 into music_lm/models/default/, evaluated on the test split beside the
 # baselines, and its card rendered into docs/model-card.md. The Debian packages' pieces
 # (style `none`: they carry no style word) get 30 % of the training windows, about three
 # times their share of the tokens.
 DEFAULT_RECIPE := --preset small --n-layer 6 --n-embd 320 --n-head 5 --context 1024 \
-	--batch-size 8 --lr 1.5e-3 --warmup-steps 150 --max-steps 3700 --eval-every 500 \
+	--batch-size 8 --lr 1.5e-3 --warmup-steps 150 --max-steps 3200 --eval-every 500 \
 	--eval-windows 32 --save-every 200 --weight music21=0.7 --weight none=0.3
-DEFAULT_FIM_RECIPE := --fim-share 0.3 --max-steps 400 --batch-size 8 --lr 5e-4 \
-	--warmup-steps 20 --dropout 0 --eval-every 100 --eval-windows 32 --save-every 100 \
+DEFAULT_FIM_RECIPE := --fim-share 0.3 --max-steps 250 --batch-size 8 --lr 5e-4 \
+	--warmup-steps 20 --dropout 0 --eval-every 50 --eval-windows 32 --save-every 50 \
 	--weight music21=0.7 --weight none=0.3
 default-model: setup
 	@[ -f data/corpus/manifest.json ] || $(MAKE) corpus
 	$(VENV)/bin/music-lm train -d data/corpus -o runs/default $(DEFAULT_RECIPE)
 	$(VENV)/bin/music-lm finetune --base runs/default -d data/corpus -o runs/default-fim \
 	  $(DEFAULT_FIM_RECIPE)
-	$(PY) scripts/release_model.py runs/default-fim --data data/corpus
+	$(PY) scripts/release_model.py runs/default-fim --step 250 --data data/corpus
 
 lint: setup
 	$(VENV)/bin/ruff check .
