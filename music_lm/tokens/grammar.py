@@ -98,6 +98,12 @@ class GrammarError(InputError, ValueError):
         self.token = token
 
 
+# The phase after a header word, in the piece's header and in `hole`'s restatement; in the
+# body a tempo, meter or key word leads to AFTER_TEMPO, AFTER_TS or AFTER_KEY.
+_HEAD_NEXT = {TEMPO: TS, TS: KEY_OR_INST, KEY_OR_INST: INST,
+              HOLE_TEMPO: HOLE_TS, HOLE_TS: HOLE_KEY, HOLE_KEY: HOLE_AFTER_KEY}  # fmt: skip
+
+
 class GrammarState(GrammarRules):
     """Where a parse stands: the phase plus the counters the rules need.
 
@@ -216,31 +222,19 @@ class GrammarState(GrammarRules):
 
     def _take_tempo(self, value: float) -> None:
         self.tempo = value
-        if self.phase is TEMPO:
-            self.phase = TS
-        elif self.phase is HOLE_TEMPO:
-            self.phase = HOLE_TS
-        else:
-            self.phase = AFTER_TEMPO
+        self.phase = _HEAD_NEXT.get(self.phase, AFTER_TEMPO)
 
     def _take_ts(self, value: tuple[int, int]) -> None:
         self.ts = value
-        if self.phase is TS:
-            self.phase = KEY_OR_INST
-        elif self.phase is HOLE_TS:
-            self.phase = HOLE_KEY
+        if self.phase in _HEAD_NEXT:  # the header's, or `hole`'s restatement
+            self.phase = _HEAD_NEXT[self.phase]
         else:
             self.bar_length = bar_steps(*value)
             self.phase = AFTER_TS
 
     def _take_key(self, value: tuple[int, str]) -> None:
         self.key = value
-        if self.phase is KEY_OR_INST:
-            self.phase = INST
-        elif self.phase is HOLE_KEY:
-            self.phase = HOLE_AFTER_KEY
-        else:
-            self.phase = AFTER_KEY
+        self.phase = _HEAD_NEXT.get(self.phase, AFTER_KEY)
 
     def _take_inst(self, program: int) -> None:
         self.track_is_drum.append(program == -1)
