@@ -29,7 +29,7 @@ from music_lm.generation.models import _Runner
 from music_lm.generation.options import parse_instrument, parse_key, parse_range
 from music_lm.generation.outputs import post_check, variant_files
 from music_lm.generation.runner import generate
-from music_lm.generation.sampling import allowed_mask, filtered_probabilities
+from music_lm.generation.sampling import allowed_mask, draw_tokens, filtered_probabilities
 from music_lm.generation.seeds import cut_seed, key_signature_of, seed_from_text
 from music_lm.generation.settings import GenerationError, Sampling, parse_temperature
 from music_lm.generation.state import ContinuationState
@@ -222,6 +222,41 @@ def test_allowed_ids_without_probability_are_drawn_uniformly() -> None:
     allowed[0, 20:24] = True
     probs = filtered_probabilities(logits, allowed, torch.ones(1), top_p=0.9)
     assert probs[0, 20:24].tolist() == [0.25] * 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.0, 0.0, 1e-300, 1e-12, 0.3, 1.0]), min_size=1, max_size=40),
+       st.integers(0, 2**32 - 1))  # fmt: skip
+def test_a_draw_never_picks_an_id_without_probability(weights: list[float], seed: int) -> None:
+    """Zeros anywhere (first, last, in runs), tiny masses beside large ones: the drawn id
+    always has probability, whatever the random number."""
+    assume(sum(weights) > 0)
+    probs = torch.tensor([weights] * 8, dtype=torch.float64)
+    probs = (probs / probs.sum(-1, keepdim=True)).float()
+    assume(bool((probs.sum(-1) > 0).all()))
+    ids = draw_tokens(probs, torch.Generator().manual_seed(seed))
+    assert all(probs[row, i] > 0 for row, i in enumerate(ids.tolist()))
+
+
+def test_a_draw_near_the_top_of_the_unit_interval_stays_on_an_id_with_probability(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The uniform number's largest values, times the total, can round up to the total
+    itself: the draw must still land on the last id that has probability."""
+    probs = torch.tensor([[0.25, 0.75, 0.0, 0.0]])
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.ones((1, 1), dtype=torch.float64))
+    assert draw_tokens(probs, torch.Generator()).tolist() == [1]
+
+
+def test_draws_follow_the_probabilities_and_repeat_for_a_random_seed() -> None:
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2], [0.0, 0.0, 0.0, 1.0]]).repeat(10_000, 1)
+    ids = draw_tokens(probs, torch.Generator().manual_seed(7))
+    counts = torch.bincount(ids[0::2], minlength=4).double() / 10_000
+    assert torch.allclose(
+        counts, torch.tensor([0.5, 0.0, 0.3, 0.2], dtype=torch.float64), atol=0.02
+    )  # fmt: skip  (4 standard errors at most)
+    assert (ids[1::2] == 3).all()
+    assert torch.equal(ids, draw_tokens(probs, torch.Generator().manual_seed(7)))
 
 
 def test_min_p_and_top_k_narrow_the_choice() -> None:

@@ -24,7 +24,7 @@ from torch.nn.functional import cross_entropy
 from music_lm.corpus.dataset import Corpus
 from music_lm.generation.constraints import Constraints
 from music_lm.generation.runner import generate
-from music_lm.generation.sampling import _drawn_columns
+from music_lm.generation.sampling import draw_tokens
 from music_lm.generation.seeds import seed_from_text
 from music_lm.model.folder import (
     DEFAULT_MODEL_DIR,
@@ -176,19 +176,18 @@ def test_generation_from_it_works_and_never_yields_the_newer_tokens(older: Path)
 
 
 def test_a_draw_reads_the_random_numbers_it_read_before_the_fim_words() -> None:
-    """multinomial reads one random number per column: without the fim words' columns, a
-    random seed gives the music it gave before they joined the vocabulary."""
+    """A draw reads one random number per row: with the fim words' columns at zero
+    probability, a random seed draws what it drew over the older vocabulary alone."""
     generator = torch.Generator().manual_seed(0)
     probs = torch.softmax(torch.randn(4, len(VOCAB), generator=generator) * 3, dim=-1)
     probs[:, OLD:] = 0.0  # generation never allows them
+    probs /= probs.sum(-1, keepdim=True)
 
     def draws(table: torch.Tensor) -> list[list[int]]:
-        return [torch.multinomial(table, 1, generator=torch.Generator().manual_seed(seed))
-                [:, 0].tolist() for seed in range(10)]  # fmt: skip
+        return [draw_tokens(table, torch.Generator().manual_seed(seed)).tolist()
+                for seed in range(10)]  # fmt: skip
 
-    assert draws(_drawn_columns(probs)) == draws(probs[:, :OLD].contiguous())
-    probs[0, VOCAB.ids["fill"]] = 1.0  # a row that gives one probability keeps the columns
-    assert _drawn_columns(probs).shape == (4, len(VOCAB))
+    assert draws(probs) == draws(probs[:, :OLD].contiguous())
 
 
 def test_its_scores_are_cross_entropy_over_its_own_logits(older: Path, tiny_corpus: Corpus) -> None:

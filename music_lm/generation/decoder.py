@@ -8,11 +8,22 @@ with the keys and values in buffers allocated once.
 transformers' own step spends most of its time around the arithmetic, not in it: module
 calls, keyword plumbing, a causal mask built anew, and a KV cache grown by `torch.cat`, which
 copies the whole cache at every token. This one calls the same kernels on the same
-weights in the same order (`addmm` as GPT-2's Conv1D does, the tanh GELU formula written
-out as transformers writes it, `scaled_dot_product_attention` with the same scale and mask),
-so its logits are those of the model's own forward pass, bit for bit, on the CPU
-(tests/test_decoder.py). Writing each new key and value into its slot of a preallocated
-buffer replaces the copy of the cache.
+weights in the same order (`addmm` as GPT-2's Conv1D does, `scaled_dot_product_attention`
+with the same scale and mask) and writes each new key and value into its slot of a
+preallocated buffer instead of copying the cache.
+
+Two modes:
+- **exact** (`exact=True`, or $MUSIC_LM_DECODE_EXACT=1 for generation): keys and values in
+  fp32 and the tanh GELU written out as transformers writes it, so the logits are those of
+  the model's own forward pass, bit for bit, on the CPU (tests/test_decoder.py).
+- **fast** (the default): GELU as one fused kernel (`F.gelu(approximate="tanh")`, the same
+  formula rounded otherwise: logits within about 1e-5), and keys and values kept in bf16
+  where the device computes it natively (AMX / AVX512-BF16 CPUs, GPUs that have it). A
+  decode step streams every weight and every cached key and value once; at 4 rows the
+  cache is as much memory as the weights, and halving it took a step from 5.6-5.9 to
+  3.9-4.0 ms (batch 1: 3.0-3.2 to 2.6-2.8 ms; bench/RESULTS.md). The attention
+  logits move by about 1e-2 at most, far below what sampling can tell apart; a given
+  random seed still draws the same music on the same machine.
 
 Prefill stays with transformers (one call per window); the cache it returns seeds the
 buffers.
@@ -21,12 +32,45 @@ buffers.
 from __future__ import annotations
 
 import math
+import os
+import weakref
 from collections.abc import Sequence
 
 import torch
 from torch.nn import functional as F  # noqa: N812  (torch's own spelling)
 
 _GELU_SCALE = math.sqrt(2.0 / math.pi)
+EXACT_ENV = "MUSIC_LM_DECODE_EXACT"
+
+
+def decode_exact() -> bool:
+    """Whether generation decodes in the exact mode: $MUSIC_LM_DECODE_EXACT set to 1."""
+    return os.environ.get(EXACT_ENV, "0").strip() not in ("", "0")
+
+
+def int8_weights(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the fast mode keeps the blocks' weights in int8: an fp32 model on a CPU that
+    computes bf16 natively, where torch's weight-only int8 kernel streams a quarter of the
+    bytes (a decode step is memory-bound: 24 matrices of the default model took 0.57 ms
+    against 1.35 in fp32; bench/RESULTS.md)."""
+    return (
+        device.type == "cpu"
+        and dtype == torch.float32
+        and hasattr(torch, "_weight_int8pack_mm")
+        and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    )
+
+
+def cache_dtype(device: torch.device, exact: bool = False) -> torch.dtype:
+    """The keys' and values' dtype: bf16 where the device computes it natively, else fp32
+    (emulated bf16 attention would cost more than the memory it saves)."""
+    if exact:
+        return torch.float32
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu":
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+    return torch.float32
 
 
 class StaticDecoder:
@@ -40,10 +84,11 @@ class StaticDecoder:
         values: Sequence[torch.Tensor],
         attended: torch.Tensor,
         capacity: int,
+        exact: bool = False,
     ) -> None:
         """keys, values: per layer [rows or 1, heads, length, head size], what a prefill left
         (one row: shared by every row); attended: [rows, length] bool, the positions each row
-        attends to (False: padding)."""
+        attends to (False: padding); exact: the exact mode (see the module's text)."""
         config = model.config
         _, heads, length, head_size = keys[0].shape
         rows = attended.shape[0]
@@ -57,12 +102,19 @@ class StaticDecoder:
         self.wte, self.wpe = transformer.wte.weight, transformer.wpe.weight
         self.final_norm = (transformer.ln_f.weight, transformer.ln_f.bias)
         self.head = model.lm_head.weight  # tied to wte in GPT-2; no bias
-        self.layers = [_layer_weights(block) for block in transformer.h]
         like = keys[0]
+        self.exact = exact
+        self.gelu = _gelu_new_ if exact else _gelu_fused
+        self.int8 = not exact and int8_weights(like.device, self.wte.dtype)
+        self.blocks = _blocks(model, self.int8)
+        dtype = cache_dtype(like.device, exact) if like.dtype == torch.float32 else like.dtype
         # [layers, rows, heads, capacity, head size]: slot t holds position t's key/value.
-        shape = (len(self.layers), rows, heads, capacity, head_size)
-        self.keys = torch.empty(shape, dtype=like.dtype, device=like.device)
-        self.values = torch.empty(shape, dtype=like.dtype, device=like.device)
+        shape = (len(self.blocks), rows, heads, capacity, head_size)
+        self.keys = torch.empty(shape, dtype=dtype, device=like.device)
+        self.values = torch.empty(shape, dtype=dtype, device=like.device)
+        # Queries go to the cache's dtype and attention comes back, unless the blocks
+        # already compute in it (int8 weights: bf16 in and out).
+        self.mixed = dtype != (torch.bfloat16 if self.int8 else like.dtype)
         for layer, (k, v) in enumerate(zip(keys, values, strict=True)):
             self.keys[layer, :, :, :length] = k
             self.values[layer, :, :, :length] = v
@@ -75,14 +127,19 @@ class StaticDecoder:
 
     @classmethod
     def from_cache(
-        cls, model: torch.nn.Module, cache, attention_mask: torch.Tensor, capacity: int
+        cls,
+        model: torch.nn.Module,
+        cache,
+        attention_mask: torch.Tensor,
+        capacity: int,
+        exact: bool = False,
     ) -> StaticDecoder:
         """From the cache of a transformers forward pass (a DynamicCache) and its 2-D
         attention mask [rows, length] (1: a token, 0: padding); a cache of one row is shared
         by all of them."""
         layers = cache.layers
         return cls(model, [layer.keys for layer in layers], [layer.values for layer in layers],
-                   attention_mask.bool(), capacity)  # fmt: skip
+                   attention_mask.bool(), capacity, exact)  # fmt: skip
 
     @property
     def rows(self) -> int:
@@ -110,32 +167,34 @@ class StaticDecoder:
         """Logits [rows, vocabulary] after one new token per row (ids, positions: [rows, 1])."""
         if self.full:
             raise ValueError(f"the decoder's {self.capacity} positions are all taken")
-        at = self.length
-        rows, width = ids.shape[0], self.width
-        shape = (rows, self.heads, self.head_size)
-        self.attended[:, 0, 0, at] = True
+        # torch's C functions called directly (torch.layer_norm, narrow, select, unbind):
+        # the step is a few hundred small calls, and F.*'s Python wrappers and tensor
+        # indexing cost as much as some of the kernels (bench/RESULTS.md).
+        at, used = self.length, self.length + 1
+        rows, width, eps = ids.shape[0], self.width, self.eps
+        split = (rows, 3, self.heads, self.head_size)
+        self.attended.select(3, at).fill_(True)
         # A row without padding attends to everything: no mask, as transformers passes none.
-        mask = self.attended[..., : at + 1] if self.padded else None
+        mask = self.attended.narrow(3, 0, used) if self.padded else None
         # [rows, width]; transformers adds the position embedding to the token's (same order)
-        x = F.embedding(ids[:, 0], self.wte) + F.embedding(positions[:, 0], self.wpe)
-        for w, keys, values in zip(self.layers, self.keys, self.values, strict=True):
-            h = F.layer_norm(x, (width,), w[0], w[1], self.eps)
-            q, k, v = torch.addmm(w[3], h, w[2]).split(width, dim=1)  # each [rows, width]
-            keys[:, :, at] = k.view(shape)
-            values[:, :, at] = v.view(shape)
+        x = torch.embedding(self.wte, ids[:, 0]) + torch.embedding(self.wpe, positions[:, 0])
+        for block, keys, values in zip(self.blocks, self.keys, self.values, strict=True):
+            h = torch.layer_norm(x, (width,), block.norm_1[0], block.norm_1[1], eps)
+            q, k, v = block.qkv(h).view(split).unbind(1)  # each [rows, heads, head size]
+            keys.select(2, at).copy_(k)
+            values.select(2, at).copy_(v)
             attention = F.scaled_dot_product_attention(
-                q.view(rows, self.heads, 1, self.head_size),
-                keys[:, :, : at + 1],
-                values[:, :, : at + 1],
+                q.unsqueeze(2).to(keys.dtype) if self.mixed else q.unsqueeze(2),
+                keys.narrow(2, 0, used),
+                values.narrow(2, 0, used),
                 attn_mask=mask,
                 scale=self.scale,
-            )  # [rows, heads, 1, head size]
-            x = torch.addmm(w[5], attention.view(rows, width), w[4]) + x
-            h = F.layer_norm(x, (width,), w[6], w[7], self.eps)
-            h = torch.addmm(w[9], h, w[8])
-            x = x + torch.addmm(w[11], _gelu_new_(h), w[10])
-        self.length = at + 1
-        x = F.layer_norm(x, (width,), self.final_norm[0], self.final_norm[1], self.eps)
+            ).view(rows, width)  # from [rows, heads, 1, head size]
+            x = block.out(attention.to(x.dtype) if self.mixed else attention) + x
+            h = torch.layer_norm(x, (width,), block.norm_2[0], block.norm_2[1], eps)
+            x = x + block.down(self.gelu(block.up(h)))
+        self.length = used
+        x = torch.layer_norm(x, (width,), self.final_norm[0], self.final_norm[1], eps)
         return F.linear(x, self.head)
 
 
@@ -147,15 +206,72 @@ def _gelu_new_(h: torch.Tensor) -> torch.Tensor:
     return h.mul_(0.5).mul_(t)
 
 
-def _layer_weights(block: torch.nn.Module) -> tuple[torch.Tensor, ...]:
-    """A GPT-2 block's weights in the order `step` reads them (Conv1D weights are stored
-    [in, out], as addmm takes them)."""
-    attn, mlp = block.attn, block.mlp
-    return (
-        block.ln_1.weight, block.ln_1.bias, attn.c_attn.weight, attn.c_attn.bias,
-        attn.c_proj.weight, attn.c_proj.bias, block.ln_2.weight, block.ln_2.bias,
-        mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias,
-    )  # fmt: skip
+def _gelu_fused(h: torch.Tensor) -> torch.Tensor:
+    """The same tanh GELU as one kernel: a fifth of the step's elementwise launches."""
+    return F.gelu(h, approximate="tanh")
+
+
+class _Linear:
+    """GPT-2's Conv1D as the step calls it: `addmm` on the weight as stored ([in, out])."""
+
+    def __init__(self, conv: torch.nn.Module) -> None:
+        self.weight, self.bias = conv.weight, conv.bias
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, x, self.weight)
+
+
+class _Linear8:
+    """The same layer with its weight in int8, one scale per output column (weight-only:
+    the input goes in as bf16, `convert` says whether it must be converted first, and the
+    output comes back in bf16)."""
+
+    def __init__(self, conv: torch.nn.Module, convert: bool) -> None:
+        weight = conv.weight.detach().float().t()  # [out, in]
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+        quantized = (weight / scale[:, None]).round_().clamp_(-127, 127)
+        self.weight = quantized.to(torch.int8).contiguous()
+        self.scale = scale.to(torch.bfloat16)
+        self.bias = conv.bias.detach().to(torch.bfloat16)
+        self.convert = convert
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.bfloat16) if self.convert else x
+        return torch._weight_int8pack_mm(x, self.weight, self.scale).add_(self.bias)
+
+
+class _Block:
+    """A GPT-2 block's weights as the step reads them."""
+
+    def __init__(self, block: torch.nn.Module, int8: bool) -> None:
+        attn, mlp = block.attn, block.mlp
+        self.norm_1 = (block.ln_1.weight, block.ln_1.bias)
+        self.norm_2 = (block.ln_2.weight, block.ln_2.bias)
+        if int8:  # the normed stream comes in fp32; attention and GELU give bf16
+            self.qkv, self.out = _Linear8(attn.c_attn, True), _Linear8(attn.c_proj, False)
+            self.up, self.down = _Linear8(mlp.c_fc, True), _Linear8(mlp.c_proj, False)
+        else:
+            self.qkv, self.out = _Linear(attn.c_attn), _Linear(attn.c_proj)
+            self.up, self.down = _Linear(mlp.c_fc), _Linear(mlp.c_proj)
+
+
+# Quantizing the default model's blocks takes about 30 ms: done once per model and reused
+# by every decoder (each re-window builds one) until a weight changes in place.
+_INT8_BLOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _blocks(model: torch.nn.Module, int8: bool) -> list[_Block]:
+    """The model's blocks as the step reads them; int8 ones from the cache while the
+    weights' versions (bumped by every in-place change, an optimizer step's too) hold."""
+    blocks = model.transformer.h
+    if not int8:
+        return [_Block(block, False) for block in blocks]
+    versions = tuple(p._version for p in model.parameters())
+    cached = _INT8_BLOCKS.get(model)
+    if cached is None or cached[0] != versions:
+        cached = (versions, [_Block(block, True) for block in blocks])
+        _INT8_BLOCKS[model] = cached
+    return cached[1]
 
 
 def supports(model: torch.nn.Module) -> bool:

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import torch
 
-from music_lm.generation.decoder import StaticDecoder, supports
+from music_lm.generation.decoder import StaticDecoder, decode_exact, supports
 from music_lm.tokens.rules import PIECE
 
 
 class _Runner:
     """One model stepping through a batch with its own KV cache.
 
-    Without attention weights to keep, a GPT-2 steps through `StaticDecoder` (the same
-    logits as transformers' step, bit for bit, in a fraction of its time); otherwise
-    through transformers' forward pass and its growing cache."""
+    Without attention weights to keep, a GPT-2 steps through `StaticDecoder` (transformers'
+    logits, bit for bit in its exact mode and within rounding in its fast one, in a
+    fraction of the time); otherwise through transformers' forward pass and its growing
+    cache."""
 
     def __init__(self, loaded, device: torch.device, attention: bool = False) -> None:
         self.loaded = loaded
@@ -62,7 +63,9 @@ class _Runner:
         self.positions = positions[:, -1].to(self.device) + 1
         self.length = width
         if self.lean and not self.full:
-            self.decoder = StaticDecoder.from_cache(self.model, self.past, self.mask, self.context)
+            self.decoder = StaticDecoder.from_cache(
+                self.model, self.past, self.mask, self.context, exact=decode_exact()
+            )
             self.past = None
         return logits
 
