@@ -194,6 +194,28 @@ def test_training_windows_hold_the_form_in_the_share_asked_and_every_one_reads()
     assert len(set(lengths)) > 3
 
 
+def test_a_window_cut_from_a_longer_piece_keeps_a_bar_after_its_middle() -> None:
+    """Only the piece's own end may follow a middle directly: a window that cut the piece
+    short holds a suffix bar, or the form's `end` would say the piece ends at the cut."""
+    rng = np.random.default_rng(1)
+    ids = np.array(PIECES["band_with_drums.mid"], dtype=np.int64)
+    cut = reached_the_end = 0
+    for left in (80, 200, 400, len(ids) + 10):
+        for _ in range(80):
+            window = fim_window(ids, left, rng)
+            if HOLE not in window:
+                continue
+            _, _, suffix, _ = split_fim(window.tolist())
+            plain = from_fim(window.tolist())
+            if len(plain) < len(ids):  # the piece was cut
+                cut += 1
+                assert suffix.count(BAR) >= 1, text(window.tolist()[-40:])
+            elif not suffix:
+                reached_the_end += 1
+    assert cut > 100
+    assert reached_the_end > 0  # a whole piece's middle may still run to its end
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     from music_lm.corpus.build import build_corpus

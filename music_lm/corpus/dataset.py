@@ -412,26 +412,32 @@ _FIM_EXTRA = 6  # words the form adds: hole, tempo, meter, key, fill, end
 def fim_window(piece: np.ndarray, left: int, rng: np.random.Generator) -> np.ndarray:
     """A piece (a header and whole bars) in the fill-in-the-middle form (tokens/fim.py):
     first cut at a bar line to fit `left` tokens, then a middle of 1..FIM_MAX_BARS bars
-    drawn anywhere in it (the prefix or the suffix may be empty). The piece as it is when
-    no middle fits: a first bar longer than the window, or a track that plays only after
-    the cut (the form's `end` needs every declared track to play)."""
+    drawn anywhere in it (the prefix may be empty, and so may the suffix of a piece that
+    was not cut). The piece as it is when no middle fits: a first bar longer than the
+    window, or a track that plays only after the cut (the form's `end` needs every
+    declared track to play).
+
+    A cut piece keeps at least one bar after its middle: a middle that ran to the cut with
+    an empty suffix would be closed by `end`, teaching that pieces end where windows do."""
     room = left - _FIM_EXTRA
     whole = piece
     bars = np.flatnonzero(piece == _BAR)
     if not len(bars) or bars[0] >= room:
         return whole
-    if len(piece) - (piece[-1] == _END) > room:  # cut at the last bar line that fits
+    cut = len(piece) - (piece[-1] == _END) > room
+    if cut:  # at the last bar line that fits
         fits = bars[bars <= room]
-        if len(fits) < 2:
-            return whole  # not one whole bar fits
+        if len(fits) < 3:
+            return whole  # not two whole bars fit: a middle and a suffix bar
         piece, bars = piece[: fits[-1]], fits[:-1]
     header = piece[: bars[0]]
     declared = int(((header >= _INST.start) & (header < _INST.stop)).sum())
     played = np.unique(piece[(piece >= _TRACK.start) & (piece < _TRACK.stop)])
     if len(played) != declared:
         return whole
-    first = int(rng.integers(len(bars)))
-    count = int(rng.integers(1, min(FIM_MAX_BARS, len(bars) - first) + 1))
+    starts = len(bars) - 1 if cut else len(bars)  # bars a middle may start at or cover
+    first = int(rng.integers(starts))
+    count = int(rng.integers(1, min(FIM_MAX_BARS, starts - first) + 1))
     body_end = len(piece) - 1 if piece[-1] == _END else len(piece)
     stop = int(bars[first + count]) if first + count < len(bars) else body_end
     return np.asarray(to_fim(piece.tolist(), int(bars[first]), stop), dtype=np.int64)
