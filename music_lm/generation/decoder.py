@@ -17,13 +17,13 @@ Two modes:
   fp32 and the tanh GELU written out as transformers writes it, so the logits are those of
   the model's own forward pass, bit for bit, on the CPU (tests/test_decoder.py).
 - **fast** (the default): GELU as one fused kernel (`F.gelu(approximate="tanh")`, the same
-  formula rounded otherwise: logits within about 1e-5), and keys and values kept in bf16
-  where the device computes it natively (AMX / AVX512-BF16 CPUs, GPUs that have it). A
-  decode step streams every weight and every cached key and value once; at 4 rows the
-  cache is as much memory as the weights, and halving it took a step from 5.6-5.9 to
-  3.9-4.0 ms (batch 1: 3.0-3.2 to 2.6-2.8 ms; bench/RESULTS.md). The attention
-  logits move by about 1e-2 at most, far below what sampling can tell apart; a given
-  random seed still draws the same music on the same machine.
+  formula rounded otherwise: logits within about 1e-5); keys and values in bf16 where the
+  device computes it natively (AMX / AVX512-BF16 CPUs, GPUs that have it); and on such a
+  CPU the blocks' weights in int8, one scale per output column (`int8_weights`). A decode
+  step is memory-bound: it streams every weight and every cached key and value once.
+  int8 weights and a bf16 cache took the shipped model's step from 3.0-3.2 to 1.7-1.8 ms at
+  one row, with no measurable change in its test-split bits per note (bench/RESULTS.md,
+  "Speed"). A given random seed still draws the same music on the same machine.
 
 Prefill stays with transformers (one call per window); the cache it returns seeds the
 buffers.
@@ -39,6 +39,8 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F  # noqa: N812  (torch's own spelling)
 
+from music_lm.training.build import native_bf16
+
 _GELU_SCALE = math.sqrt(2.0 / math.pi)
 EXACT_ENV = "MUSIC_LM_DECODE_EXACT"
 
@@ -51,26 +53,22 @@ def decode_exact() -> bool:
 def int8_weights(device: torch.device, dtype: torch.dtype) -> bool:
     """Whether the fast mode keeps the blocks' weights in int8: an fp32 model on a CPU that
     computes bf16 natively, where torch's weight-only int8 kernel streams a quarter of the
-    bytes (a decode step is memory-bound: 24 matrices of the default model took 0.57 ms
-    against 1.35 in fp32; bench/RESULTS.md)."""
+    bytes (24 matrices of the default model took 0.57 ms against 1.35 in fp32;
+    bench/RESULTS.md)."""
     return (
         device.type == "cpu"
         and dtype == torch.float32
         and hasattr(torch, "_weight_int8pack_mm")
-        and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        and native_bf16(cuda=False)
     )
 
 
 def cache_dtype(device: torch.device, exact: bool = False) -> torch.dtype:
     """The keys' and values' dtype: bf16 where the device computes it natively, else fp32
     (emulated bf16 attention would cost more than the memory it saves)."""
-    if exact:
+    if exact or device.type not in ("cpu", "cuda"):
         return torch.float32
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if device.type == "cpu":
-        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
-    return torch.float32
+    return torch.bfloat16 if native_bf16(cuda=device.type == "cuda") else torch.float32
 
 
 class StaticDecoder:
@@ -103,7 +101,6 @@ class StaticDecoder:
         self.final_norm = (transformer.ln_f.weight, transformer.ln_f.bias)
         self.head = model.lm_head.weight  # tied to wte in GPT-2; no bias
         like = keys[0]
-        self.exact = exact
         self.gelu = _gelu_new_ if exact else _gelu_fused
         self.int8 = not exact and int8_weights(like.device, self.wte.dtype)
         self.blocks = _blocks(model, self.int8)
